@@ -1,0 +1,1 @@
+"""Pure data slicing: which samples each participant computes in each step."""

@@ -1,0 +1,1 @@
+"""Emulated chips: CPU compute paced to look like a slower accelerator."""

@@ -1,0 +1,27 @@
+"""User-facing errors: one clear line, exit code 2, no traceback.
+
+Every validation in phalanx raises `UsageError` with the field that is wrong,
+the value it had and how to fix it. The CLI catches it at the top and prints
+`error: <field>: <problem> (got <value>). Fix: <fix>` — nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad input from the user: a flag, a config file, a spec string."""
+
+    def __init__(self, field: str, problem: str, fix: str, value: Any = None) -> None:
+        self.field = field
+        self.problem = problem
+        self.fix = fix
+        self.value = value
+        super().__init__(self.message())
+
+    def message(self) -> str:
+        got = "" if self.value is None else f" (got {self.value!r})"
+        return f"{self.field}: {self.problem}{got}. Fix: {self.fix}"

@@ -1,0 +1,89 @@
+"""Fires faults inside a worker at the planned step and phase.
+
+Faults are real: a kill is SIGKILL of this process, a hang is SIGSTOP with a
+detached helper that sends SIGCONT after the given seconds. Each fault fires
+once per run: a marker file is created (O_EXCL) before firing, so neither a
+restarted worker nor a resumed fleet repeats it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import torch
+
+from phalanx.faults.spec import FaultSpec
+from phalanx.observe.events import EventLog
+
+MARKER_DIR = ".faults"
+
+
+class FaultInjector:
+    def __init__(
+        self, faults: list[FaultSpec], run_dir: str | Path, events: EventLog | None
+    ) -> None:
+        self.faults = faults
+        self.marker_dir = Path(run_dir) / MARKER_DIR
+        self.events = events
+
+    def _claim(self, fault: FaultSpec) -> bool:
+        self.marker_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            os.close(os.open(self.marker_dir / fault.key, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return False
+        return True
+
+    def _due(self, kinds: tuple[str, ...], phase: str | None, step: int) -> list[FaultSpec]:
+        return [
+            f
+            for f in self.faults
+            if f.kind in kinds and f.step == step and (phase is None or f.phase == phase)
+        ]
+
+    def _record(self, fault: FaultSpec) -> None:
+        if self.events is not None:
+            data = fault.to_json()
+            data.pop("replica")
+            data["fault"] = data.pop("kind")
+            self.events.emit("fault", replica=f"r{fault.replica}", **data)
+
+    def at(self, phase: str, step: int) -> None:
+        """Fire any kill or hang planned for this step and phase."""
+        for fault in self._due(("kill", "hang"), phase, step):
+            if not self._claim(fault):
+                continue
+            self._record(fault)
+            if fault.kind == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            else:
+                seconds = float(fault.params["seconds"])
+                # The waker must outlive our stop: its own session, no pipes to us.
+                subprocess.Popen(
+                    ["/bin/sh", "-c", f"sleep {seconds}; kill -CONT {os.getpid()}"],
+                    start_new_session=True,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                os.kill(os.getpid(), signal.SIGSTOP)
+
+    def speed_at(self, step: int, base_speed: float | None) -> float | None:
+        """Emulated speed at `step`: the last `slow` fault at or before it wins."""
+        speed = base_speed
+        for fault in sorted(self.faults, key=lambda f: f.step):
+            if fault.kind == "slow" and fault.step <= step:
+                if fault.step == step and self._claim(fault):
+                    self._record(fault)
+                speed = float(fault.params["speed"])
+        return speed
+
+    def corrupt_contribution(self, step: int, flat: torch.Tensor, grad_len: int) -> None:
+        """`nan` faults: poison this replica's gradient contribution once."""
+        for fault in self._due(("nan",), None, step):
+            if self._claim(fault):
+                self._record(fault)
+                flat[: max(grad_len, 1)][0] = float("nan")

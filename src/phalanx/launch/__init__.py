@@ -1,0 +1,1 @@
+"""Starting a fleet on this host: lighthouse, one worker per replica, supervision."""

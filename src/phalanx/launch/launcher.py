@@ -1,0 +1,247 @@
+"""`phalanx run`: a lighthouse, one worker process per replica, supervision, summary."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from phalanx.errors import EXIT_USAGE, UsageError
+from phalanx.faults.spec import FaultSpec
+from phalanx.launch.lighthouse import LighthouseProcess, LighthouseSettings
+from phalanx.launch.workers import WorkerSlot
+from phalanx.observe.console import ProgressPrinter, print_summary
+from phalanx.observe.events import EventLog
+from phalanx.observe.fleet_view import FleetView
+from phalanx.observe.summary import build_summary, write_summary
+from phalanx.observe.tail import EventTail
+from phalanx.runtime.checkpoint import list_checkpoints
+from phalanx.runtime.worker_config import WorkerConfig
+
+POLL_S = 0.05
+
+
+@dataclass
+class RunPlan:
+    script: Path
+    out_dir: Path
+    speeds: list[float | None]
+    script_args: list[str] = field(default_factory=list)
+    faults: list[FaultSpec] = field(default_factory=list)
+    resume: bool = False
+    timeout_s: float = 5.0
+    heartbeat_timeout_ms: int = 2000
+    crash_restart_s: float = 1.0  # restart delay for a crash that was not injected
+    max_restarts: int = 5
+    checkpoint_every: int | None = None
+    quiet: bool = False
+    progress_every: int = 10
+
+    @property
+    def names(self) -> list[str]:
+        return [f"r{i}" for i in range(len(self.speeds))]
+
+
+def validate_plan(plan: RunPlan) -> None:
+    if not plan.script.is_file():
+        raise UsageError(
+            "SCRIPT", "does not exist", "give the path of your training script", str(plan.script)
+        )
+    try:
+        plan.out_dir.mkdir(parents=True, exist_ok=True)
+        probe = plan.out_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise UsageError(
+            "--out",
+            f"cannot write there ({err.strerror})",
+            "choose a writable directory",
+            str(plan.out_dir),
+        ) from None
+    if list_checkpoints(plan.out_dir) and not plan.resume:
+        raise UsageError(
+            "--out",
+            "already holds checkpoints of a run",
+            "add --resume to continue it, or choose a new --out",
+            str(plan.out_dir),
+        )
+    for fault in plan.faults:
+        if fault.replica >= len(plan.speeds):
+            raise UsageError(
+                "--fault",
+                f"replica={fault.replica} is not in a fleet of {len(plan.speeds)}",
+                f"use replica=0..{len(plan.speeds) - 1}",
+                fault.key,
+            )
+
+
+def emulation_time_scale(speeds: list[float | None], cores: int | None = None) -> float:
+    """Slow every emulated chip by one common factor so the host's cores are not oversubscribed.
+
+    Emulated chips compute on the host's CPU. If their summed demand exceeded
+    about half the cores, the fast chips would be slowed by CPU contention
+    (the slow ones mostly sleep) and the fleet would no longer have the speed
+    ratios it was given. A common factor keeps every ratio exact; throughputs
+    are then in dilated time, which efficiency ratios do not see.
+    """
+    demand = sum(s for s in speeds if s is not None)
+    if demand == 0:
+        return 1.0
+    cores = cores or len(os.sched_getaffinity(0))
+    return min(1.0, 0.5 * cores / demand)
+
+
+class Launcher:
+    def __init__(self, plan: RunPlan, console: Console | None = None) -> None:
+        self.plan = plan
+        self.console = console or Console(highlight=False)
+        self.printer = ProgressPrinter(self.console, plan.progress_every, plan.quiet)
+        self.view = FleetView()
+        self.events = EventLog(plan.out_dir, source="launcher")
+        self.tail = EventTail(plan.out_dir)
+        self._fired_kills: dict[str, list[dict]] = {}
+
+    def run(self) -> int:
+        plan = self.plan
+        validate_plan(plan)
+        lighthouse = LighthouseProcess(
+            LighthouseSettings(heartbeat_timeout_ms=plan.heartbeat_timeout_ms),
+            plan.out_dir / "logs" / "lighthouse.log",
+        )
+        from torch.distributed import TCPStore  # the start barrier; imported late (slow import)
+
+        barrier = TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
+        self.tail.read_new()  # a resumed run: do not replay the old run's events as progress
+        slots = self._make_slots(lighthouse.address, f"127.0.0.1:{barrier.port}")
+        self.events.emit(
+            "run_start",
+            script=str(plan.script),
+            lighthouse=lighthouse.address,
+            resume=plan.resume,
+            replicas={
+                s.name: {"speed": s.config.speed, "kind": "emulated" if s.config.speed else "cpu"}
+                for s in slots
+            },
+            steps=None,
+            global_batch_size=None,
+            faults=[f.to_json() for f in plan.faults],
+        )
+        self.printer.say(
+            f"phalanx: {len(slots)} replicas ({', '.join(f'{s.name}@{s.config.speed}' for s in slots)}), "
+            f"lighthouse {lighthouse.address}, out {plan.out_dir}"
+        )
+        for slot in slots:
+            slot.launch(restarted=False)
+        code = 1
+        try:
+            code = self._supervise(slots)
+        except KeyboardInterrupt:
+            self.printer.say("interrupted: stopping workers (checkpoints on disk are kept)")
+            code = 130
+        finally:
+            for slot in slots:
+                slot.stop()
+            lighthouse.shutdown()
+            del barrier
+        self.events.emit("run_end", code=code)
+        if code == EXIT_USAGE:
+            return code
+        summary = build_summary(plan.out_dir)
+        write_summary(plan.out_dir, summary)
+        if not plan.quiet:
+            print_summary(self.console, summary, str(plan.out_dir))
+        return 0 if summary.get("completed") else (code or 1)
+
+    def _make_slots(self, lighthouse: str, barrier: str) -> list[WorkerSlot]:
+        plan = self.plan
+        fleet = {name: {"hint_sps": None, "max_share": None} for name in plan.names}
+        scale = emulation_time_scale(plan.speeds)
+        slots = []
+        for index, (name, speed) in enumerate(zip(plan.names, plan.speeds)):
+            config = WorkerConfig(
+                replica=name,
+                index=index,
+                lighthouse=lighthouse,
+                out_dir=str(plan.out_dir),
+                speed=speed,
+                time_scale=scale,
+                faults=[f.to_json() for f in plan.faults if f.replica == index],
+                fleet=fleet,
+                timeout_s=plan.timeout_s,
+                start_barrier=barrier,
+                fleet_size=len(plan.speeds),
+                checkpoint_every=plan.checkpoint_every,
+            )
+            slots.append(WorkerSlot(config, plan.script, plan.script_args, plan.out_dir / "logs"))
+        return slots
+
+    def _follow_events(self) -> None:
+        for event in self.tail.read_new():
+            self.view.apply(event)
+            if event.get("kind") == "fault" and event.get("fault") == "kill":
+                self._fired_kills.setdefault(event["replica"], []).append(event)
+        self.printer.maybe_print(self.view)
+
+    def _supervise(self, slots: list[WorkerSlot]) -> int:
+        while True:
+            self._follow_events()
+            now = time.monotonic()
+            for slot in slots:
+                code = slot.poll()
+                if code is not None:
+                    outcome = self._on_exit(slot, code, now, slots)
+                    if outcome is not None:
+                        return outcome
+                if slot.restart_at is not None and now >= slot.restart_at:
+                    if any(s.finished for s in slots):
+                        slot.restart_at = None  # the run is over; nothing to rejoin
+                        continue
+                    self.events.emit("worker_restart", replica=slot.name, launch=slot.launches + 1)
+                    slot.launch(restarted=True)
+            if not any(s.alive or s.restart_at is not None for s in slots):
+                self._follow_events()
+                return 0 if any(s.finished for s in slots) else 1
+            time.sleep(POLL_S)  # supervisor poll interval, not synchronisation
+
+    def _on_exit(
+        self, slot: WorkerSlot, code: int, now: float, slots: list[WorkerSlot]
+    ) -> int | None:
+        self._follow_events()
+        self.events.emit("worker_exit", replica=slot.name, code=code)
+        if code == 0:
+            slot.finished = True
+            return None
+        if code == EXIT_USAGE:
+            message = (
+                slot.last_error_line()
+                or f"worker {slot.name} rejected its input; see {slot.log_path}"
+            )
+            print(f"error: {message}", file=sys.stderr, flush=True)
+            return EXIT_USAGE
+        injected = self._fired_kills.get(slot.name, [])
+        if code < 0 and injected:
+            restart_s = injected.pop(0).get("restart_s")
+            if restart_s is None:
+                self.printer.say(
+                    f"{slot.name} killed by injected fault; it stays down (no restart_s)"
+                )
+                return None
+            delay_s = float(restart_s)
+        else:
+            if slot.launches > self.plan.max_restarts:
+                self.console.print(
+                    f"[red]{slot.name} crashed {slot.launches} times; giving up on it.[/] Last lines of {slot.log_path}:\n"
+                    + slot.tail(),
+                    highlight=False,
+                )
+                return None
+            delay_s = self.plan.crash_restart_s
+            self.printer.say(f"{slot.name} exited with code {code}; restarting in {delay_s:.1f}s")
+        slot.restart_at = now + delay_s
+        self.events.emit("restart_scheduled", replica=slot.name, after_s=delay_s)
+        return None

@@ -1,0 +1,99 @@
+"""The quorum server (torchft's Lighthouse), always on an OS-chosen or explicit port.
+
+The launcher runs it in a child process: its chatty log goes to
+`logs/lighthouse.log` instead of the user's terminal, and it can be stopped
+and restarted on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from phalanx.launch.orphans import die_with_parent
+
+
+@dataclass
+class LighthouseSettings:
+    bind_host: str = "127.0.0.1"
+    port: int = 0  # 0: the OS picks a free port (never a fixed default that may be taken)
+    min_replicas: int = 1
+    # How long a quorum waits for a replica that heartbeats but has not asked to join.
+    join_timeout_ms: int = 1000
+    # A replica whose heartbeats stop for this long is dropped from the next quorum.
+    heartbeat_timeout_ms: int = 2000
+    quorum_tick_ms: int = 20
+
+
+class Lighthouse:
+    """An in-process lighthouse (for `phalanx lighthouse` and tests)."""
+
+    def __init__(self, settings: LighthouseSettings) -> None:
+        from torchft.coordination import LighthouseServer
+
+        self._server = LighthouseServer(
+            bind=f"{settings.bind_host}:{settings.port}",
+            min_replicas=settings.min_replicas,
+            join_timeout_ms=settings.join_timeout_ms,
+            quorum_tick_ms=settings.quorum_tick_ms,
+            heartbeat_timeout_ms=settings.heartbeat_timeout_ms,
+        )
+        # torchft advertises the machine's hostname; replicas need an address that routes.
+        port = urlparse(self._server.address()).port
+        host = (
+            settings.bind_host
+            if settings.bind_host not in ("0.0.0.0", "::", "[::]")
+            else "127.0.0.1"
+        )
+        self.address = f"http://{host}:{port}"
+        self.port = port
+
+    def shutdown(self) -> None:
+        self._server.shutdown()
+
+
+class LighthouseProcess:
+    """A lighthouse in a child process, logging to a file."""
+
+    def __init__(self, settings: LighthouseSettings, log_path: Path) -> None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "phalanx.launch.lighthouse", json.dumps(asdict(settings))],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                start_new_session=True,
+                preexec_fn=die_with_parent,
+            )
+        assert self._process.stdout is not None
+        line = self._process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the lighthouse did not start; see {log_path}")
+        info = json.loads(line)
+        self.address: str = info["address"]
+        self.port: int = info["port"]
+
+    def shutdown(self) -> None:
+        if self._process.poll() is None:
+            self._process.kill()
+        self._process.wait()
+
+
+def _serve(settings_json: str) -> None:
+    server = Lighthouse(LighthouseSettings(**json.loads(settings_json)))
+    print(json.dumps({"address": server.address, "port": server.port}), flush=True)
+    # Serve until the parent closes our stdin (it exited or stopped us).
+    stop = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+    stop.wait()
+    server.shutdown()
+
+
+if __name__ == "__main__":
+    _serve(sys.argv[1])

@@ -1,0 +1,1 @@
+"""Run artifacts: events.jsonl (the single source), summary.json, reports."""

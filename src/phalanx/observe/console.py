@@ -1,0 +1,112 @@
+"""What a user reads while a fleet trains: a progress line every few steps, a final summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+
+from phalanx.observe.fleet_view import FleetView
+
+_STATE_STYLE = {
+    "training": "green",
+    "done": "green",
+    "joining": "cyan",
+    "healing": "cyan",
+    "hung": "yellow",
+    "out": "yellow",
+    "down": "red",
+}
+
+
+class ProgressPrinter:
+    def __init__(self, console: Console, every_steps: int = 10, quiet: bool = False) -> None:
+        self.console = console
+        self.every_steps = max(1, every_steps)
+        self.quiet = quiet
+        self._printed_at = -1
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            self.console.print(text, highlight=False, soft_wrap=True)
+
+    def maybe_print(self, view: FleetView) -> None:
+        done = view.steps_done()
+        if self.quiet or done == 0 or done == self._printed_at:
+            return
+        if done % self.every_steps and done != view.planned_steps:
+            return
+        self._printed_at = done
+        tput = view.throughput_sps()
+        eff = view.efficiency()
+        fleet = " ".join(
+            f"[{_STATE_STYLE.get(v.state, 'white')}]{name}:{v.state}"
+            + (f"({v.share})" if v.state == "training" else "")
+            + "[/]"
+            for name, v in sorted(view.replicas.items())
+        )
+        loss = f"{view.last_loss:.4f}" if view.last_loss is not None else "-"
+        self.console.print(
+            f"step {done:>4}/{view.planned_steps}  loss {loss}  "
+            f"{(f'{tput:,.0f}' if tput else '-'):>7} samples/s  "
+            f"eff {(f'{eff:.2f}' if eff else '-'):>4}  {fleet}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def print_summary(console: Console, summary: dict[str, Any], run_dir: str) -> None:
+    ok = summary.get("completed")
+    data = summary.get("data", {})
+    faults = summary.get("faults", {})
+    console.print()
+    console.print(
+        f"[bold]{'Finished' if ok else 'Stopped early'}[/]: {summary['steps']}/{summary['planned_steps']} steps "
+        f"of {summary['global_batch_size']} samples in {summary['wall_s']:.1f} s; "
+        f"final loss {summary['final_loss'] if summary['final_loss'] is None else round(summary['final_loss'], 4)}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if summary.get("efficiency") is not None:
+        console.print(
+            f"Throughput {summary['throughput_sps']:,.0f} samples/s = {summary['efficiency']:.0%} of the fleet's "
+            f"ideal {summary['ideal_sps']:,.0f} (the sum of each chip's own speed).",
+            highlight=False,
+            soft_wrap=True,
+        )
+    injected = faults.get("injected", [])
+    if injected:
+        kinds = ", ".join(f"{f['kind']} of {f['replica']} at step {f['step']}" for f in injected)
+        console.print(
+            f"Faults injected: {kinds}; survived {faults.get('survived', 0)} of {len(injected)}.",
+            highlight=False,
+            soft_wrap=True,
+        )
+    stalls = [r for r in summary.get("recoveries", []) if r["kind"] in ("kill", "hang")]
+    if stalls:
+        console.print(
+            "Cost of each fault (fleet stalled): "
+            + ", ".join(f"{r['kind']} {r['stall_s']:.1f}s" for r in stalls),
+            highlight=False,
+            soft_wrap=True,
+        )
+    if data:
+        console.print(
+            f"Data: {data['samples_seen']:,} samples used, {data['epochs_completed']} full epoch(s), "
+            f"{data['duplicates']} duplicated, {data['missing']} missed.",
+            highlight=False,
+            soft_wrap=True,
+        )
+    console.print(
+        "Shares at the end: "
+        + ", ".join(
+            f"{d['id']} (speed {d['speed']}) {d['final_share']}" for d in summary.get("devices", [])
+        ),
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(
+        f"Run directory: {run_dir} (summary.json, events.jsonl, model.safetensors, checkpoints/)",
+        highlight=False,
+        soft_wrap=True,
+    )

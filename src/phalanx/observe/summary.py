@@ -1,0 +1,175 @@
+"""summary.json, computed from events.jsonl alone (so any run can be re-summarised)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import statistics
+from pathlib import Path
+from typing import Any
+
+from phalanx.observe.accounting import committed_steps, data_accounting
+from phalanx.observe.events import read_events
+
+SCHEMA = "phalanx.summary/1"
+SUMMARY_FILE = "summary.json"
+
+
+def _first(events: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
+    return next((e for e in events if e.get("kind") == kind), None)
+
+
+def _recoveries(
+    events: list[dict[str, Any]], step_times: list[tuple[float, int]]
+) -> list[dict[str, Any]]:
+    """How long the fleet stalled around each fault, and each heal and rejoin."""
+    intervals = [b[0] - a[0] for a, b in itertools.pairwise(step_times)]
+    typical_s = statistics.median(intervals) if intervals else 0.0
+    recoveries = []
+    for event in (e for e in events if e.get("kind") == "fault"):
+        t = event["t"]
+        before = [st for st in step_times if st[0] <= t]
+        after = [st for st in step_times if st[0] > t]
+        if not after:
+            continue
+        prev_t = before[-1][0] if before else t
+        gap_s = after[0][0] - prev_t
+        recoveries.append(
+            {
+                "kind": event["fault"],
+                "replica": event.get("replica"),
+                "step": event["step"],
+                "stall_s": round(max(0.0, gap_s - typical_s), 4),
+            }
+        )
+    for event in (e for e in events if e.get("kind") == "heal"):
+        recoveries.append(
+            {
+                "kind": "heal",
+                "replica": event["replica"],
+                "step": event["step"],
+                "stall_s": round(event["duration_s"], 4),
+            }
+        )
+    return recoveries
+
+
+def build_summary(run_dir: str | Path) -> dict[str, Any]:
+    events = read_events(run_dir, warn=False)
+    start = _first(events, "run_start") or {}
+    worker_start = _first(events, "worker_start") or {}
+    global_batch_size = int(
+        start.get("global_batch_size") or worker_start.get("global_batch_size") or 0
+    )
+    planned_steps = int(start.get("steps") or worker_start.get("steps") or 0)
+    steps = committed_steps(events)
+    step_times = sorted((e["t"], e["step"]) for e in steps.values())
+    samples = len(steps) * global_batch_size
+
+    first_quorum = _first(events, "quorum")
+    window_s = (step_times[-1][0] - first_quorum["t"]) if (step_times and first_quorum) else 0.0
+    wall_s = (events[-1]["t"] - events[0]["t"]) if events else 0.0
+    run_end = _first(events, "run_end")
+    if run_end is not None and start:
+        wall_s = run_end["t"] - start["t"]
+    throughput_sps = samples / window_s if window_s > 0 else 0.0
+
+    replicas: dict[str, dict[str, Any]] = dict(start.get("replicas") or {})
+    for event in events:
+        if event.get("kind") == "worker_start":
+            replicas.setdefault(event["replica"], {"speed": event.get("speed"), "kind": "cpu"})
+    measured: dict[str, list[float]] = {name: [] for name in replicas}
+    samples_by: dict[str, int] = dict.fromkeys(replicas, 0)
+    final_share: dict[str, int] = {}
+    for record in sorted(steps.values(), key=lambda r: r["step"]):
+        for name, share, sps in zip(record["participants"], record["shares"], record["sps"]):
+            measured.setdefault(name, []).append(sps)
+            samples_by[name] = samples_by.get(name, 0) + share
+        final_share = dict(zip(record["participants"], record["shares"]))
+    # Skip the first measurements: they include warm-up (allocation, first-touch).
+    solo = {n: statistics.median(v[2:] or v) for n, v in measured.items() if v}
+    ideal_sps = sum(solo.values())
+
+    faults = [e for e in events if e.get("kind") == "fault"]
+    finished = planned_steps > 0 and len(steps) >= planned_steps
+    last_status = _replica_status(events, replicas, finished)
+    devices = [
+        {
+            "id": name,
+            "kind": info.get("kind", "cpu"),
+            "speed": info.get("speed"),
+            "samples": samples_by.get(name, 0),
+            "final_share": final_share.get(name, 0),
+            "solo_sps": round(solo[name], 3) if name in solo else None,
+            "status": last_status.get(name, "unknown"),
+            "energy_j": None,
+        }
+        for name, info in replicas.items()
+    ]
+    data = (
+        data_accounting(
+            steps,
+            global_batch_size,
+            int(worker_start.get("num_samples") or 1),
+            int(worker_start.get("seed") or 0),
+        )
+        if worker_start
+        else {}
+    )
+    last_step = max(steps.values(), key=lambda r: r["step"]) if steps else None
+    return {
+        "schema": SCHEMA,
+        "steps": len(steps),
+        "planned_steps": planned_steps,
+        "completed": finished,
+        "global_batch_size": global_batch_size,
+        "samples": samples,
+        "wall_s": round(wall_s, 3),
+        "train_window_s": round(window_s, 3),
+        "throughput_sps": round(throughput_sps, 3),
+        "ideal_sps": round(ideal_sps, 3),
+        "efficiency": round(throughput_sps / ideal_sps, 4) if ideal_sps > 0 else None,
+        "final_loss": last_step["loss"] if last_step else None,
+        "devices": devices,
+        "faults": {
+            "injected": [_fault_view(f) for f in faults],
+            "survived": len(faults) if finished else 0,
+        },
+        "recoveries": _recoveries(events, step_times),
+        "retries": sum(1 for e in events if e.get("kind") == "retry"),
+        "checkpoints": [e["step"] for e in events if e.get("kind") == "checkpoint"],
+        "data": data,
+        "energy_j": None,
+    }
+
+
+def _fault_view(event: dict[str, Any]) -> dict[str, Any]:
+    skip = {"t", "source", "kind", "fault"}
+    return {"kind": event["fault"], **{k: v for k, v in event.items() if k not in skip}}
+
+
+def _replica_status(
+    events: list[dict[str, Any]], replicas: dict[str, Any], finished: bool
+) -> dict[str, str]:
+    status: dict[str, str] = {}
+    for event in events:
+        name = event.get("replica")
+        kind = event.get("kind")
+        if name is None:
+            continue
+        if kind == "worker_done":
+            status[name] = "finished"
+        elif kind == "worker_exit" and status.get(name) != "finished":
+            status[name] = "down"
+        elif kind == "worker_start":
+            status[name] = "training"
+    return status
+
+
+def write_summary(run_dir: str | Path, summary: dict[str, Any]) -> Path:
+    path = Path(run_dir) / SUMMARY_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(summary, indent=2))
+    os.replace(tmp, path)
+    return path

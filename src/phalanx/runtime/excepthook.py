@@ -1,0 +1,30 @@
+"""Uncaught UsageError: one line on stderr and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import sys
+from types import TracebackType
+
+from phalanx.errors import EXIT_USAGE, UsageError
+
+_installed = False
+
+
+def install() -> None:
+    global _installed
+    if _installed:
+        return
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], err: BaseException, tb: TracebackType | None) -> None:
+        if isinstance(err, UsageError):
+            sys.stdout.flush()
+            sys.stderr.write(f"error: {err.message()}\n")
+            sys.stderr.flush()
+            # Exiting from inside an excepthook: SystemExit would be reported, not obeyed.
+            os._exit(EXIT_USAGE)
+        previous(kind, err, tb)
+
+    sys.excepthook = hook
+    _installed = True

@@ -1,0 +1,57 @@
+"""Everything a replica must hold to continue training, as one object.
+
+The same state travels three ways: to a healing peer (torchft's in-memory
+transport), into a durable checkpoint (safetensors + JSON, no pickle), and
+back. The fleet part (shares and throughput estimates) is replicated: every
+participant updates it identically from the committed step's allreduce.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass
+class FleetState:
+    step: int = 0  # next step to run == number of committed steps
+    throughput_sps: dict[str, float] = field(default_factory=dict)
+    shares: dict[str, int] = field(default_factory=dict)  # shares of the last committed step
+
+    def to_json(self) -> dict[str, Any]:
+        return {"step": self.step, "throughput_sps": self.throughput_sps, "shares": self.shares}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FleetState:
+        return cls(
+            step=int(data["step"]),
+            throughput_sps={k: float(v) for k, v in data["throughput_sps"].items()},
+            shares={k: int(v) for k, v in data["shares"].items()},
+        )
+
+
+@dataclass
+class TrainState:
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any | None
+    fleet: FleetState = field(default_factory=FleetState)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "fleet": copy.deepcopy(self.fleet.to_json()),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.fleet = FleetState.from_json(state["fleet"])

@@ -1,0 +1,50 @@
+"""What the launcher tells each worker. Passed as a JSON file named by PHALANX_WORKER.
+
+The environment variable only says *that* a script runs under `phalanx run`
+and where its config lies; every setting is in the file, written by the
+launcher from its validated flags.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_VAR = "PHALANX_WORKER"
+
+
+@dataclass
+class WorkerConfig:
+    replica: str  # stable name, e.g. "r1"
+    index: int
+    lighthouse: str
+    out_dir: str
+    speed: float | None = None  # emulated speed, None on a real device
+    time_scale: float = 1.0  # common slow-down of all emulated chips (see launcher)
+    device: str = "cpu"
+    faults: list[dict[str, Any]] = field(default_factory=list)
+    # Every replica of the fleet: name -> {"hint_sps": float|None, "max_share": int|None}.
+    fleet: dict[str, dict[str, Any]] = field(default_factory=dict)
+    timeout_s: float = 5.0
+    quorum_timeout_s: float = 60.0
+    heartbeat_ms: int = 100
+    start_barrier: str | None = None  # host:port of the launcher's TCPStore
+    fleet_size: int = 1
+    restarted: bool = False
+    checkpoint_every: int | None = None
+    keep_checkpoints: int | None = None
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(asdict(self), indent=1))
+
+    @classmethod
+    def load(cls, path: str | Path) -> WorkerConfig:
+        return cls(**json.loads(Path(path).read_text()))
+
+
+def from_environment() -> WorkerConfig | None:
+    path = os.environ.get(ENV_VAR)
+    return WorkerConfig.load(path) if path else None

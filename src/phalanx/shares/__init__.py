@@ -1,0 +1,1 @@
+"""Pure share computation: throughput -> integer samples per participant."""

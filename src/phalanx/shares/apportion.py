@@ -1,0 +1,132 @@
+"""Integer shares of the global batch that follow measured throughput.
+
+All functions are pure and deterministic: every participant calls them with
+the same agreed inputs (throughputs that rode in the previous committed
+step's allreduce) and gets bit-identical shares without another message.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+# A share change must shorten the predicted step by at least this fraction:
+# below it, measurement noise would make shares flap from step to step.
+DEFAULT_DEADBAND = 0.03
+# Weight of a new measurement in the running throughput estimate.
+DEFAULT_EWMA_ALPHA = 0.3
+
+
+def apportion(
+    total: int, weights: Sequence[float], caps: Sequence[int | None] | None = None
+) -> list[int]:
+    """Split `total` into integers proportional to `weights`, each >= 1 and <= its cap.
+
+    Largest-remainder rounding; ties go to the earlier participant so the
+    result is deterministic. Raises ValueError when the caps cannot hold
+    `total` or `total` is smaller than the number of participants.
+    """
+    count = len(weights)
+    if count == 0:
+        raise ValueError("no participants")
+    if total < count:
+        raise ValueError(f"global batch {total} is smaller than the {count} participants")
+    limits = [total if cap is None else max(1, int(cap)) for cap in (caps or [None] * count)]
+    if sum(limits) < total:
+        raise ValueError(f"memory caps {limits} cannot hold a global batch of {total}")
+    clean = [w if (w > 0 and math.isfinite(w)) else 0.0 for w in weights]
+    if sum(clean) == 0:
+        clean = [1.0] * count
+
+    shares = [0] * count
+    free = list(range(count))
+    remaining = total
+    # Water-filling: give proportional shares, clamp to caps, redistribute the rest.
+    while free:
+        weight_sum = sum(clean[i] for i in free) or float(len(free))
+        ideal = {
+            i: remaining * (clean[i] / weight_sum if weight_sum else 1 / len(free)) for i in free
+        }
+        capped = [i for i in free if ideal[i] >= limits[i]]
+        if not capped:
+            break
+        for i in capped:
+            shares[i] = limits[i]
+            remaining -= limits[i]
+            free.remove(i)
+    if free:
+        weight_sum = sum(clean[i] for i in free)
+        ideal = {i: remaining * clean[i] / weight_sum if weight_sum else 0.0 for i in free}
+        floors = {i: max(1, math.floor(ideal[i])) for i in free}
+        # Keep room for the floor of 1 everywhere before rounding up.
+        while sum(floors.values()) > remaining:
+            largest = max(free, key=lambda i: (floors[i], -i))
+            floors[largest] -= 1
+        leftover = remaining - sum(floors.values())
+        order = sorted(free, key=lambda i: (-(ideal[i] - floors[i]), i))
+        for i in order:
+            if leftover == 0:
+                break
+            if floors[i] < limits[i]:
+                floors[i] += 1
+                leftover -= 1
+        for i in free:
+            shares[i] = floors[i]
+    return shares
+
+
+def predicted_step_s(shares: Sequence[int], throughputs_sps: Sequence[float]) -> float:
+    """Compute time of a step: the slowest participant's share / throughput."""
+    return max(
+        (share / tput if tput > 0 else math.inf) for share, tput in zip(shares, throughputs_sps)
+    )
+
+
+def update_estimate(previous_sps: float | None, measured_sps: float, alpha: float) -> float:
+    """Exponentially weighted running throughput (first measurement is taken as is)."""
+    if previous_sps is None or previous_sps <= 0:
+        return measured_sps
+    return (1 - alpha) * previous_sps + alpha * measured_sps
+
+
+def estimate_for(name: str, table: Mapping[str, float], hints: Mapping[str, float]) -> float:
+    """Throughput estimate of one participant: measured, else a hint, else the fleet median."""
+    if name in table and table[name] > 0:
+        return table[name]
+    if name in hints and hints[name] > 0:
+        return hints[name]
+    known = sorted(v for v in table.values() if v > 0)
+    if known:
+        return known[len(known) // 2]
+    return 1.0
+
+
+def choose_shares(
+    participants: Sequence[str],
+    global_batch_size: int,
+    table: Mapping[str, float],
+    previous: Mapping[str, int],
+    hints: Mapping[str, float] | None = None,
+    caps: Mapping[str, int | None] | None = None,
+    deadband: float = DEFAULT_DEADBAND,
+) -> list[int]:
+    """Shares for the next step, in participant order.
+
+    Keeps the previous shares when the same participants remain and the
+    re-balanced shares would shorten the predicted step by less than
+    `deadband` (hysteresis against oscillation).
+    """
+    hints = hints or {}
+    caps = caps or {}
+    estimates = [estimate_for(name, table, hints) for name in participants]
+    cap_list = [caps.get(name) for name in participants]
+    proposed = apportion(global_batch_size, estimates, cap_list)
+    if all(name in previous for name in participants):
+        kept = [previous[name] for name in participants]
+        caps_ok = all(c is None or s <= c for s, c in zip(kept, cap_list))
+        if sum(kept) == global_batch_size and caps_ok and min(kept) >= 1:
+            old_s = predicted_step_s(kept, estimates)
+            new_s = predicted_step_s(proposed, estimates)
+            if new_s >= old_s * (1 - deadband):
+                return kept
+    return proposed

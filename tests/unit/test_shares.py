@@ -1,0 +1,59 @@
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from phalanx.shares.apportion import apportion, choose_shares, predicted_step_s, update_estimate
+
+weights = st.lists(st.floats(0.01, 1000, allow_nan=False), min_size=1, max_size=12)
+
+
+@given(weights, st.integers(0, 5000))
+def test_shares_sum_to_batch_and_are_positive(ws, extra):
+    total = len(ws) + extra
+    shares = apportion(total, ws)
+    assert sum(shares) == total
+    assert min(shares) >= 1
+
+
+@given(weights, st.integers(0, 2000), st.data())
+def test_caps_are_respected(ws, extra, data):
+    total = len(ws) + extra
+    caps = [data.draw(st.one_of(st.none(), st.integers(1, total))) for _ in ws]
+    limit = sum(total if c is None else c for c in caps)
+    if limit < total:
+        with pytest.raises(ValueError):
+            apportion(total, ws, caps)
+        return
+    shares = apportion(total, ws, caps)
+    assert sum(shares) == total
+    assert all(c is None or s <= c for s, c in zip(shares, caps))
+
+
+def test_shares_follow_speed():
+    assert apportion(64, [1, 0.5, 0.25, 0.25]) == [32, 16, 8, 8]
+
+
+def test_batch_smaller_than_fleet_is_refused():
+    with pytest.raises(ValueError, match="smaller than"):
+        apportion(3, [1, 1, 1, 1])
+
+
+def test_deadband_keeps_shares_against_noise():
+    names = ["r0", "r1"]
+    previous = {"r0": 32, "r1": 32}
+    noisy = {"r0": 101.0, "r1": 99.0}
+    assert choose_shares(names, 64, noisy, previous) == [32, 32]
+    slow = {"r0": 100.0, "r1": 50.0}
+    assert choose_shares(names, 64, slow, previous) != [32, 32]
+
+
+def test_newcomer_gets_the_median_estimate():
+    table = {"r0": 100.0, "r1": 50.0, "r2": 25.0}
+    shares = choose_shares(["r0", "r1", "r2", "r9"], 70, table, {})
+    assert abs(shares[3] - shares[1]) <= 1  # same estimate, up to rounding
+
+
+def test_estimates():
+    assert update_estimate(None, 10.0, 0.3) == 10.0
+    assert update_estimate(10.0, 20.0, 0.5) == 15.0
+    assert predicted_step_s([10, 10], [10.0, 5.0]) == 2.0
