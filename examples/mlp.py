@@ -12,6 +12,21 @@ from torch.utils.data import TensorDataset
 import phalanx
 
 
+class RepeatedMLP(torch.nn.Module):
+    def __init__(self, inputs: int, width: int, repeat: int) -> None:
+        super().__init__()
+        self.inp = torch.nn.Linear(inputs, width)
+        self.hidden = torch.nn.Linear(width, width)
+        self.out = torch.nn.Linear(width, 1)
+        self.repeat = repeat
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.inp(x))
+        for _ in range(self.repeat):
+            h = torch.relu(self.hidden(h)) + h
+        return self.out(h)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=60)
@@ -19,20 +34,22 @@ def main() -> None:
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--out", default="runs/mlp-local")
     parser.add_argument("--checkpoint-every", type=int, default=20)
+    parser.add_argument("--width", type=int, default=128, help="hidden width (compute per sample)")
+    parser.add_argument("--samples", type=int, default=2048)
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="apply the hidden layer N times: compute per sample, same parameters",
+    )
     args = parser.parse_args()
 
     dtype = getattr(torch, args.dtype)
     torch.manual_seed(0)  # every replica builds the same initial model
-    inputs = torch.randn(2048, 32, dtype=dtype)
+    inputs = torch.randn(args.samples, 32, dtype=dtype)
     targets = (inputs[:, :8].sum(dim=1, keepdim=True) > 0).to(dtype)
     dataset = TensorDataset(inputs, targets)
-    model = torch.nn.Sequential(
-        torch.nn.Linear(32, 128),
-        torch.nn.ReLU(),
-        torch.nn.Linear(128, 128),
-        torch.nn.ReLU(),
-        torch.nn.Linear(128, 1),
-    ).to(dtype)
+    model = RepeatedMLP(32, args.width, args.repeat).to(dtype)
 
     def loss_fn(model: torch.nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
         x, y = batch

@@ -84,7 +84,7 @@ def emulation_time_scale(speeds: list[float | None], cores: int | None = None) -
     """Slow every emulated chip by one common factor so the host's cores are not oversubscribed.
 
     Emulated chips compute on the host's CPU. If their summed demand exceeded
-    about half the cores, the fast chips would be slowed by CPU contention
+    about a quarter of the cores (compute phases start together), the fast chips would be slowed by CPU contention
     (the slow ones mostly sleep) and the fleet would no longer have the speed
     ratios it was given. A common factor keeps every ratio exact; throughputs
     are then in dilated time, which efficiency ratios do not see.
@@ -93,7 +93,7 @@ def emulation_time_scale(speeds: list[float | None], cores: int | None = None) -
     if demand == 0:
         return 1.0
     cores = cores or len(os.sched_getaffinity(0))
-    return min(1.0, 0.5 * cores / demand)
+    return min(1.0, 0.25 * cores / demand)
 
 
 class Launcher:

@@ -20,9 +20,15 @@ class FleetState:
     step: int = 0  # next step to run == number of committed steps
     throughput_sps: dict[str, float] = field(default_factory=dict)
     shares: dict[str, int] = field(default_factory=dict)  # shares of the last committed step
+    sps_history: dict[str, list[float]] = field(default_factory=dict)  # recent measurements
 
     def to_json(self) -> dict[str, Any]:
-        return {"step": self.step, "throughput_sps": self.throughput_sps, "shares": self.shares}
+        return {
+            "step": self.step,
+            "throughput_sps": self.throughput_sps,
+            "shares": self.shares,
+            "sps_history": self.sps_history,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FleetState:
@@ -30,6 +36,7 @@ class FleetState:
             step=int(data["step"]),
             throughput_sps={k: float(v) for k, v in data["throughput_sps"].items()},
             shares={k: int(v) for k, v in data["shares"].items()},
+            sps_history={k: [float(x) for x in v] for k, v in data.get("sps_history", {}).items()},
         )
 
 

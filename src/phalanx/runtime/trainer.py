@@ -35,7 +35,7 @@ from phalanx.runtime.compute import (
 )
 from phalanx.runtime.state import TrainState
 from phalanx.runtime.worker_config import WorkerConfig, from_environment
-from phalanx.shares.apportion import DEFAULT_EWMA_ALPHA, choose_shares, update_estimate
+from phalanx.shares.apportion import choose_shares, record_measurement
 
 OptimizerFactory = Callable[[Any], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
@@ -294,9 +294,11 @@ class Trainer:
                 self._apply(flat)
                 throughputs = flat.throughputs()
                 for member, measured in zip(members, throughputs):
-                    fleet.throughput_sps[member] = update_estimate(
-                        fleet.throughput_sps.get(member), measured, DEFAULT_EWMA_ALPHA
+                    history, estimate = record_measurement(
+                        fleet.sps_history.get(member, []), measured
                     )
+                    fleet.sps_history[member] = history
+                    fleet.throughput_sps[member] = estimate
                 fleet.shares = dict(zip(members, shares))
                 fleet.step = step + 1
                 events.emit(

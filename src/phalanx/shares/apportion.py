@@ -13,8 +13,9 @@ from collections.abc import Mapping, Sequence
 # A share change must shorten the predicted step by at least this fraction:
 # below it, measurement noise would make shares flap from step to step.
 DEFAULT_DEADBAND = 0.03
-# Weight of a new measurement in the running throughput estimate.
-DEFAULT_EWMA_ALPHA = 0.3
+# Throughput estimates are the median of this many recent measurements:
+# robust to the odd step slowed by a neighbour process or a page fault.
+DEFAULT_WINDOW = 8
 
 
 def apportion(
@@ -82,11 +83,15 @@ def predicted_step_s(shares: Sequence[int], throughputs_sps: Sequence[float]) ->
     )
 
 
-def update_estimate(previous_sps: float | None, measured_sps: float, alpha: float) -> float:
-    """Exponentially weighted running throughput (first measurement is taken as is)."""
-    if previous_sps is None or previous_sps <= 0:
-        return measured_sps
-    return (1 - alpha) * previous_sps + alpha * measured_sps
+def record_measurement(
+    history: list[float], measured_sps: float, window: int = DEFAULT_WINDOW
+) -> tuple[list[float], float]:
+    """Append a measurement, keep the last `window`; return (history, median estimate)."""
+    kept = [*history, measured_sps][-window:]
+    ordered = sorted(kept)
+    middle = len(ordered) // 2
+    estimate = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+    return kept, estimate
 
 
 def estimate_for(name: str, table: Mapping[str, float], hints: Mapping[str, float]) -> float:
