@@ -98,6 +98,7 @@ def emulation_time_scale(speeds: list[float | None], cores: int | None = None) -
 
 class Launcher:
     def __init__(self, plan: RunPlan, console: Console | None = None) -> None:
+        validate_plan(plan)  # before anything touches the out dir
         self.plan = plan
         self.console = console or Console(highlight=False)
         self.printer = ProgressPrinter(self.console, plan.progress_every, plan.quiet)
@@ -108,7 +109,6 @@ class Launcher:
 
     def run(self) -> int:
         plan = self.plan
-        validate_plan(plan)
         lighthouse = LighthouseProcess(
             LighthouseSettings(heartbeat_timeout_ms=plan.heartbeat_timeout_ms),
             plan.out_dir / "logs" / "lighthouse.log",

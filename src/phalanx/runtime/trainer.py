@@ -38,6 +38,8 @@ from phalanx.runtime.worker_config import WorkerConfig, from_environment
 from phalanx.shares.apportion import choose_shares, record_measurement
 
 OptimizerFactory = Callable[[Any], torch.optim.Optimizer]
+# Written by the first replica to finish: the run's history is complete.
+COMPLETE_MARKER = ".complete"
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
 
 
@@ -206,6 +208,11 @@ class Trainer:
         participants: list[str] = []
         try:
             while self.state.fleet.step < self.steps:
+                if worker is not None and (self.out_dir / COMPLETE_MARKER).exists():
+                    # A straggler (e.g. one that was frozen) must not redo the last steps
+                    # alone after the fleet finished: that would be a second history.
+                    events.emit("straggler_exit", replica=name, step=self.state.fleet.step)
+                    break
                 injector.at("start", self.state.fleet.step)
                 step_before = self.state.fleet.step
                 quorum_t0 = time.time()
@@ -319,6 +326,8 @@ class Trainer:
         finally:
             sync.close()
         self._write_model()
+        if self.state.fleet.step >= self.steps:
+            (self.out_dir / COMPLETE_MARKER).touch()
         events.emit("worker_done", replica=name, step=self.state.fleet.step)
         summary = build_summary(self.out_dir)
         if worker is None:

@@ -1,0 +1,69 @@
+"""Whole-fleet loss with --resume, and shares that follow the chips' speeds."""
+
+import statistics
+import subprocess
+import sys
+
+import pytest
+
+from tests.fleet_helpers import (
+    EXACT_ARGS,
+    GPT,
+    MLP,
+    SLOW_FLEET,
+    events,
+    kill_tree,
+    max_param_diff,
+    phalanx,
+    summary,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.dist, pytest.mark.timeout(300)]
+
+
+def test_whole_fleet_killed_then_resume_gives_the_same_model(tmp_path, reference_run):
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "phalanx", "run", str(MLP), "--out", str(run), "--emulate", SLOW_FLEET,
+               "--quiet", "--", *EXACT_ARGS]
+    launcher = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(
+            lambda: (run / "events.jsonl").exists()
+            and any(e["kind"] == "checkpoint" and e["step"] >= 30 for e in events(run)),
+            timeout_s=180,
+            what="a checkpoint at step 30",
+        )
+    finally:
+        kill_tree(launcher)  # the launcher dies; its workers die with it (PDEATHSIG)
+    interrupted_at = max(e["step"] for e in events(run) if e["kind"] == "step")
+    assert interrupted_at < 99
+
+    again = phalanx("run", str(MLP), "--out", str(run), "--emulate", SLOW_FLEET, "--quiet", "--", *EXACT_ARGS)
+    assert again.returncode == 2
+    assert "--resume" in again.stderr and "Traceback" not in again.stderr
+
+    resumed = phalanx("run", str(MLP), "--out", str(run), "--emulate", SLOW_FLEET, "--quiet", "--resume",
+                      "--", *EXACT_ARGS)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert max_param_diff(run, reference_run) < 1e-9
+    starts = [e for e in events(run) if e["kind"] == "resume"]
+    assert starts and all(e["step"] >= 30 for e in starts)  # it did not start over from 0
+    assert summary(run)["completed"]
+
+
+def test_shares_follow_speed_after_warm_up(tmp_path):
+    run = tmp_path / "run"
+    speeds = [1.0, 0.5, 0.25, 0.25]
+    result = phalanx("run", str(GPT), "--out", str(run), "--emulate", "1,0.5,0.25x2", "--quiet",
+                     "--", "--steps", "30", "--batch", "256", "--out", str(run))
+    assert result.returncode == 0, result.stdout + result.stderr
+    records = {}
+    for event in events(run):
+        if event["kind"] == "step":
+            records.setdefault(event["step"], event)
+    late = [records[s] for s in sorted(records)[-10:]]
+    for slot, speed in enumerate(speeds):
+        mean_share = statistics.mean(r["shares"][slot] for r in late)
+        fraction = speed / sum(speeds) * 256
+        assert abs(mean_share - fraction) <= 0.10 * fraction, (slot, mean_share, fraction)

@@ -1,0 +1,56 @@
+"""Bad input: one clear line naming the field and the fix, exit code 2, no traceback."""
+
+import pytest
+
+from tests.fleet_helpers import MLP, phalanx
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+
+def _one_clear_line(result, *needles):
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_nonsense_emulate(tmp_path):
+    _one_clear_line(phalanx("run", str(MLP), "--out", str(tmp_path), "--emulate", "fast,slow"), "--emulate", "Fix:")
+
+
+def test_unknown_fault_kind(tmp_path):
+    result = phalanx("run", str(MLP), "--out", str(tmp_path), "--emulate", "1x2", "--fault", "meteor:replica=0,step=1")
+    _one_clear_line(result, "unknown fault kind 'meteor'", "kill")
+
+
+def test_fault_key_typo(tmp_path):
+    result = phalanx("run", str(MLP), "--out", str(tmp_path), "--emulate", "1x2",
+                     "--fault", "kill:replica=0,step=1,restart=2")
+    _one_clear_line(result, "unknown key 'restart'", "restart_s")
+
+
+def test_missing_script(tmp_path):
+    _one_clear_line(phalanx("run", str(tmp_path / "nope.py"), "--out", str(tmp_path / "o")), "SCRIPT", "does not exist")
+
+
+def test_unwritable_out_dir(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    _one_clear_line(phalanx("run", str(MLP), "--out", str(blocker / "run"), "--emulate", "1"), "--out", "cannot write")
+
+
+def test_global_batch_smaller_than_the_fleet(tmp_path):
+    result = phalanx("run", str(MLP), "--out", str(tmp_path / "run"), "--emulate", "1x4", "--", "--batch", "3")
+    _one_clear_line(result, "global_batch_size", "4 replicas")
+
+
+def test_standalone_script_with_bad_argument_has_no_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, str(MLP), "--batch", "0", "--out", str(tmp_path)],
+                            capture_output=True, text=True, timeout=120)
+    _one_clear_line(result, "global_batch_size", "positive")

@@ -1,0 +1,100 @@
+"""Shared helpers for tests that run real fleets through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file
+
+ROOT = Path(__file__).resolve().parents[1]
+MLP = ROOT / "examples" / "mlp.py"
+GPT = ROOT / "src" / "phalanx" / "demo" / "train_gpt.py"
+# A float64 MLP small enough that the control plane, not compute, bounds a step.
+EXACT_ARGS = ["--dtype", "float64", "--steps", "100", "--batch", "48", "--samples", "500",
+              "--checkpoint-every", "10"]
+EXACT_STEPS = 100
+# Slow emulated chips: a step lasts ~0.1 s, so a restarted worker (several seconds of
+# Python and torch start-up) rejoins well before the run ends.
+SLOW_FLEET = "0.05,0.025,0.0125x2"
+
+
+def phalanx(*args: str, timeout_s: float = 240, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "phalanx", *args], capture_output=True, text=True, timeout=timeout_s, **kwargs
+    )
+
+
+def local_run(script: Path, out: Path, args: list[str]) -> Path:
+    subprocess.run([sys.executable, str(script), *args, "--out", str(out)], check=True, timeout=240,
+                   capture_output=True)
+    return out
+
+
+def events(run_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines() if line.strip()]
+
+
+def step_losses(run_dir: Path) -> dict[int, float]:
+    losses: dict[int, float] = {}
+    for event in events(run_dir):
+        if event["kind"] == "step":
+            losses.setdefault(event["step"], event["loss"])
+    return losses
+
+
+def max_param_diff(a: Path, b: Path) -> float:
+    left, right = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    assert left.keys() == right.keys()
+    return max(float((left[k].double() - right[k].double()).abs().max()) for k in left)
+
+
+def summary(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def independent_data_check(run_dir: Path, num_samples: int, seed: int = 0) -> tuple[int, int]:
+    """Recount duplicates and misses from the step events, without phalanx's accounting code."""
+    import torch
+
+    committed: dict[int, list[list[int]]] = {}
+    batch = 0
+    for event in events(run_dir):
+        if event["kind"] == "step":
+            ranges = committed.setdefault(event["step"], event["ranges"])
+            assert ranges == event["ranges"], "participants disagree on a step's slices"
+            batch = sum(end - start for start, end in event["ranges"])
+    positions = sorted(p for ranges in committed.values() for start, end in ranges for p in range(start, end))
+    assert positions == list(range(len(committed) * batch)), "committed steps do not tile the stream"
+    seen: dict[tuple[int, int], int] = {}
+    for position in positions:
+        epoch, offset = divmod(position, num_samples)
+        generator = torch.Generator()
+        generator.manual_seed((seed * 1_000_003 + epoch * 7_919) % (2**63 - 1))
+        index = int(torch.randperm(num_samples, generator=generator)[offset])
+        seen[(epoch, index)] = seen.get((epoch, index), 0) + 1
+    duplicates = sum(c - 1 for c in seen.values())
+    full_epochs = len(positions) // num_samples
+    missing = sum(1 for e in range(full_epochs) for i in range(num_samples) if (e, i) not in seen)
+    return duplicates, missing
+
+
+def wait_for(predicate, timeout_s: float, what: str) -> None:
+    """Poll a condition with a deadline (the condition, not the sleep, synchronises)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def kill_tree(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
