@@ -1,0 +1,158 @@
+"""`phalanx plan` and `phalanx simulate`: thin wrappers over the pure planner and simulator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from phalanx.errors import UsageError
+
+
+def _check_rate(field: str, value: float, max_value: float | None = None) -> None:
+    if value < 0 or (max_value is not None and value > max_value):
+        bound = f"between 0 and {max_value:g}" if max_value is not None else ">= 0"
+        raise UsageError(field, f"must be {bound}", f"pass {field} with a value {bound}", value)
+
+
+def _console() -> Console:
+    # Piped output gets rich's 80 columns by default: too narrow for the tables.
+    probe = Console()
+    return probe if probe.is_terminal else Console(width=150)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+
+
+FleetOpt = Annotated[Path, typer.Option("--fleet", help="fleet.toml with [[class]] tables")]
+ModelOpt = Annotated[Path, typer.Option("--model", help="model profile (TOML or JSON)")]
+TariffOpt = Annotated[float, typer.Option("--tariff", help="electricity price, USD per kWh")]
+SubsidyOpt = Annotated[
+    float, typer.Option("--subsidy", help="fraction of the power bill paid by a subsidy (0..1)")
+]
+JsonOpt = Annotated[Path | None, typer.Option("--json", help="also write the result as JSON here")]
+
+
+def plan_cmd(
+    fleet: FleetOpt,
+    model: ModelOpt,
+    tariff: TariffOpt = 0.08,
+    subsidy: SubsidyOpt = 0.0,
+    time_value: Annotated[
+        float | None,
+        typer.Option(
+            "--time-value",
+            help="USD an hour of the run is worth; then chips not worth their power are left out",
+        ),
+    ] = None,
+    json_out: JsonOpt = None,
+) -> None:
+    """Choose chips, shares and micro-batches for a fleet; predict step time, throughput and energy."""
+    from phalanx.plan.fleet_classes import load_fleet
+    from phalanx.plan.model_profile import load_model
+    from phalanx.plan.plan_types import PlanOptions
+    from phalanx.plan.planner import make_plan
+    from phalanx.plan.report import plan_table, plan_to_dict
+
+    _check_rate("--tariff", tariff)
+    _check_rate("--subsidy", subsidy, 1.0)
+    if time_value is not None:
+        _check_rate("--time-value", time_value)
+    plan = make_plan(load_fleet(fleet), load_model(model), PlanOptions(tariff, subsidy, time_value))
+    _console().print(plan_table(plan))
+    if json_out is not None:
+        _write_json(json_out, plan_to_dict(plan))
+
+
+def simulate_cmd(
+    fleet: FleetOpt,
+    model: ModelOpt,
+    days: Annotated[float, typer.Option("--days", help="simulated horizon in days")] = 30.0,
+    seed: Annotated[int, typer.Option("--seed", help="random seed: same seed, same result")] = 0,
+    policies: Annotated[
+        str,
+        typer.Option(
+            "--policies",
+            help="comma-separated: phalanx, phalanx-nobalance, ddp-restart[:interval_s=S]",
+        ),
+    ] = "phalanx,ddp-restart,phalanx-nobalance",
+    samples: Annotated[
+        float | None,
+        typer.Option(
+            "--samples",
+            help="samples to train (default: the model's train_samples, else the whole horizon)",
+        ),
+    ] = None,
+    tariff: TariffOpt = 0.08,
+    subsidy: SubsidyOpt = 0.0,
+    checkpoint_s: Annotated[
+        float,
+        typer.Option("--checkpoint-s", help="restart policy: seconds to write one checkpoint"),
+    ] = 120.0,
+    world_restart_s: Annotated[
+        float,
+        typer.Option("--world-restart-s", help="restart policy: seconds to relaunch the world"),
+    ] = 600.0,
+    stall_s: Annotated[
+        float, typer.Option("--stall-s", help="fault-tolerant policies: stall per failure")
+    ] = 3.0,
+    json_out: JsonOpt = None,
+    plots: Annotated[
+        Path | None,
+        typer.Option("--plots", help="write progress and goodput PNGs into this folder"),
+    ] = None,
+) -> None:
+    """Simulate the planned fleet for weeks under several policies, side by side."""
+    from phalanx.plan.fleet_classes import load_fleet
+    from phalanx.plan.model_profile import load_model
+    from phalanx.plan.plan_types import PlanOptions
+    from phalanx.plan.planner import make_plan
+    from phalanx.sim.engine import simulate
+    from phalanx.sim.policies import SimConfig, parse_policies
+    from phalanx.sim.report import sim_table, sim_to_dict
+
+    if not 0 < days <= 3650:
+        raise UsageError("--days", "must be > 0 and at most 3650", "pass --days 30", days)
+    for name, value in (
+        ("--tariff", tariff),
+        ("--checkpoint-s", checkpoint_s),
+        ("--world-restart-s", world_restart_s),
+        ("--stall-s", stall_s),
+    ):
+        _check_rate(name, value)
+    _check_rate("--subsidy", subsidy, 1.0)
+    if samples is not None and samples <= 0:
+        raise UsageError("--samples", "must be > 0", "pass --samples 2.5e9", samples)
+    pols = parse_policies(policies)
+    fleet_spec, model_spec = load_fleet(fleet), load_model(model)
+    plan = make_plan(fleet_spec, model_spec, PlanOptions(tariff, subsidy))
+    cfg = SimConfig(
+        days=days,
+        seed=seed,
+        target_samples=samples if samples is not None else model_spec.train_samples,
+        tariff_usd_per_kwh=tariff,
+        subsidy=subsidy,
+        stall_s=stall_s,
+        world_restart_s=world_restart_s,
+        checkpoint_s=checkpoint_s,
+    )
+    result = simulate(fleet_spec, model_spec, plan, cfg, pols)
+    _console().print(sim_table(result))
+    if json_out is not None:
+        _write_json(json_out, sim_to_dict(result))
+    if plots is not None:
+        from phalanx.sim.plots import write_plots
+
+        for path in write_plots(result, plots):
+            _console().print(f"wrote {path}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `plan` and `simulate` to the main `phalanx` app."""
+    app.command("plan")(plan_cmd)
+    app.command("simulate")(simulate_cmd)
