@@ -64,7 +64,7 @@ def main() -> None:
         steps=args.steps,
         seed=0,
         out_dir=args.out,
-        checkpoint_every=args.checkpoint_every,
+        checkpoint_every=args.checkpoint_every or None,  # 0: off
     )
     summary = trainer.fit()
     print(f"final loss {summary['final_loss']:.4f} after {summary['steps']} steps")
