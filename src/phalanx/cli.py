@@ -22,6 +22,12 @@ def _register_all() -> None:
     from phalanx.launch.cli import register as _reg_launch
 
     _reg_launch(app)
+    from phalanx.plan.cli import register as _reg_plan
+
+    _reg_plan(app)
+    from phalanx.devices.cli import register as _reg_dev
+
+    _reg_dev(app)
 
 
 def main(argv: list[str] | None = None) -> None:
