@@ -85,7 +85,9 @@ def qualify(
     ] = 1.0,
     script: Annotated[
         Path | None,
-        typer.Option("--script", help="profile this training script's model (not yet supported)"),
+        typer.Option(
+            "--script", help="profile this training script's model (samples/s per micro-batch)"
+        ),
     ] = None,
 ) -> None:
     """Burn in devices: compute correctness, memory, sustained load, model profile.
@@ -94,7 +96,6 @@ def qualify(
     least one device passed, 1 when none did, 2 for bad input.
     """
     from phalanx.qualify.levels import get_level
-    from phalanx.qualify.profile import profile_script
 
     chosen = get_level(level)
     if fleet is not None and emulate is not None:
@@ -110,8 +111,10 @@ def qualify(
             "use 1 for real time, 0.1 for ten times faster",
             time_scale,
         )
-    if script is not None:
-        profile_script(script, None)  # type: ignore[arg-type]  # raises: not supported yet
+    if script is not None and not script.is_file():
+        raise UsageError(
+            "--script", "does not exist", "give the path of your training script", str(script)
+        )
     devices, meta = _devices(fleet, emulate)
     if not devices:
         raise UsageError(
@@ -126,7 +129,7 @@ def qualify(
 
     with ProgressView() as view:
         results = Qualifier(
-            devices, chosen, seed=seed, time_scale=time_scale, on_progress=view
+            devices, chosen, seed=seed, time_scale=time_scale, on_progress=view, script=script
         ).run()
     meta.update(
         qualified_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

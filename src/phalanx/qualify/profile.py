@@ -8,6 +8,12 @@ throughput measured in training.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,13 +110,59 @@ def profile_reference(
     return Profile(tuple(sizes), tuple(rates), max_mb)
 
 
+_SCRIPT_PROFILES: dict[tuple[str, str], Profile] = {}
+_SCRIPT_LOCK = threading.Lock()  # devices are qualified in parallel threads: profile once
+
+
 def profile_script(path: str | Path, device: ComputeDevice) -> Profile:
-    """Profile the model of a training script. Not available yet: the hook is here
-    so that `--script` has one place to land once `phalanx.Trainer` can expose its
-    model and a batch without training."""
-    raise UsageError(
-        "--script",
-        "profiling a training script's model is not supported yet",
-        "omit --script; the built-in reference workload is profiled instead",
-        str(path),
+    """Profile the model of a training script on `device`.
+
+    The script runs in a child process with PHALANX_PROFILE set, so its own
+    `phalanx.Trainer(...).fit()` measures samples/s at growing micro-batch
+    sizes instead of training. An emulated chip is the host scaled by its
+    speed, so the host is measured once per script and scaled.
+    """
+    script = Path(path)
+    if not script.is_file():
+        raise UsageError(
+            "--script", "does not exist", "give the path of your training script", str(path)
+        )
+    emulated = device.config.emulated
+    target = "cpu" if emulated else str(device.tensor_device)
+    key = (str(script.resolve()), target)
+    with _SCRIPT_LOCK:
+        if key not in _SCRIPT_PROFILES:
+            _SCRIPT_PROFILES[key] = _measure_script(script, target)
+    measured = _SCRIPT_PROFILES[key]
+    scale = float(device.config.speed or 1.0) if emulated else 1.0
+    return Profile(
+        measured.microbatches,
+        tuple(r * scale for r in measured.samples_per_s),
+        measured.max_microbatch,
+    )
+
+
+def _measure_script(script: Path, target: str) -> Profile:
+    from phalanx.runtime.profile_mode import ENV_VAR, ProfileRequest, asdict
+
+    with tempfile.TemporaryDirectory() as tmp:
+        request = ProfileRequest(result_path=str(Path(tmp) / "profile.json"), device=target)
+        request_path = Path(tmp) / "request.json"
+        request_path.write_text(json.dumps(asdict(request)))
+        env = {**os.environ, ENV_VAR: str(request_path), "OMP_NUM_THREADS": "1"}
+        done = subprocess.run(
+            [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=900
+        )
+        result_file = Path(request.result_path)
+        if done.returncode != 0 or not result_file.exists():
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise UsageError(
+                "--script",
+                f"profiling failed ({last})",
+                "check that the script builds a phalanx.Trainer and calls fit()",
+                str(script),
+            )
+        data = json.loads(result_file.read_text())
+    return Profile(
+        tuple(data["microbatches"]), tuple(data["samples_per_s"]), int(data["max_microbatch"])
     )
