@@ -81,9 +81,40 @@ class FaultInjector:
                 speed = float(fault.params["speed"])
         return speed
 
-    def corrupt_contribution(self, step: int, flat: torch.Tensor, grad_len: int) -> None:
-        """`nan` faults: poison this replica's gradient contribution once."""
-        for fault in self._due(("nan",), None, step):
+    def corrupt_gradient(self, step: int, params: list[torch.nn.Parameter]) -> None:
+        """`nan` and `sdc:target=grad` faults: poison this replica's gradient once."""
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads:
+            return
+        for fault in self._due(("nan", "sdc"), None, step):
+            if fault.kind == "sdc" and fault.params.get("target", "grad") != "grad":
+                continue
             if self._claim(fault):
                 self._record(fault)
-                flat[: max(grad_len, 1)][0] = float("nan")
+                if fault.kind == "nan":
+                    grads[0].view(-1)[0] = float("nan")
+                else:
+                    flip_bit(grads[0], fault.params.get("bit"))
+
+    def corrupt_weights(self, step: int, params: list[torch.nn.Parameter]) -> None:
+        """`sdc:target=weight` faults: flip a bit of this replica's first parameter once."""
+        for fault in self._due(("sdc",), None, step):
+            if fault.params.get("target", "grad") == "weight" and params and self._claim(fault):
+                self._record(fault)
+                with torch.no_grad():
+                    flip_bit(params[0], fault.params.get("bit"))
+
+
+def flip_bit(tensor: torch.Tensor, bit: int | None) -> None:
+    """Flip one bit of the first element; by default the top exponent bit (value -> huge or tiny)."""
+    views = {
+        torch.float64: (torch.int64, 62),
+        torch.float32: (torch.int32, 30),
+        torch.float16: (torch.int16, 14),
+        torch.bfloat16: (torch.int16, 14),
+    }
+    int_type, exponent_top = views[tensor.dtype]
+    chosen = exponent_top if bit is None else int(bit)
+    bits = tensor.detach().view(-1).view(int_type)
+    mask = torch.ones(1, dtype=int_type).bitwise_left_shift(chosen)
+    bits[0:1] = bits[0:1] ^ mask

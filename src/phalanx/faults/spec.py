@@ -15,7 +15,7 @@ _KIND_KEYS: dict[str, dict[str, tuple[type, bool]]] = {
     "kill": {"restart_s": (float, False), "phase": (str, False)},
     "hang": {"seconds": (float, True), "phase": (str, False)},
     "slow": {"speed": (float, True)},
-    "sdc": {"target": (str, False), "bit": (int, False)},
+    "sdc": {"target": (str, False), "bit": (int, False)},  # target: grad (default) | weight
     "nan": {"target": (str, False)},
 }
 _COMMON_KEYS: dict[str, tuple[type, bool]] = {"replica": (int, True), "step": (int, True)}
@@ -120,6 +120,13 @@ def parse_fault(spec: str, num_replicas: int | None = None) -> FaultSpec:
             f"there are only {num_replicas} replicas",
             f"use replica=0..{num_replicas - 1}",
             replica,
+        )
+    if kind == "sdc" and values.get("target", "grad") not in ("grad", "weight"):
+        raise UsageError(
+            f"--fault {spec!r}: target",
+            "unknown target",
+            "use target=grad or target=weight",
+            values["target"],
         )
     if kind == "slow" and values["speed"] <= 0:
         raise UsageError(

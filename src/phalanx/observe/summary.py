@@ -11,6 +11,7 @@ from typing import Any
 
 from phalanx.observe.accounting import committed_steps, data_accounting
 from phalanx.observe.events import read_events
+from phalanx.observe.guard_summary import guard_summary
 
 SCHEMA = "phalanx.summary/1"
 SUMMARY_FILE = "summary.json"
@@ -140,6 +141,7 @@ def build_summary(run_dir: str | Path) -> dict[str, Any]:
         "retries": sum(1 for e in events if e.get("kind") == "retry"),
         "checkpoints": [e["step"] for e in events if e.get("kind") == "checkpoint"],
         "data": data,
+        "guard": guard_summary(events),
         "energy_j": None,
     }
 
@@ -160,8 +162,10 @@ def _replica_status(
             continue
         if kind == "worker_done":
             status[name] = "finished"
-        elif kind == "worker_exit" and status.get(name) != "finished":
+        elif kind == "worker_exit" and status.get(name) not in ("finished", "quarantined"):
             status[name] = "down"
+        elif kind == "quarantine":
+            status[name] = "quarantined"
         elif kind == "worker_start":
             status[name] = "training"
     return status

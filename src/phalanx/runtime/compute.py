@@ -60,30 +60,39 @@ def accumulate_slice_gradient(
 
 
 class FlatBuffer:
-    """One buffer per step: gradients, then the loss, a veto count and one throughput slot each.
+    """One buffer per attempt: gradients, the loss, then per-participant slots.
 
-    Riding the throughputs and the commit veto in the gradient allreduce
-    costs no extra collective and gives every participant the same numbers.
+    Layout: gradients | weighted loss | veto[N] | throughput[N] | fingerprint[N x W].
+    Each participant fills only its own slots and the sum fills them all, so
+    riding the commit veto, the throughputs and the parameter fingerprints in
+    the gradient allreduce costs no extra collective, and every participant
+    reads the same numbers.
     """
 
-    def __init__(self, params: list[torch.nn.Parameter], num_participants: int) -> None:
+    def __init__(
+        self, params: list[torch.nn.Parameter], num_participants: int, fingerprint_width: int = 0
+    ) -> None:
         self.params = params
         self.sizes = [p.numel() for p in params]
         self.grad_len = sum(self.sizes)
-        self.num_participants = num_participants
+        self.count = num_participants
+        self.width = fingerprint_width
         dtype = params[0].dtype if params else torch.float32
         device = params[0].device if params else torch.device("cpu")
-        self.tensor = torch.zeros(self.grad_len + 2 + num_participants, dtype=dtype, device=device)
+        length = self.grad_len + 1 + num_participants * (2 + fingerprint_width)
+        self.tensor = torch.zeros(length, dtype=dtype, device=device)
 
-    @property
-    def loss_slot(self) -> int:
-        return self.grad_len
+    def _slot(self, region: int, slot: int) -> int:
+        return self.grad_len + 1 + region * self.count + slot
 
-    @property
-    def veto_slot(self) -> int:
-        return self.grad_len + 1
-
-    def pack(self, weighted_loss: float, veto: bool, slot: int, throughput_sps: float) -> None:
+    def pack(
+        self,
+        weighted_loss: float,
+        slot: int,
+        veto: bool,
+        throughput_sps: float,
+        fingerprint: list[float] | None = None,
+    ) -> None:
         offset = 0
         for param, size in zip(self.params, self.sizes):
             view = self.tensor[offset : offset + size]
@@ -92,9 +101,14 @@ class FlatBuffer:
             else:
                 view.copy_(param.grad.reshape(-1))
             offset += size
-        self.tensor[self.loss_slot] = weighted_loss
-        self.tensor[self.veto_slot] = 1.0 if veto else 0.0
-        self.tensor[self.grad_len + 2 + slot] = throughput_sps
+        self.tensor[self.grad_len] = weighted_loss
+        self.tensor[self._slot(0, slot)] = 1.0 if veto else 0.0
+        self.tensor[self._slot(1, slot)] = throughput_sps
+        if fingerprint is not None and self.width:
+            start = self.grad_len + 1 + 2 * self.count + slot * self.width
+            self.tensor[start : start + self.width] = torch.tensor(
+                fingerprint, dtype=self.tensor.dtype
+            )
 
     def unpack_gradients(self) -> None:
         offset = 0
@@ -104,13 +118,26 @@ class FlatBuffer:
             offset += size
 
     def loss(self) -> float:
-        return float(self.tensor[self.loss_slot])
+        return float(self.tensor[self.grad_len])
 
-    def vetoes(self) -> int:
-        return round(float(self.tensor[self.veto_slot]))
+    def vetoes(self) -> list[bool]:
+        start = self._slot(0, 0)
+        return [v > 0.5 for v in self.tensor[start : start + self.count].tolist()]
 
     def throughputs(self) -> list[float]:
-        return self.tensor[self.grad_len + 2 :].tolist()
+        start = self._slot(1, 0)
+        return self.tensor[start : start + self.count].tolist()
+
+    def fingerprints(self) -> list[tuple[float, ...]]:
+        start = self.grad_len + 1 + 2 * self.count
+        values = self.tensor[start : start + self.count * self.width].tolist()
+        return [tuple(values[i * self.width : (i + 1) * self.width]) for i in range(self.count)]
 
     def finite(self) -> bool:
         return bool(torch.isfinite(self.tensor).all())
+
+
+def gradient_norm(params: list[torch.nn.Parameter]) -> float:
+    """Global L2 norm of the gradients now in `.grad` (0 when there are none)."""
+    norms = [p.grad.detach().double().norm() for p in params if p.grad is not None]
+    return float(torch.stack(norms).norm()) if norms else 0.0

@@ -109,6 +109,9 @@ class FleetSync:
         self._last_error = str(error.original_exception) if error is not None else reason
         return self.manager.should_commit()
 
+    def errored(self) -> bool:
+        return self.manager.errored() is not None
+
     @property
     def last_error(self) -> str:
         return self._last_error.splitlines()[0] if self._last_error else ""

@@ -25,6 +25,9 @@ class LocalSync:
     def commit(self, local_ok: bool, reason: str = "") -> bool:
         return local_ok
 
+    def errored(self) -> bool:
+        return False
+
     @property
     def last_error(self) -> str:
         return ""

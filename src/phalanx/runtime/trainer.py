@@ -18,26 +18,34 @@ import torch
 from safetensors.torch import save_model
 from torch.utils.data import Dataset
 
-from phalanx.data.slicing import participant_ranges, sample_indices
+from phalanx.data.slicing import participant_ranges
 from phalanx.emulate.pacer import ComputePacer
 from phalanx.errors import UsageError
 from phalanx.faults.injector import FaultInjector
 from phalanx.faults.spec import FaultSpec
+from phalanx.guard.abft import AbftMonitor
+from phalanx.guard.defect_hooks import DefectiveLinears
+from phalanx.guard.grad_sanity import GradientSanity
 from phalanx.observe.events import EventLog
 from phalanx.observe.summary import build_summary, write_summary
 from phalanx.runtime import checkpoint as ckpt
 from phalanx.runtime import excepthook, validate
-from phalanx.runtime.compute import (
-    FlatBuffer,
-    LossFn,
-    accumulate_slice_gradient,
-    trainable_parameters,
-)
+from phalanx.runtime.compute import FlatBuffer, LossFn, trainable_parameters
+from phalanx.runtime.profile_mode import ProfileRequest, run_profile
 from phalanx.runtime.state import TrainState
+from phalanx.runtime.step_round import StepRound
 from phalanx.runtime.worker_config import WorkerConfig, from_environment
 from phalanx.shares.apportion import choose_shares, record_measurement
 
 OptimizerFactory = Callable[[Any], torch.optim.Optimizer]
+# off: no checks; standard: gradient sanity + a parameter fingerprint every step;
+# full: standard + ABFT checksums on every linear layer's output.
+GUARD_LEVELS = ("off", "standard", "full")
+# A replica exits with this code when it quarantines itself; the launcher does not restart it.
+EXIT_QUARANTINED = 3
+# A replica exits with this code when training cannot go on (the launcher stops the run).
+EXIT_FATAL = 4
+UNRECOVERABLE_ROUNDS = 3
 # Written by the first replica to finish: the run's history is complete.
 COMPLETE_MARKER = ".complete"
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
@@ -66,6 +74,8 @@ class Trainer:
         max_microbatch: int | None = None,
         checkpoint_every: int | None = 50,
         keep_checkpoints: int = 3,
+        guard: str = "standard",
+        quarantine_after: int = 3,
     ) -> None:
         excepthook.install()
         self.global_batch_size = validate.positive_int(
@@ -89,7 +99,21 @@ class Trainer:
                 clip_grad_norm,
             )
         self.num_samples = validate.check_dataset(dataset)
+        if guard not in GUARD_LEVELS:
+            raise UsageError(
+                "Trainer(guard=...)",
+                f"unknown guard level {guard!r}",
+                f"use one of {', '.join(GUARD_LEVELS)}",
+                guard,
+            )
+        self.guard = guard
+        self.quarantine_after = validate.positive_int(
+            "quarantine_after", quarantine_after, "quarantine a replica after this many offences"
+        )
+        self.offences = 0
+        self._all_vetoed: dict[int, int] = {}
         self.model = model
+        self.params = trainable_parameters(model)
         self.dataset = dataset
         self.loss_fn = loss_fn
         self.seed = int(seed)
@@ -101,6 +125,8 @@ class Trainer:
                 self.checkpoint_every = self.worker.checkpoint_every or None
             if self.worker.keep_checkpoints is not None:
                 self.keep_checkpoints = self.worker.keep_checkpoints
+            if self.worker.guard is not None:
+                self.guard = self.worker.guard
         self.out_dir = Path(self.worker.out_dir if self.worker else out_dir)
         self.device = torch.device(self.worker.device if self.worker else _default_device(model))
         self.model.to(self.device)
@@ -109,7 +135,7 @@ class Trainer:
         self.state = TrainState(self.model, built_optimizer, built_scheduler)
 
     # ----------------------------------------------------------------- setup
-    def _open_run(self) -> tuple[EventLog, Any, FaultInjector, ComputePacer, str]:
+    def _open_run(self) -> tuple[EventLog, Any, FaultInjector, str]:
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             probe = self.out_dir / ".write-test"
@@ -127,7 +153,7 @@ class Trainer:
         events = EventLog(self.out_dir, source=name)
         faults = [FaultSpec.from_json(f) for f in worker.faults] if worker else []
         injector = FaultInjector(faults, self.out_dir, events)
-        pacer = ComputePacer(None)
+        self.pacer = ComputePacer(None)
         if worker is None:
             from phalanx.runtime.sync_local import LocalSync
 
@@ -137,7 +163,7 @@ class Trainer:
             from phalanx.runtime.sync_fleet import FleetSync
 
             sync = FleetSync(worker, self.state)
-        return events, sync, injector, pacer, name
+        return events, sync, injector, name
 
     def _restore(self, events: EventLog, sync: Any, name: str) -> None:
         try:
@@ -178,7 +204,12 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def fit(self) -> dict[str, Any]:
         """Train to `steps` committed steps; return the summary written to summary.json."""
-        events, sync, injector, pacer, name = self._open_run()
+        profile = ProfileRequest.from_environment()
+        if profile is not None:  # `phalanx qualify --script`: measure the model, do not train
+            run_profile(profile, self.model, self.loss_fn, self.dataset, self.num_samples)
+            raise SystemExit(0)
+        events, sync, injector, name = self._open_run()
+        self._install_guard(name)
         worker = self.worker
         self._restore(events, sync, name)
         events.emit(
@@ -203,7 +234,6 @@ class Trainer:
         fleet_info = worker.fleet if worker else {}
         hints = {n: v["hint_sps"] for n, v in fleet_info.items() if v.get("hint_sps")}
         caps = {n: v.get("max_share") for n, v in fleet_info.items()}
-        params = trainable_parameters(self.model)
         self._start_barrier()
         participants: list[str] = []
         try:
@@ -241,54 +271,41 @@ class Trainer:
                 if name not in members:  # not admitted this round; ask again
                     continue
                 fleet = self.state.fleet
-                shares = choose_shares(
-                    members, self.global_batch_size, fleet.throughput_sps, fleet.shares, hints, caps
-                )
-                slot = members.index(name)
-                start, end = participant_ranges(step, self.global_batch_size, shares)[slot]
-                indices = sample_indices(start, end, self.seed, self.num_samples)
-
-                injector.at("compute", step)
+                injector.corrupt_weights(step, self.params)
                 speed = injector.speed_at(step, worker.speed if worker else None)
-                pacer.speed = None if speed is None else speed * worker.time_scale  # type: ignore[union-attr]
-                pacer.begin()
-                weighted_loss = accumulate_slice_gradient(
-                    self.model,
-                    self.loss_fn,
-                    self.dataset,
-                    indices,
-                    self.global_batch_size,
-                    self.max_microbatch,
-                    self.device,
-                    rng_seed=self.seed * 1_000_003 + start,
+                self.pacer.speed = None if speed is None else speed * worker.time_scale  # type: ignore[union-attr]
+                injector.at("compute", step)
+                outcome = StepRound(self, name, members, step).run(
+                    lambda active, fleet=fleet: choose_shares(
+                        active,
+                        self.global_batch_size,
+                        fleet.throughput_sps,
+                        fleet.shares,
+                        hints,
+                        caps,
+                    ),
+                    injector,
+                    sync,
                 )
-                compute_s = pacer.end()
-                flat = FlatBuffer(params, len(members))
-                flat.pack(
-                    weighted_loss,
-                    veto=False,
-                    slot=slot,
-                    throughput_sps=len(indices) / max(compute_s, 1e-9),
-                )
-                injector.corrupt_contribution(step, flat.tensor, flat.grad_len)
-
-                sync_t0 = time.perf_counter()
-                work = sync.allreduce(flat.tensor)
-                injector.at("allreduce", step)
-                work.wait()
-                allreduce_s = time.perf_counter() - sync_t0
                 injector.at("commit", step)
-                sound = flat.finite() and flat.vetoes() == 0
-                reason = (
-                    ""
-                    if sound
-                    else (
-                        "non-finite values in the summed buffer" if not flat.finite() else "vetoed"
-                    )
+                for detection in outcome.detections:
+                    events.emit("sdc", observer=name, step=step, **detection)
+                if outcome.tie:
+                    sync.commit(False, outcome.reason)
+                    self._restore_after_tie(events, sync, name, step)
+                    continue
+                sound = outcome.ok and outcome.flat is not None and outcome.flat.finite()
+                sound = sound and not outcome.diverged_self
+                reason = outcome.reason or (
+                    "parameters differ from the majority"
+                    if outcome.diverged_self
+                    else "non-finite values in the summed buffer"
                 )
                 commit_t0 = time.perf_counter()
-                committed = sync.commit(sound, reason)
+                committed = sync.commit(sound, "" if sound else reason)
                 commit_s = time.perf_counter() - commit_t0
+                self._stop_if_unrecoverable(events, name, step, outcome)
+                self._count_offences(events, name, step, outcome)
                 if not committed:
                     events.emit(
                         "retry",
@@ -298,28 +315,34 @@ class Trainer:
                         reason=sync.last_error or reason,
                     )
                     continue
+                flat = outcome.flat
+                assert flat is not None
                 self._apply(flat)
-                throughputs = flat.throughputs()
-                for member, measured in zip(members, throughputs):
+                if self.sanity is not None:
+                    self.sanity.accept(outcome.own_norm, outcome.own_share, self.global_batch_size)
+                active, shares = outcome.active, outcome.shares
+                throughputs = dict(zip(members, flat.throughputs()))
+                for member in active:
                     history, estimate = record_measurement(
-                        fleet.sps_history.get(member, []), measured
+                        fleet.sps_history.get(member, []), throughputs[member]
                     )
                     fleet.sps_history[member] = history
                     fleet.throughput_sps[member] = estimate
-                fleet.shares = dict(zip(members, shares))
+                fleet.shares = dict(zip(active, shares))
                 fleet.step = step + 1
                 events.emit(
                     "step",
                     replica=name,
                     step=step,
                     loss=flat.loss(),
-                    participants=members,
+                    participants=active,
+                    members=members,
                     shares=shares,
                     ranges=participant_ranges(step, self.global_batch_size, shares),
-                    sps=throughputs,
-                    compute_s=round(compute_s, 5),
+                    sps=[throughputs[m] for m in active],
+                    compute_s=round(outcome.compute_s, 5),
                     quorum_s=round(quorum_s, 5),
-                    allreduce_s=round(allreduce_s, 5),
+                    allreduce_s=round(outcome.allreduce_s, 5),
                     commit_s=round(commit_s, 5),
                 )
                 self._maybe_checkpoint(events, name, members)
@@ -333,6 +356,63 @@ class Trainer:
         if worker is None:
             write_summary(self.out_dir, summary)
         return summary
+
+    def _install_guard(self, name: str) -> None:
+        worker = self.worker
+        self.sanity = GradientSanity() if self.guard != "off" else None
+        self.fingerprints = self.guard != "off" and worker is not None
+        self.defects = None
+        flip_rate = (worker.defects or {}).get("flip_rate") if worker else None
+        if flip_rate:
+            # The chip's defect acts first, so the guard sees what the chip computed.
+            self.defects = DefectiveLinears(
+                self.model, float(flip_rate), seed=self.seed + worker.index
+            )  # type: ignore[union-attr]
+        self.abft = AbftMonitor(self.model) if self.guard == "full" else None
+
+    def _count_offences(self, events: EventLog, name: str, step: int, outcome: Any) -> None:
+        # A veto is an offence only when the same samples then computed cleanly
+        # elsewhere (the round succeeded without us): otherwise the data is suspect.
+        vetoed_self = outcome.ok and any(
+            d["check"] == "gradient_veto" and d["replica"] == name for d in outcome.detections
+        )
+        if vetoed_self or outcome.diverged_self:
+            self.offences += 1
+        if self.offences >= self.quarantine_after and self.worker is not None:
+            events.emit(
+                "quarantine",
+                replica=name,
+                step=step,
+                offences=self.offences,
+                reason="repeated corrupt results (gradient vetoes or diverged parameters)",
+            )
+            print(f"{name}: quarantined after {self.offences} offences", flush=True)
+            os._exit(EXIT_QUARANTINED)  # leave the fleet now; peers see a dead replica
+
+    def _stop_if_unrecoverable(self, events: EventLog, name: str, step: int, outcome: Any) -> None:
+        """Every participant vetoing the same step again and again is the data or model, not a chip."""
+        if outcome.reason != "every participant was excluded":
+            self._all_vetoed = {}
+            return
+        self._all_vetoed[step] = self._all_vetoed.get(step, 0) + 1
+        if self._all_vetoed[step] < UNRECOVERABLE_ROUNDS:
+            return
+        message = (
+            f"step {step}: every replica's gradient fails the guard (non-finite or exploding) "
+            f"{UNRECOVERABLE_ROUNDS} times: a data or model problem, not a chip. Fix: lower the "
+            "learning rate, clip gradients, or check this step's samples"
+        )
+        events.emit("unrecoverable", replica=name, step=step, reason=message)
+        print(f"error: {message}", flush=True)
+        os._exit(EXIT_FATAL)
+
+    def _restore_after_tie(self, events: EventLog, sync: Any, name: str, step: int) -> None:
+        """Two replicas disagree with no majority: both return to the newest checkpoint."""
+        loaded = ckpt.load_newest(self.state, self.out_dir)
+        restored = loaded.step if loaded is not None else None
+        events.emit("tie_restore", replica=name, step=step, restored_step=restored)
+        if loaded is not None and hasattr(sync, "set_step"):
+            sync.set_step(loaded.step)
 
     def _apply(self, flat: FlatBuffer) -> None:
         flat.unpack_gradients()

@@ -36,6 +36,8 @@ class WorkerConfig:
     restarted: bool = False
     checkpoint_every: int | None = None
     keep_checkpoints: int | None = None
+    guard: str | None = None  # overrides the script's Trainer(guard=...)
+    defects: dict[str, Any] | None = None  # emulated chip defects (from fleet.toml)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=1))

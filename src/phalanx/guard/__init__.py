@@ -1,0 +1,1 @@
+"""Silent-data-corruption guard: gradient sanity, parameter fingerprints, ABFT checks."""
