@@ -28,6 +28,9 @@ def _register_all() -> None:
     from phalanx.devices.cli import register as _reg_dev
 
     _reg_dev(app)
+    from phalanx.observe.cli import register as _reg_observe
+
+    _reg_observe(app)
 
 
 def main(argv: list[str] | None = None) -> None:

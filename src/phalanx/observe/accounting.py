@@ -50,7 +50,7 @@ def data_accounting(
 
 
 def _tiling(ranges: list[list[int]], step: int, global_batch_size: int) -> list[tuple[int, int]]:
-    ordered = sorted(map(tuple, ranges))
+    ordered = sorted((int(start), int(end)) for start, end in ranges)
     position = step * global_batch_size
     for start, end in ordered:
         if start != position:

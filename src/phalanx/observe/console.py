@@ -1,4 +1,4 @@
-"""What a user reads while a fleet trains: a progress line every few steps, a final summary."""
+"""What a user reads while a fleet trains: live view or progress lines, a final summary."""
 
 from __future__ import annotations
 
@@ -6,17 +6,19 @@ from typing import Any
 
 from rich.console import Console
 
+from phalanx.observe.fleet_state import STATE_COLORS as _STATE_STYLE
+from phalanx.observe.fleet_state import format_duration
 from phalanx.observe.fleet_view import FleetView
+from phalanx.observe.live import LiveProgress
 
-_STATE_STYLE = {
-    "training": "green",
-    "done": "green",
-    "joining": "cyan",
-    "healing": "cyan",
-    "hung": "yellow",
-    "out": "yellow",
-    "down": "red",
-}
+
+def fleet_progress(
+    console: Console, every_steps: int = 10, quiet: bool = False
+) -> ProgressPrinter | LiveProgress:
+    """The live view on a terminal; plain lines where output is a pipe or a CI log."""
+    if console.is_terminal and not console.is_dumb_terminal and not quiet:
+        return LiveProgress(console)
+    return ProgressPrinter(console, every_steps, quiet)
 
 
 class ProgressPrinter:
@@ -29,6 +31,9 @@ class ProgressPrinter:
     def say(self, text: str) -> None:
         if not self.quiet:
             self.console.print(text, highlight=False, soft_wrap=True)
+
+    def close(self) -> None:
+        """Nothing to tear down: lines are already printed (LiveProgress has the same call)."""
 
     def maybe_print(self, view: FleetView) -> None:
         done = view.steps_done()
@@ -46,10 +51,11 @@ class ProgressPrinter:
             for name, v in sorted(view.replicas.items())
         )
         loss = f"{view.last_loss:.4f}" if view.last_loss is not None else "-"
+        eta = format_duration(view.eta_s()) if done < view.planned_steps else "0:00"
         self.console.print(
             f"step {done:>4}/{view.planned_steps}  loss {loss}  "
             f"{(f'{tput:,.0f}' if tput else '-'):>7} samples/s  "
-            f"eff {(f'{eff:.2f}' if eff else '-'):>4}  {fleet}",
+            f"eff {(f'{eff:.2f}' if eff else '-'):>4}  ETA {eta:>5}  {fleet}",
             highlight=False,
             soft_wrap=True,
         )
@@ -106,7 +112,7 @@ def print_summary(console: Console, summary: dict[str, Any], run_dir: str) -> No
         soft_wrap=True,
     )
     console.print(
-        f"Run directory: {run_dir} (summary.json, events.jsonl, model.safetensors, checkpoints/)",
+        f"Run directory: {run_dir} (report.html, summary.json, events.jsonl, model.safetensors, checkpoints/)",
         highlight=False,
         soft_wrap=True,
     )

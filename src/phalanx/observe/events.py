@@ -49,12 +49,19 @@ def read_events(run_dir: str | Path, warn: bool = True) -> list[dict[str, Any]]:
         return []
     events = []
     bad = 0
+    cut_last = False
     with path.open("rb") as handle:
         for raw in handle:
             try:
                 events.append(json.loads(raw))
+                cut_last = False
             except ValueError:
                 bad += 1
+                cut_last = not raw.endswith(b"\n")
     if bad and warn:
-        warnings.warn(f"{path}: skipped {bad} unreadable line(s)", stacklevel=2)
+        why = " (the last line is cut: a writer stopped mid-line)" if cut_last else ""
+        warnings.warn(
+            f"{path}: skipped {bad} unreadable line(s){why}; using {len(events)} events",
+            stacklevel=2,
+        )
     return events

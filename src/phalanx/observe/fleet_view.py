@@ -1,4 +1,8 @@
-"""A live picture of the fleet, folded from events: who trains, heals, is down; how fast."""
+"""A live picture of the fleet, folded from events: who trains, heals, is down; how fast.
+
+Pure: it never reads files or clocks, so the terminal view, the web dashboard
+and the metrics endpoint all show what the same events say.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,46 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+# Telemetry may ride on any event a worker writes about itself (or on a
+# `telemetry` event): the fields are read wherever they appear, so a device
+# layer that starts reporting them needs no change here.
+TELEMETRY_FIELDS = ("temperature_c", "power_w", "energy_j")
+
 
 @dataclass
 class ReplicaView:
     name: str
     speed: float | None = None
+    kind: str = "cpu"
     state: str = "starting"
     share: int = 0
     sps: float | None = None
     last_event: str = ""
-    sps_history: list[float] = field(default_factory=list)
+    # Bounded: ideal_sps needs the recent few, and a week-long run must not grow memory.
+    sps_history: deque[float] = field(default_factory=lambda: deque(maxlen=8))
+    steps: int = 0  # committed steps this replica took part in
+    samples: int = 0  # samples it computed in committed steps
+    faults: int = 0
+    heals: int = 0
+    launches: int = 0
+    temperature_c: float | None = None
+    power_w: float | None = None
+    # A worker reports joules since its own start; a restart begins again at 0,
+    # so what earlier launches used is banked here.
+    energy_banked_j: float = 0.0
+    energy_launch_j: float | None = None
+
+    @property
+    def energy_j(self) -> float | None:
+        if self.energy_launch_j is None and self.energy_banked_j == 0.0:
+            return None
+        return self.energy_banked_j + (self.energy_launch_j or 0.0)
+
+    @property
+    def device(self) -> str:
+        if self.speed is not None:
+            return f"{self.kind} ×{self.speed:g}"
+        return self.kind
 
 
 @dataclass
@@ -30,6 +64,14 @@ class FleetView:
     faults: int = 0
     heals: int = 0
     retries: int = 0
+    checkpoints: int = 0
+    started_t: float | None = None
+    last_t: float | None = None
+    last_commit_t: float | None = None
+    finished: bool = False
+    # Bumped by every event: a display redraws only when it moved.
+    version: int = 0
+    _fault_times: list[float] = field(default_factory=list)
     _recent: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=12))
 
     def replica(self, name: str) -> ReplicaView:
@@ -38,63 +80,132 @@ class FleetView:
         return self.replicas[name]
 
     def apply(self, event: dict[str, Any]) -> None:
+        self.version += 1
+        t = event.get("t")
+        if isinstance(t, (int, float)):
+            self.started_t = t if self.started_t is None else min(self.started_t, t)
+            self.last_t = t if self.last_t is None else max(self.last_t, t)
         kind = event.get("kind")
         name = event.get("replica")
-        if kind == "run_start":
-            self.planned_steps = event["steps"]
-            self.global_batch_size = event.get("global_batch_size") or 0
-            for rname, info in event.get("replicas", {}).items():
-                self.replica(rname).speed = info.get("speed")
-        elif kind == "worker_start":
-            view = self.replica(name)
-            view.state = "joining"
-            view.last_event = "restarted" if event.get("restarted") else "started"
-            self.global_batch_size = self.global_batch_size or event.get("global_batch_size", 0)
-            self.planned_steps = self.planned_steps or event.get("steps", 0)
-        elif kind == "quorum":
-            members = set(event["participants"])
-            for rname, view in self.replicas.items():
-                if rname in members and view.state in ("joining", "healing", "hung?"):
-                    view.state = "training"
-        elif kind == "heal":
-            self.heals += 1
-            view = self.replica(name)
-            view.state = "training"
-            view.last_event = f"healed to step {event['step']} in {event['duration_s']:.1f}s"
-        elif kind == "step":
-            step = event["step"]
-            if step not in self.committed:
-                self.committed.add(step)
-                self._recent.append((event["t"], step))
-                self.last_step = max(self.last_step, step)
-                self.last_loss = event["loss"]
-            for rname, share, sps in zip(event["participants"], event["shares"], event["sps"]):
-                view = self.replica(rname)
-                view.share = share
-                view.sps = sps
-                view.sps_history.append(sps)
-                if view.state in ("joining", "healing"):
-                    view.state = "training"
-            for rname, view in self.replicas.items():
-                if rname not in event["participants"] and view.state == "training":
-                    view.state = "out"
-                    view.share = 0
-        elif kind == "fault":
-            self.faults += 1
-            view = self.replica(name)
-            view.last_event = f"{event['fault']} injected at step {event['step']}"
-            view.state = {"kill": "down", "hang": "hung"}.get(event["fault"], view.state)
-        elif kind == "retry":
-            self.retries += 1
-        elif kind == "worker_exit":
-            view = self.replica(name)
-            if view.state != "done":
-                view.state = "down"
-        elif kind == "restart_scheduled":
-            self.replica(name).last_event = f"restart in {event['after_s']:.1f}s"
-        elif kind == "worker_done":
-            self.replica(name).state = "done"
+        handler = _HANDLERS.get(kind or "")
+        if handler is not None:
+            handler(self, event, name)
+        if kind == "telemetry" or (name is not None and event.get("source") in (name, None)):
+            self._telemetry(event, name)
 
+    def apply_all(self, events: list[dict[str, Any]]) -> FleetView:
+        for event in events:
+            self.apply(event)
+        return self
+
+    # ------------------------------------------------------------ handlers
+    def _run_start(self, event: dict[str, Any], _name: str | None) -> None:
+        self.planned_steps = event.get("steps") or self.planned_steps
+        self.global_batch_size = event.get("global_batch_size") or self.global_batch_size
+        for rname, info in (event.get("replicas") or {}).items():
+            view = self.replica(rname)
+            view.speed = info.get("speed")
+            view.kind = info.get("kind") or view.kind
+
+    def _worker_start(self, event: dict[str, Any], name: str | None) -> None:
+        view = self.replica(name or "?")
+        view.state = "joining"
+        view.launches += 1
+        view.last_event = "restarted" if event.get("restarted") else "started"
+        if view.energy_launch_j is not None:
+            view.energy_banked_j += view.energy_launch_j
+            view.energy_launch_j = None
+        self.global_batch_size = self.global_batch_size or event.get("global_batch_size") or 0
+        self.planned_steps = self.planned_steps or event.get("steps") or 0
+
+    def _quorum(self, event: dict[str, Any], _name: str | None) -> None:
+        members = set(event.get("participants") or [])
+        for rname, view in self.replicas.items():
+            if rname in members and view.state in ("joining", "healing", "hung", "out"):
+                view.state = "training"
+
+    def _heal(self, event: dict[str, Any], name: str | None) -> None:
+        self.heals += 1
+        view = self.replica(name or "?")
+        view.heals += 1
+        view.state = "training"
+        view.last_event = f"healed to step {event['step']} in {event['duration_s']:.1f}s"
+
+    def _step(self, event: dict[str, Any], _name: str | None) -> None:
+        step = event["step"]
+        if step in self.committed:
+            return  # every participant writes the same record; count it once
+        self.committed.add(step)
+        self._recent.append((event["t"], step))
+        self.last_commit_t = event["t"]
+        self.last_step = max(self.last_step, step)
+        self.last_loss = event["loss"]
+        participants = event["participants"]
+        for rname, share, sps in zip(participants, event["shares"], event["sps"]):
+            view = self.replica(rname)
+            view.share = share
+            view.sps = sps
+            view.sps_history.append(sps)
+            view.steps += 1
+            view.samples += share
+            if view.state in ("joining", "healing", "out"):
+                view.state = "training"
+        for rname, view in self.replicas.items():
+            if rname not in participants and view.state == "training":
+                view.state = "out"
+                view.share = 0
+
+    def _fault(self, event: dict[str, Any], name: str | None) -> None:
+        self.faults += 1
+        self._fault_times.append(event.get("t", 0.0))
+        view = self.replica(name or "?")
+        view.faults += 1
+        view.last_event = f"{event['fault']} injected at step {event['step']}"
+        view.state = {"kill": "down", "hang": "hung"}.get(event["fault"], view.state)
+
+    def _retry(self, _event: dict[str, Any], _name: str | None) -> None:
+        self.retries += 1
+
+    def _checkpoint(self, event: dict[str, Any], name: str | None) -> None:
+        self.checkpoints += 1
+        if name is not None:
+            self.replica(name).last_event = f"checkpoint at step {event.get('step')}"
+
+    def _worker_exit(self, event: dict[str, Any], name: str | None) -> None:
+        view = self.replica(name or "?")
+        if view.state != "done":
+            view.state = "down"
+            view.share = 0
+            view.last_event = f"exited with code {event.get('code')}"
+
+    def _restart_scheduled(self, event: dict[str, Any], name: str | None) -> None:
+        self.replica(name or "?").last_event = f"restart in {event['after_s']:.1f}s"
+
+    def _worker_restart(self, _event: dict[str, Any], name: str | None) -> None:
+        view = self.replica(name or "?")
+        view.state = "restarting"
+        view.last_event = "restarting"
+
+    def _worker_done(self, event: dict[str, Any], name: str | None) -> None:
+        view = self.replica(name or "?")
+        view.state = "done"
+        view.last_event = f"done at step {event.get('step')}"
+
+    def _run_end(self, _event: dict[str, Any], _name: str | None) -> None:
+        self.finished = True
+
+    def _telemetry(self, event: dict[str, Any], name: str | None) -> None:
+        if name is None or not any(event.get(f) is not None for f in TELEMETRY_FIELDS):
+            return
+        view = self.replica(name)
+        if event.get("temperature_c") is not None:
+            view.temperature_c = float(event["temperature_c"])
+        if event.get("power_w") is not None:
+            view.power_w = float(event["power_w"])
+        if event.get("energy_j") is not None:
+            view.energy_launch_j = float(event["energy_j"])
+
+    # ------------------------------------------------------------- queries
     def steps_done(self) -> int:
         return len(self.committed)
 
@@ -107,11 +218,46 @@ class FleetView:
         return (len(self._recent) - 1) * self.global_batch_size / (t1 - t0)
 
     def ideal_sps(self) -> float | None:
-        solos = [
-            statistics.median(v.sps_history[-8:]) for v in self.replicas.values() if v.sps_history
-        ]
+        solos = [statistics.median(v.sps_history) for v in self.replicas.values() if v.sps_history]
         return sum(solos) if solos else None
 
     def efficiency(self) -> float | None:
         tput, ideal = self.throughput_sps(), self.ideal_sps()
         return tput / ideal if tput and ideal else None
+
+    def faults_survived(self) -> int:
+        """Faults after which the fleet still committed a step."""
+        if self.last_commit_t is None:
+            return 0
+        return sum(1 for t in self._fault_times if t < self.last_commit_t)
+
+    def energy_j(self) -> float | None:
+        known = [v.energy_j for v in self.replicas.values() if v.energy_j is not None]
+        return sum(known) if known else None
+
+    def eta_s(self) -> float | None:
+        """Seconds to the last planned step at the recent pace of committed steps."""
+        tput = self.throughput_sps()
+        remaining = self.planned_steps - self.steps_done()
+        if remaining <= 0:
+            return 0.0 if self.planned_steps else None
+        if not tput or not self.global_batch_size:
+            return None
+        return remaining * self.global_batch_size / tput
+
+
+_HANDLERS = {
+    "run_start": FleetView._run_start,
+    "worker_start": FleetView._worker_start,
+    "quorum": FleetView._quorum,
+    "heal": FleetView._heal,
+    "step": FleetView._step,
+    "fault": FleetView._fault,
+    "retry": FleetView._retry,
+    "checkpoint": FleetView._checkpoint,
+    "worker_exit": FleetView._worker_exit,
+    "restart_scheduled": FleetView._restart_scheduled,
+    "worker_restart": FleetView._worker_restart,
+    "worker_done": FleetView._worker_done,
+    "run_end": FleetView._run_end,
+}

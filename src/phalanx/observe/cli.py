@@ -1,0 +1,39 @@
+"""`phalanx report RUN_DIR`: render report.html for any run directory, from events.jsonl."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from phalanx.errors import UsageError
+
+
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (it holds events.jsonl).")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Where to write the page (default RUN_DIR/report.html)."),
+    ] = None,
+) -> None:
+    """Render RUN_DIR/report.html: summary, loss, throughput, shares, timeline, data accounting."""
+    from phalanx.observe.report import ReportError, write_report
+
+    if not run_dir.is_dir():
+        raise UsageError("RUN_DIR", "is not a directory", "give the --out of a run", str(run_dir))
+    try:
+        path, report = write_report(run_dir, out)
+    except ReportError as err:
+        raise UsageError("RUN_DIR", str(err), "give the --out directory of a run") from None
+    except OSError as err:
+        raise UsageError(
+            "--out", f"cannot write there ({err.strerror})", "choose a writable path", str(out)
+        ) from None
+    for warning in report.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    typer.echo(f"report: {path} ({len(report.plots)} plots)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report_command)
