@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint format bench bench-quick clean
+.PHONY: setup browser demo test lint format bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,7 +21,13 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/phalanx demo --out runs/demo
 
-test: $(STAMP)
+# Debian's chromium for the live-dashboard browser test (skipped when it cannot be had).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "chromium not installed: the browser test will skip"
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest tests
 
 lint: $(STAMP)
@@ -31,6 +37,15 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format src tests bench examples
 	$(BIN)/ruff check --fix src tests bench examples
+
+# Benchmarks side by side (issue 4): phalanx, torch DDP, torchrun restarts, the ideal.
+# bench-quick: < 10 min on 2 cores, prints the table. bench: all scenarios and repeats,
+# regenerates docs/benchmarks.md and docs/img/bench_*.png.
+bench: $(STAMP)
+	$(BIN)/python -m bench.suite --suite full --docs
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench.suite --suite quick
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

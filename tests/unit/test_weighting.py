@@ -21,7 +21,7 @@ def _flat(model, data, loss_fn, indices, micro):
     params = trainable_parameters(model)
     loss = accumulate_slice_gradient(model, loss_fn, data, indices, 48, micro, torch.device("cpu"), 0)
     buffer = FlatBuffer(params, 1)
-    buffer.pack(loss, False, 0, 1.0)
+    buffer.pack(loss, 0, False, 1.0)
     return buffer.tensor.clone()
 
 
@@ -31,17 +31,19 @@ def test_uneven_split_and_microbatches_equal_whole_batch():
     whole = _flat(model, data, loss_fn, indices, None)
     parts = [indices[:29], indices[29:41], indices[41:47], indices[47:]]
     summed = sum(_flat(model, data, loss_fn, part, 5) for part in parts)
-    assert torch.allclose(whole[:-1], summed[:-1], atol=1e-14, rtol=0)
+    grad_len = sum(p.numel() for p in model.parameters())
+    assert torch.allclose(whole[: grad_len + 1], summed[: grad_len + 1], atol=1e-14, rtol=0)
 
 
 def test_flat_buffer_carries_loss_veto_and_throughput():
     data, model, loss_fn = _setup()
     params = trainable_parameters(model)
-    buffer = FlatBuffer(params, 3)
-    buffer.pack(0.5, True, 2, 123.0)
+    buffer = FlatBuffer(params, 3, fingerprint_width=2)
+    buffer.pack(0.5, 2, True, 123.0, [7.0, 9.0])
     assert buffer.loss() == 0.5
-    assert buffer.vetoes() == 1
+    assert buffer.vetoes() == [False, False, True]
     assert buffer.throughputs() == [0.0, 0.0, 123.0]
+    assert buffer.fingerprints() == [(0.0, 0.0), (0.0, 0.0), (7.0, 9.0)]
     assert buffer.finite()
     buffer.tensor[0] = float("nan")
     assert not buffer.finite()

@@ -57,11 +57,42 @@ def run_command(
         int | None, typer.Option(help="Durable checkpoint every N steps (overrides the script).")
     ] = None,
     quiet: Annotated[bool, typer.Option(help="Print nothing but errors.")] = False,
+    dashboard: Annotated[
+        int | None,
+        typer.Option(help="Serve a live dashboard on 127.0.0.1:PORT (0: the OS picks)."),
+    ] = None,
+    fleet: Annotated[
+        Path | None, typer.Option(help="A qualified fleet file: only devices that passed train.")
+    ] = None,
+    guard: Annotated[
+        str | None, typer.Option(help="SDC guard: off, standard (default) or full (adds ABFT).")
+    ] = None,
+    rescreen_every_s: Annotated[
+        float | None,
+        typer.Option(help="With --fleet: a correctness probe on each device every S seconds."),
+    ] = None,
 ) -> None:
     """Train SCRIPT on a fleet. Arguments after the options go to the script."""
     from phalanx.launch.launcher import Launcher, RunPlan
 
-    speeds = _fleet_speeds(emulate, replicas)
+    if rescreen_every_s is not None and (rescreen_every_s <= 0 or fleet is None):
+        raise UsageError(
+            "--rescreen-every-s",
+            "needs --fleet and a positive number of seconds",
+            "e.g. --fleet qualified.toml --rescreen-every-s 600",
+            rescreen_every_s,
+        )
+    if guard is not None and guard not in ("off", "standard", "full"):
+        raise UsageError("--guard", "unknown guard level", "use off, standard or full", guard)
+    tables: list[dict] = []
+    if fleet is not None:
+        if emulate or replicas:
+            raise UsageError(
+                "--fleet", "cannot be combined with --emulate or --replicas", "give one of them"
+            )
+        speeds, tables = _admitted_fleet(fleet, quiet)
+    else:
+        speeds = _fleet_speeds(emulate, replicas)
     if timeout_s <= 0:
         raise UsageError("--timeout-s", "must be > 0", "pass e.g. --timeout-s 5", timeout_s)
     if checkpoint_every is not None and checkpoint_every < 0:
@@ -78,14 +109,65 @@ def run_command(
         timeout_s=timeout_s,
         checkpoint_every=checkpoint_every,
         quiet=quiet,
+        dashboard_port=dashboard,
+        guard=guard,
+        device_tables=tables,
+        rescreen_every_s=rescreen_every_s,
     )
     raise typer.Exit(Launcher(plan).run())
+
+
+def _admitted_fleet(path: Path, quiet: bool) -> tuple[list[float | None], list[dict]]:
+    """Replicas from a qualified fleet file: only devices that passed train."""
+    from phalanx.devices.fleet_file import device_to_dict, load_admitted
+
+    admitted, rejected = load_admitted(path)
+    if not quiet:
+        for refused in rejected:
+            typer.echo(f"not admitted: {refused.device.id}: {'; '.join(refused.reasons)}")
+    if not admitted:
+        raise UsageError(
+            "--fleet",
+            "has no device that passed qualification",
+            "run `phalanx qualify` and fix or replace devices",
+            str(path),
+        )
+    if any(not d.emulated for d in admitted):
+        raise UsageError(
+            "--fleet",
+            "real devices are not yet driven by `phalanx run`",
+            "use emulated devices, or --replicas",
+            str(path),
+        )
+    speeds: list[float | None] = []
+    tables: list[dict] = []
+    for device in admitted:
+        q = device.qualification
+        speed = device.speed or (q.measured_speed if q else None) or 1.0
+        rates = list(q.profile_samples_per_s) if q else []
+        defects = {"flip_rate": device.defects.flip_rate} if device.defects.flip_rate else None
+        speeds.append(speed)
+        tables.append(
+            {
+                "id": device.id,
+                "hint_sps": max(rates) if rates else None,
+                "defects": defects,
+                "device": device_to_dict(device),
+            }
+        )
+    if not quiet:
+        typer.echo(f"admitted: {', '.join(d.id for d in admitted)}")
+    return speeds, tables
 
 
 def demo_command(
     out: Annotated[Path, typer.Option("--out", help="Run directory.")] = Path("runs/demo"),
     steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 80,
     quiet: Annotated[bool, typer.Option(help="Print nothing but errors.")] = False,
+    dashboard: Annotated[
+        int | None,
+        typer.Option(help="Serve a live dashboard on 127.0.0.1:PORT (0: the OS picks)."),
+    ] = None,
 ) -> None:
     """A small GPT on text that ships with Python, on 4 emulated chips, with a crash and a hang."""
     import shutil
@@ -108,6 +190,7 @@ def demo_command(
         faults=parse_faults(DEMO_FAULTS, len(speeds)),
         checkpoint_every=20,
         quiet=quiet,
+        dashboard_port=dashboard,
     )
     if not quiet:
         typer.echo(

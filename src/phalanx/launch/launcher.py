@@ -14,13 +14,19 @@ from phalanx.errors import EXIT_USAGE, UsageError
 from phalanx.faults.spec import FaultSpec
 from phalanx.launch.lighthouse import LighthouseProcess, LighthouseSettings
 from phalanx.launch.workers import WorkerSlot
-from phalanx.observe.console import ProgressPrinter, print_summary
+from phalanx.observe.console import fleet_progress, print_summary
+from phalanx.observe.dashboard import Dashboard, start_dashboard
 from phalanx.observe.events import EventLog
 from phalanx.observe.fleet_view import FleetView
+from phalanx.observe.report import write_report_safely
 from phalanx.observe.summary import build_summary, write_summary
 from phalanx.observe.tail import EventTail
 from phalanx.runtime.checkpoint import list_checkpoints
 from phalanx.runtime.worker_config import WorkerConfig
+
+# A worker that quarantined itself (see runtime.trainer.EXIT_QUARANTINED) stays down.
+EXIT_QUARANTINED = 3
+EXIT_FATAL = 4  # see runtime.trainer.EXIT_FATAL: the run cannot go on
 
 POLL_S = 0.05
 
@@ -40,6 +46,11 @@ class RunPlan:
     checkpoint_every: int | None = None
     quiet: bool = False
     progress_every: int = 10
+    dashboard_port: int | None = None  # None: no web dashboard; 0: the OS picks a port
+    guard: str | None = None  # None: the script's Trainer(guard=...) decides
+    rescreen_every_s: float | None = None  # periodic correctness probe on each device
+    # Per replica, from a qualified fleet file: emulated defects and profile hints.
+    device_tables: list[dict] = field(default_factory=list)
 
     @property
     def names(self) -> list[str]:
@@ -101,7 +112,8 @@ class Launcher:
         validate_plan(plan)  # before anything touches the out dir
         self.plan = plan
         self.console = console or Console(highlight=False)
-        self.printer = ProgressPrinter(self.console, plan.progress_every, plan.quiet)
+        self.printer = fleet_progress(self.console, plan.progress_every, plan.quiet)
+        self.dashboard: Dashboard | None = start_dashboard(plan.dashboard_port)
         self.view = FleetView()
         self.events = EventLog(plan.out_dir, source="launcher")
         self.tail = EventTail(plan.out_dir)
@@ -135,6 +147,8 @@ class Launcher:
             f"phalanx: {len(slots)} replicas ({', '.join(f'{s.name}@{s.config.speed}' for s in slots)}), "
             f"lighthouse {lighthouse.address}, out {plan.out_dir}"
         )
+        if self.dashboard is not None:
+            print(f"dashboard: {self.dashboard.url}", flush=True)  # also under --quiet: asked for
         for slot in slots:
             slot.launch(restarted=False)
         code = 1
@@ -148,19 +162,32 @@ class Launcher:
                 slot.stop()
             lighthouse.shutdown()
             del barrier
+            self.printer.close()
+            if self.dashboard is not None:
+                self.dashboard.close()
         self.events.emit("run_end", code=code)
         if code == EXIT_USAGE:
             return code
         summary = build_summary(plan.out_dir)
         write_summary(plan.out_dir, summary)
+        write_report_safely(plan.out_dir)
         if not plan.quiet:
             print_summary(self.console, summary, str(plan.out_dir))
         return 0 if summary.get("completed") else (code or 1)
 
     def _make_slots(self, lighthouse: str, barrier: str) -> list[WorkerSlot]:
         plan = self.plan
-        fleet = {name: {"hint_sps": None, "max_share": None} for name in plan.names}
         scale = emulation_time_scale(plan.speeds)
+        tables = plan.device_tables or [{} for _ in plan.names]
+        fleet = {
+            # Profiled throughput is in real time; emulated chips run in dilated time.
+            name: {
+                "hint_sps": table["hint_sps"] * scale if table.get("hint_sps") else None,
+                "max_share": None,
+                "device": table.get("id"),
+            }
+            for name, table in zip(plan.names, tables)
+        }
         slots = []
         for index, (name, speed) in enumerate(zip(plan.names, plan.speeds)):
             config = WorkerConfig(
@@ -176,6 +203,10 @@ class Launcher:
                 start_barrier=barrier,
                 fleet_size=len(plan.speeds),
                 checkpoint_every=plan.checkpoint_every,
+                guard=plan.guard,
+                defects=tables[index].get("defects"),
+                device_table=tables[index].get("device"),
+                rescreen_every_s=plan.rescreen_every_s,
             )
             slots.append(WorkerSlot(config, plan.script, plan.script_args, plan.out_dir / "logs"))
         return slots
@@ -186,6 +217,8 @@ class Launcher:
             if event.get("kind") == "fault" and event.get("fault") == "kill":
                 self._fired_kills.setdefault(event["replica"], []).append(event)
         self.printer.maybe_print(self.view)
+        if self.dashboard is not None:
+            self.dashboard.publish(self.view)
 
     def _supervise(self, slots: list[WorkerSlot]) -> int:
         while True:
@@ -215,6 +248,17 @@ class Launcher:
         self.events.emit("worker_exit", replica=slot.name, code=code)
         if code == 0:
             slot.finished = True
+            return None
+        if code == EXIT_FATAL:
+            message = (
+                slot.last_error_line() or f"worker {slot.name} cannot go on; see {slot.log_path}"
+            )
+            print(f"error: {message}", file=sys.stderr, flush=True)
+            return 1
+        if code == EXIT_QUARANTINED:
+            self.printer.say(
+                f"{slot.name} quarantined itself (repeated corrupt results); not restarted"
+            )
             return None
         if code == EXIT_USAGE:
             message = (

@@ -27,6 +27,7 @@ from phalanx.guard.abft import AbftMonitor
 from phalanx.guard.defect_hooks import DefectiveLinears
 from phalanx.guard.grad_sanity import GradientSanity
 from phalanx.observe.events import EventLog
+from phalanx.observe.report import write_report_safely
 from phalanx.observe.summary import build_summary, write_summary
 from phalanx.runtime import checkpoint as ckpt
 from phalanx.runtime import excepthook, validate
@@ -346,6 +347,7 @@ class Trainer:
                     commit_s=round(commit_s, 5),
                 )
                 self._maybe_checkpoint(events, name, members)
+                self._maybe_rescreen(events, name, step, outcome.compute_s)
         finally:
             sync.close()
         self._write_model()
@@ -355,6 +357,7 @@ class Trainer:
         summary = build_summary(self.out_dir)
         if worker is None:
             write_summary(self.out_dir, summary)
+            write_report_safely(self.out_dir)
         return summary
 
     def _install_guard(self, name: str) -> None:
@@ -369,6 +372,38 @@ class Trainer:
                 self.model, float(flip_rate), seed=self.seed + worker.index
             )  # type: ignore[union-attr]
         self.abft = AbftMonitor(self.model) if self.guard == "full" else None
+        self.rescreen = None
+        if worker is not None and worker.device_table and worker.rescreen_every_s:
+            from phalanx.runtime.rescreen import Rescreener
+
+            self.rescreen = Rescreener(worker.device_table, worker.index, worker.rescreen_every_s)
+
+    def _maybe_rescreen(self, events: EventLog, name: str, step: int, compute_s: float) -> None:
+        if self.rescreen is None:
+            return
+        self.rescreen.add_load(compute_s)
+        if not self.rescreen.due():
+            return
+        result = self.rescreen.probe()
+        events.emit(
+            "rescreen",
+            replica=name,
+            step=step,
+            passed=result.passed,
+            wrong=result.wrong,
+            checked=result.checked,
+            duration_s=round(result.duration_s, 4),
+        )
+        if not result.passed:
+            events.emit(
+                "quarantine",
+                replica=name,
+                step=step,
+                offences=self.offences,
+                reason=f"re-screen found {result.wrong} wrong of {result.checked} elements",
+            )
+            print(f"{name}: quarantined: the periodic re-screen failed", flush=True)
+            os._exit(EXIT_QUARANTINED)
 
     def _count_offences(self, events: EventLog, name: str, step: int, outcome: Any) -> None:
         # A veto is an offence only when the same samples then computed cleanly

@@ -38,6 +38,8 @@ class WorkerConfig:
     keep_checkpoints: int | None = None
     guard: str | None = None  # overrides the script's Trainer(guard=...)
     defects: dict[str, Any] | None = None  # emulated chip defects (from fleet.toml)
+    device_table: dict[str, Any] | None = None  # this replica's [[device]] table
+    rescreen_every_s: float | None = None  # periodic correctness probe; None: off
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=1))
