@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MLP = ROOT / "examples" / "mlp.py"
 GPT = ROOT / "src" / "phalanx" / "demo" / "train_gpt.py"
 # A float64 MLP small enough that the control plane, not compute, bounds a step.
-EXACT_ARGS = ["--dtype", "float64", "--steps", "100", "--batch", "48", "--samples", "500",
+EXACT_ARGS = ["--dtype", "float64", "--steps", "100", "--batch", "48", "--samples", "500", "--repeat", "6",
               "--checkpoint-every", "10"]
 EXACT_STEPS = 100
 # Slow emulated chips: a step lasts ~0.1 s, so a restarted worker (several seconds of

@@ -21,6 +21,8 @@ class FleetState:
     throughput_sps: dict[str, float] = field(default_factory=dict)
     shares: dict[str, int] = field(default_factory=dict)  # shares of the last committed step
     sps_history: dict[str, list[float]] = field(default_factory=dict)  # recent measurements
+    timings: dict[str, list[list[float]]] = field(default_factory=dict)  # recent (samples, seconds)
+    costs: dict[str, list[float]] = field(default_factory=dict)  # fitted (fixed_s, per_sample_s)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -28,6 +30,8 @@ class FleetState:
             "throughput_sps": self.throughput_sps,
             "shares": self.shares,
             "sps_history": self.sps_history,
+            "timings": self.timings,
+            "costs": self.costs,
         }
 
     @classmethod
@@ -37,6 +41,10 @@ class FleetState:
             throughput_sps={k: float(v) for k, v in data["throughput_sps"].items()},
             shares={k: int(v) for k, v in data["shares"].items()},
             sps_history={k: [float(x) for x in v] for k, v in data.get("sps_history", {}).items()},
+            timings={
+                k: [[float(a), float(b)] for a, b in v] for k, v in data.get("timings", {}).items()
+            },
+            costs={k: [float(x) for x in v] for k, v in data.get("costs", {}).items()},
         )
 
 

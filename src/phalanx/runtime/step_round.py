@@ -17,6 +17,8 @@ from phalanx.data.slicing import participant_ranges, sample_indices
 from phalanx.guard.fingerprint import WIDTH, fingerprint_chunks, majority
 from phalanx.runtime.compute import FlatBuffer, accumulate_slice_gradient, gradient_norm
 
+WARMUP_STEPS = 2
+
 
 @dataclass
 class RoundOutcome:
@@ -31,6 +33,7 @@ class RoundOutcome:
     own_share: int = 0
     compute_s: float = 0.0
     allreduce_s: float = 0.0
+    guard_s: float = 0.0  # fingerprint + gradient check (ABFT hooks run inside compute)
     detections: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -69,9 +72,11 @@ class StepRound:
 
     def run(self, choose_shares: Any, injector: Any, sync: Any) -> RoundOutcome:
         t, name, step = self.t, self.name, self.step
+        guard_t0 = time.perf_counter()
         fingerprint = fingerprint_chunks(t.params) if t.fingerprints else None
+        outcome_guard_s = time.perf_counter() - guard_t0
         excluded: set[str] = set()
-        outcome = RoundOutcome(ok=False)
+        outcome = RoundOutcome(ok=False, guard_s=outcome_guard_s)
         for _attempt in range(len(self.members) + 1):  # the last pass finds nobody left
             active = [m for m in self.members if m not in excluded]
             if not active:
@@ -95,15 +100,17 @@ class StepRound:
                 for param in t.params:
                     param.grad = None
             injector.corrupt_gradient(step, t.params)
-            own_norm = gradient_norm(t.params) if indices else 0.0
+            guard_t0 = time.perf_counter()
+            own_norm = gradient_norm(t.params) if indices and t.sanity is not None else 0.0
             veto = self._local_check(share, own_norm) if indices else None
+            outcome.guard_s += time.perf_counter() - guard_t0
             flat = FlatBuffer(t.params, len(self.members), WIDTH if fingerprint else 0)
+            # A replica's first steps after (re)start are slow (allocation, first
+            # touch): it reports them negative so nobody learns a cost model from them.
+            measured_sps = len(indices) / max(compute_s, 1e-9) if indices else 0.0
+            warming = t.local_steps < WARMUP_STEPS
             flat.pack(
-                loss,
-                self.slot,
-                bool(veto),
-                len(indices) / max(compute_s, 1e-9) if indices else 0.0,
-                fingerprint,
+                loss, self.slot, bool(veto), -measured_sps if warming else measured_sps, fingerprint
             )
             sync_t0 = time.perf_counter()
             work = sync.allreduce(flat.tensor)

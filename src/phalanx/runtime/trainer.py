@@ -36,6 +36,7 @@ from phalanx.runtime.profile_mode import ProfileRequest, run_profile
 from phalanx.runtime.state import TrainState
 from phalanx.runtime.step_round import StepRound
 from phalanx.runtime.worker_config import WorkerConfig, from_environment
+from phalanx.shares.affine import fit_cost, record_timing
 from phalanx.shares.apportion import choose_shares, record_measurement
 
 OptimizerFactory = Callable[[Any], torch.optim.Optimizer]
@@ -112,6 +113,7 @@ class Trainer:
             "quarantine_after", quarantine_after, "quarantine a replica after this many offences"
         )
         self.offences = 0
+        self.local_steps = 0  # steps this process computed (its first ones are warm-up)
         self._all_vetoed: dict[int, int] = {}
         self.model = model
         self.params = trainable_parameters(model)
@@ -284,6 +286,7 @@ class Trainer:
                         fleet.shares,
                         hints,
                         caps,
+                        costs=fleet.costs,
                     ),
                     injector,
                     sync,
@@ -323,12 +326,23 @@ class Trainer:
                     self.sanity.accept(outcome.own_norm, outcome.own_share, self.global_batch_size)
                 active, shares = outcome.active, outcome.shares
                 throughputs = dict(zip(members, flat.throughputs()))
+                self.local_steps += 1
                 for member in active:
+                    if throughputs[member] <= 0:  # warming up (or no slice): nothing to learn
+                        continue
                     history, estimate = record_measurement(
                         fleet.sps_history.get(member, []), throughputs[member]
                     )
                     fleet.sps_history[member] = history
                     fleet.throughput_sps[member] = estimate
+                    samples = dict(zip(active, shares))[member]
+                    if throughputs[member] > 0 and samples > 0:
+                        fleet.timings[member] = record_timing(
+                            fleet.timings.get(member, []), samples, samples / throughputs[member]
+                        )
+                        fleet.costs[member] = list(
+                            fit_cost(fleet.timings[member], fleet.costs.get(member))
+                        )
                 fleet.shares = dict(zip(active, shares))
                 fleet.step = step + 1
                 events.emit(
@@ -340,14 +354,16 @@ class Trainer:
                     members=members,
                     shares=shares,
                     ranges=participant_ranges(step, self.global_batch_size, shares),
-                    sps=[throughputs[m] for m in active],
+                    sps=[abs(throughputs[m]) for m in active],
                     compute_s=round(outcome.compute_s, 5),
                     quorum_s=round(quorum_s, 5),
                     allreduce_s=round(outcome.allreduce_s, 5),
                     commit_s=round(commit_s, 5),
+                    guard_s=round(outcome.guard_s, 6),
+                    **self._device_readings(outcome.compute_s),
                 )
                 self._maybe_checkpoint(events, name, members)
-                self._maybe_rescreen(events, name, step, outcome.compute_s)
+                self._maybe_rescreen(events, name, step)
         finally:
             sync.close()
         self._write_model()
@@ -372,19 +388,29 @@ class Trainer:
                 self.model, float(flip_rate), seed=self.seed + worker.index
             )  # type: ignore[union-attr]
         self.abft = AbftMonitor(self.model) if self.guard == "full" else None
-        self.rescreen = None
-        if worker is not None and worker.device_table and worker.rescreen_every_s:
-            from phalanx.runtime.rescreen import Rescreener
+        self.monitor = None
+        if worker is not None and (worker.device_table or worker.speed is not None):
+            from phalanx.runtime.device_monitor import DeviceMonitor
 
-            self.rescreen = Rescreener(worker.device_table, worker.index, worker.rescreen_every_s)
+            table = worker.device_table or {"id": name, "kind": "emulated", "speed": worker.speed}
+            self.monitor = DeviceMonitor(
+                table, worker.index, worker.time_scale, worker.rescreen_every_s
+            )
+        self._last_step_end = time.perf_counter()
 
-    def _maybe_rescreen(self, events: EventLog, name: str, step: int, compute_s: float) -> None:
-        if self.rescreen is None:
+    def _device_readings(self, compute_s: float) -> dict[str, float | None]:
+        """Advance the device model by this step and read its sensors."""
+        now = time.perf_counter()
+        step_s, self._last_step_end = now - self._last_step_end, now
+        if self.monitor is None:
+            return {}
+        self.monitor.step_done(compute_s, step_s)
+        return self.monitor.readings()
+
+    def _maybe_rescreen(self, events: EventLog, name: str, step: int) -> None:
+        if self.monitor is None or not self.monitor.rescreen_due():
             return
-        self.rescreen.add_load(compute_s)
-        if not self.rescreen.due():
-            return
-        result = self.rescreen.probe()
+        result = self.monitor.probe()
         events.emit(
             "rescreen",
             replica=name,

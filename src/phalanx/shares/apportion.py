@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+from phalanx.shares.affine import equal_time_weights, predicted_time_s
+
 # A share change must shorten the predicted step by at least this fraction:
 # below it, measurement noise would make shares flap from step to step.
 DEFAULT_DEADBAND = 0.03
@@ -19,18 +21,22 @@ DEFAULT_WINDOW = 8
 
 
 def apportion(
-    total: int, weights: Sequence[float], caps: Sequence[int | None] | None = None
+    total: int,
+    weights: Sequence[float],
+    caps: Sequence[int | None] | None = None,
+    min_share: int = 1,
 ) -> list[int]:
-    """Split `total` into integers proportional to `weights`, each >= 1 and <= its cap.
+    """Split `total` into integers proportional to `weights`, each >= min_share and <= its cap.
 
     Largest-remainder rounding; ties go to the earlier participant so the
     result is deterministic. Raises ValueError when the caps cannot hold
-    `total` or `total` is smaller than the number of participants.
+    `total` or `total` is smaller than the number of participants (with the
+    default minimum of one sample each).
     """
     count = len(weights)
     if count == 0:
         raise ValueError("no participants")
-    if total < count:
+    if total < count * min_share:
         raise ValueError(f"global batch {total} is smaller than the {count} participants")
     limits = [total if cap is None else max(1, int(cap)) for cap in (caps or [None] * count)]
     if sum(limits) < total:
@@ -58,8 +64,8 @@ def apportion(
     if free:
         weight_sum = sum(clean[i] for i in free)
         ideal = {i: remaining * clean[i] / weight_sum if weight_sum else 0.0 for i in free}
-        floors = {i: max(1, math.floor(ideal[i])) for i in free}
-        # Keep room for the floor of 1 everywhere before rounding up.
+        floors = {i: max(min_share, math.floor(ideal[i])) for i in free}
+        # Keep room for the minimum everywhere before rounding up.
         while sum(floors.values()) > remaining:
             largest = max(free, key=lambda i: (floors[i], -i))
             floors[largest] -= 1
@@ -114,24 +120,36 @@ def choose_shares(
     hints: Mapping[str, float] | None = None,
     caps: Mapping[str, int | None] | None = None,
     deadband: float = DEFAULT_DEADBAND,
+    costs: Mapping[str, Sequence[float]] | None = None,
 ) -> list[int]:
     """Shares for the next step, in participant order.
 
-    Keeps the previous shares when the same participants remain and the
-    re-balanced shares would shorten the predicted step by less than
-    `deadband` (hysteresis against oscillation).
+    With a fitted cost model per chip (fixed + per-sample seconds, see
+    shares.affine) the shares equalise predicted finishing times; a chip
+    without one (a newcomer) is modelled from its throughput estimate. Keeps
+    the previous shares when the same participants remain and re-balancing
+    would shorten the predicted step by less than `deadband` (hysteresis).
     """
     hints = hints or {}
     caps = caps or {}
-    estimates = [estimate_for(name, table, hints) for name in participants]
+    costs = costs or {}
+    models = []
+    for name in participants:
+        if name in costs:
+            models.append((float(costs[name][0]), float(costs[name][1])))
+        else:
+            models.append((0.0, 1.0 / estimate_for(name, table, hints)))
     cap_list = [caps.get(name) for name in participants]
-    proposed = apportion(global_batch_size, estimates, cap_list)
+    weights = equal_time_weights(global_batch_size, models, cap_list)
+    # A chip whose fixed cost alone outlasts the others' whole step gets no samples:
+    # giving it one would make the whole fleet wait for it.
+    proposed = apportion(global_batch_size, weights, cap_list, min_share=0)
     if all(name in previous for name in participants):
         kept = [previous[name] for name in participants]
         caps_ok = all(c is None or s <= c for s, c in zip(kept, cap_list))
-        if sum(kept) == global_batch_size and caps_ok and min(kept) >= 1:
-            old_s = predicted_step_s(kept, estimates)
-            new_s = predicted_step_s(proposed, estimates)
+        if sum(kept) == global_batch_size and caps_ok:
+            old_s = predicted_time_s(kept, models)
+            new_s = predicted_time_s(proposed, models)
             if new_s >= old_s * (1 - deadband):
                 return kept
     return proposed

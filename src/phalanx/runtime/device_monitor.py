@@ -1,0 +1,74 @@
+"""The replica's own device, watched while it trains: telemetry, energy, re-screening.
+
+For an emulated chip this is its model from fleet.toml (or `--emulate`): its
+power curve, thermal state and defects advance with the replica's measured
+compute time (load) and the rest of each step (idle), in the chip's own
+time (wall time undone of the emulation's common slow-down). A real device
+reports what its vendor library can read (NVML, amdsmi, RAPL); missing
+sensors stay None rather than 0.
+
+Re-screening runs `phalanx.qualify.probe.correctness_probe` every N seconds:
+a chip that started to compute wrong answers (hot, or after long load) fails.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from phalanx.qualify.probe import ProbeResult, correctness_probe
+
+
+class DeviceMonitor:
+    def __init__(
+        self,
+        device_table: dict[str, Any],
+        index: int,
+        time_scale: float = 1.0,
+        rescreen_every_s: float | None = None,
+    ) -> None:
+        from phalanx.devices.compute import open_device
+        from phalanx.devices.fleet_parse import parse_device
+
+        config = parse_device(device_table, index)
+        # time_scale 0: the emulated chip's clock advances without wall-clock waits.
+        self.device = open_device(config, seed=index, time_scale=0.0)
+        self.time_scale = time_scale
+        self.rescreen_every_s = rescreen_every_s
+        self._last_probe_s = time.monotonic()
+        self._telemetry = self.device.telemetry
+
+    def step_done(self, compute_s: float, step_s: float) -> None:
+        """Account one step: compute time under load, the rest of the step idle."""
+        advance = getattr(self.device, "advance_load", None)
+        if advance is None:
+            return
+        busy_s = max(0.0, compute_s) * self.time_scale
+        idle_s = max(0.0, step_s - compute_s) * self.time_scale
+        if busy_s:
+            advance(busy_s)
+        if idle_s:
+            advance(idle_s, utilization=0.0)
+
+    def readings(self) -> dict[str, float | None]:
+        def read(name: str) -> float | None:
+            try:
+                value = getattr(self._telemetry, name)()
+            except Exception:  # a sensor that fails reads as absent, never as a crash
+                return None
+            return None if value is None else round(float(value), 3)
+
+        return {
+            "temperature_c": read("temperature_c"),
+            "power_w": read("power_w"),
+            "energy_j": read("energy_j"),
+        }
+
+    def rescreen_due(self) -> bool:
+        return self.rescreen_every_s is not None and (
+            time.monotonic() - self._last_probe_s >= self.rescreen_every_s
+        )
+
+    def probe(self) -> ProbeResult:
+        self._last_probe_s = time.monotonic()
+        return correctness_probe(self.device)

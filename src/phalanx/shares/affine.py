@@ -1,0 +1,88 @@
+"""Step time as fixed cost + per-sample cost, and shares that make every chip finish together.
+
+A chip's compute time for n samples is close to a + b*n: a fixed part (kernel
+launches, weight-gradient passes, Python) and a per-sample part. Shares
+proportional to measured samples/s are unstable when a > 0: a chip given
+fewer samples measures fewer samples/s, gets fewer again, and sinks to one
+sample. Fitting (a, b) per chip from its recent (n, t) pairs and solving for
+equal finishing times avoids that, and lands on the balance in a step or two.
+Everything here is pure and deterministic: replicas agree without talking.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+
+# Pairs of (samples, seconds) kept per chip.
+HISTORY = 16
+# A fitted per-sample cost below this fraction of the plain t/n is noise (two
+# nearby sizes, one slow step), not a chip made of fixed cost: do not trust it.
+_MIN_SLOPE_FRACTION = 0.25
+
+
+def record_timing(history: list[list[float]], samples: int, seconds: float) -> list[list[float]]:
+    return [*history, [float(samples), float(seconds)]][-HISTORY:]
+
+
+def fit_cost(history: list[list[float]], previous: Sequence[float] | None) -> tuple[float, float]:
+    """(fixed_s, per_sample_s) from a chip's recent timings.
+
+    Two or more distinct sizes and a sane slope: a least-squares line (a >= 0).
+    Otherwise keep the previous fixed cost and rescale the per-sample cost to
+    the recent times (a chip that slowed down shows up at once). Nothing known
+    yet: a proportional model, a = 0.
+    """
+    points = [(n, t) for n, t in history if n > 0 and t > 0]
+    if not points:
+        raise ValueError("no timings")
+    recent_n, _ = points[-1]
+    recent_t = statistics.median(t for n, t in points[-4:] if n == recent_n)
+    plain_b = recent_t / recent_n
+    floor_b = _MIN_SLOPE_FRACTION * plain_b
+    if len({n for n, _ in points}) >= 2:
+        mean_n = statistics.fmean(n for n, _ in points)
+        mean_t = statistics.fmean(t for _, t in points)
+        var_n = sum((n - mean_n) ** 2 for n, _ in points)
+        slope = sum((n - mean_n) * (t - mean_t) for n, t in points) / var_n
+        if slope >= floor_b:
+            # Anchor the line on what the chip does now, at its newest size.
+            fixed = min(max(0.0, mean_t - slope * mean_n), recent_t)
+            return fixed, max((recent_t - fixed) / recent_n, floor_b)
+    if previous is not None:
+        fixed = min(float(previous[0]), recent_t)
+        return fixed, max((recent_t - fixed) / recent_n, floor_b)
+    return 0.0, plain_b
+
+
+def equal_time_weights(
+    total: int, costs: Sequence[tuple[float, float]], caps: Sequence[int | None]
+) -> list[float]:
+    """Real-valued shares (>= 0, <= cap) summing to `total` with equal finishing times.
+
+    A chip whose fixed cost exceeds the common finishing time gets 0.
+    """
+
+    def shares_at(time_s: float) -> list[float]:
+        out = []
+        for (fixed, per_sample), cap in zip(costs, caps):
+            n = (time_s - fixed) / per_sample if per_sample > 0 else total
+            upper = total if cap is None else cap
+            out.append(min(max(n, 0.0), float(upper)))
+        return out
+
+    low = 0.0
+    high = max(f + b * total for f, b in costs) + 1.0
+    for _ in range(100):  # bisection on the common finishing time
+        middle = (low + high) / 2
+        if sum(shares_at(middle)) < total:
+            low = middle
+        else:
+            high = middle
+    weights = shares_at(high)
+    return [w if math.isfinite(w) else 1.0 for w in weights]
+
+
+def predicted_time_s(shares: Sequence[int], costs: Sequence[tuple[float, float]]) -> float:
+    return max((f + b * n for n, (f, b) in zip(shares, costs) if n > 0), default=0.0)

@@ -1,0 +1,59 @@
+from hypothesis import given
+from hypothesis import strategies as st
+
+from phalanx.shares.affine import equal_time_weights, fit_cost, predicted_time_s, record_timing
+from phalanx.shares.apportion import choose_shares
+
+
+def test_fit_recovers_fixed_and_per_sample_cost():
+    history: list = []
+    for n in (10, 20, 15, 30):
+        history = record_timing(history, n, 0.5 + 0.01 * n)
+    fixed, per_sample = fit_cost(history, None)
+    assert abs(fixed - 0.5) < 1e-9 and abs(per_sample - 0.01) < 1e-9
+
+
+def test_one_size_keeps_the_fixed_cost_and_follows_a_slowdown():
+    history = record_timing([], 10, 0.6)
+    assert fit_cost(history, None) == (0.0, 0.06)  # nothing known: proportional
+    slower = record_timing(record_timing([], 10, 1.0), 10, 1.0)
+    fixed, per_sample = fit_cost(slower, (0.5, 0.01))
+    assert fixed == 0.5 and abs(per_sample - 0.05) < 1e-12
+
+
+def test_equal_time_weights_balance_and_drop_a_hopeless_chip():
+    costs = [(0.0, 0.01), (0.0, 0.02), (2.0, 0.01)]  # the third's fixed cost exceeds the step
+    weights = equal_time_weights(90, costs, [None, None, None])
+    assert abs(sum(weights) - 90) < 1e-6
+    assert weights[2] == 0.0
+    assert abs(weights[0] * 0.01 - weights[1] * 0.02) < 1e-6
+
+
+@given(st.lists(st.tuples(st.floats(0, 0.05), st.floats(0.001, 0.1)), min_size=1, max_size=8),
+       st.integers(8, 500))
+def test_shares_sum_to_the_batch_and_beat_an_equal_split(costs, batch):
+    names = [f"r{i}" for i in range(len(costs))]
+    shares = choose_shares(names, batch, {}, {}, costs={n: c for n, c in zip(names, costs)})
+    assert sum(shares) == batch and min(shares) >= 0
+    equal = [batch // len(costs) + (1 if i < batch % len(costs) else 0) for i in range(len(costs))]
+    assert predicted_time_s(shares, costs) <= predicted_time_s(equal, costs) * 1.0001 + max(b for _, b in costs)
+
+
+def test_iterating_with_fixed_costs_does_not_collapse_a_slow_chip():
+    """The failure mode of samples/s-proportional shares: a slow chip sinking to one sample."""
+    true_costs = {"fast": (0.002, 0.0001), "slow": (0.008, 0.0004)}
+    names = list(true_costs)
+    timings: dict = {n: [] for n in names}
+    fitted: dict = {}
+    previous: dict = {}
+    table = {"fast": 1.0, "slow": 1.0}
+    for _ in range(20):
+        shares = choose_shares(names, 200, table, previous, costs=fitted)
+        for name, share in zip(names, shares):
+            fixed, per_sample = true_costs[name]
+            timings[name] = record_timing(timings[name], share, fixed + per_sample * share)
+            fitted[name] = list(fit_cost(timings[name], fitted.get(name)))
+        previous = dict(zip(names, shares))
+    slow_share = previous["slow"]
+    # Equal finishing time: 0.002 + 0.0001 f = 0.008 + 0.0004 s, f + s = 200  ->  s = 28
+    assert 25 <= slow_share <= 31
