@@ -71,6 +71,15 @@ def run_command(
         float | None,
         typer.Option(help="With --fleet: a correctness probe on each device every S seconds."),
     ] = None,
+    tariff: Annotated[
+        str | None, typer.Option(help="Electricity price for the cost estimate, e.g. 0.08/kWh.")
+    ] = None,
+    subsidy: Annotated[
+        str | None, typer.Option(help="Subsidy per kWh taken off the tariff, e.g. 0.02/kWh.")
+    ] = None,
+    co2_g_per_kwh: Annotated[
+        float | None, typer.Option(help="Grid intensity for the CO2 estimate (g per kWh).")
+    ] = None,
 ) -> None:
     """Train SCRIPT on a fleet. Arguments after the options go to the script."""
     from phalanx.launch.launcher import Launcher, RunPlan
@@ -113,8 +122,31 @@ def run_command(
         guard=guard,
         device_tables=tables,
         rescreen_every_s=rescreen_every_s,
+        tariff_per_kwh=_per_kwh("--tariff", tariff),
+        subsidy_per_kwh=_per_kwh("--subsidy", subsidy),
+        co2_g_per_kwh=_non_negative("--co2-g-per-kwh", co2_g_per_kwh),
     )
     raise typer.Exit(Launcher(plan).run())
+
+
+def _per_kwh(flag: str, text: str | None) -> float | None:
+    """'0.08/kWh' or '0.08' -> 0.08 (a price per kWh)."""
+    if text is None:
+        return None
+    number = text.strip().lower().removesuffix("/kwh")
+    try:
+        value = float(number)
+    except ValueError:
+        raise UsageError(
+            flag, "is not a price per kWh", f"write e.g. {flag} 0.08/kWh", text
+        ) from None
+    return _non_negative(flag, value)
+
+
+def _non_negative(flag: str, value: float | None) -> float | None:
+    if value is not None and not value >= 0:
+        raise UsageError(flag, "must not be negative", f"write e.g. {flag} 0.08", value)
+    return value
 
 
 def _admitted_fleet(path: Path, quiet: bool) -> tuple[list[float | None], list[dict]]:

@@ -49,6 +49,9 @@ class RunPlan:
     dashboard_port: int | None = None  # None: no web dashboard; 0: the OS picks a port
     guard: str | None = None  # None: the script's Trainer(guard=...) decides
     rescreen_every_s: float | None = None  # periodic correctness probe on each device
+    tariff_per_kwh: float | None = None  # for the cost estimate in summary.json
+    subsidy_per_kwh: float | None = None
+    co2_g_per_kwh: float | None = None  # for the CO2 estimate
     # Per replica, from a qualified fleet file: emulated defects and profile hints.
     device_tables: list[dict] = field(default_factory=list)
 
@@ -142,6 +145,9 @@ class Launcher:
             steps=None,
             global_batch_size=None,
             faults=[f.to_json() for f in plan.faults],
+            tariff_per_kwh=plan.tariff_per_kwh,
+            subsidy_per_kwh=plan.subsidy_per_kwh,
+            co2_g_per_kwh=plan.co2_g_per_kwh,
         )
         self.printer.say(
             f"phalanx: {len(slots)} replicas ({', '.join(f'{s.name}@{s.config.speed}' for s in slots)}), "

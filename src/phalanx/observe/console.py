@@ -103,6 +103,27 @@ def print_summary(console: Console, summary: dict[str, Any], run_dir: str) -> No
             highlight=False,
             soft_wrap=True,
         )
+    energy = summary.get("energy")
+    if energy:
+        extras = []
+        if energy.get("cost_estimate") is not None:
+            extras.append(f"cost estimate {energy['cost_estimate']:.6f} at the given tariff")
+        if energy.get("co2_g_estimate") is not None:
+            extras.append(f"CO2 estimate {energy['co2_g_estimate']:.3f} g")
+        console.print(
+            f"Energy: {energy['energy_j']:,.1f} J ({energy['j_per_sample']:.4f} J/sample)"
+            + (f"; {'; '.join(extras)}" if extras else ""),
+            highlight=False,
+            soft_wrap=True,
+        )
+    guard = summary.get("guard") or {}
+    if guard.get("detections") or guard.get("quarantined"):
+        quarantined = ", ".join(q["replica"] for q in guard.get("quarantined", [])) or "none"
+        console.print(
+            f"SDC guard: {len(guard.get('detections', []))} detection(s); quarantined: {quarantined}.",
+            highlight=False,
+            soft_wrap=True,
+        )
     console.print(
         "Shares at the end: "
         + ", ".join(

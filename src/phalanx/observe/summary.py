@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from phalanx.observe.accounting import committed_steps, data_accounting
+from phalanx.observe.energy_summary import energy_summary
 from phalanx.observe.events import read_events
 from phalanx.observe.guard_summary import guard_summary
 
@@ -95,6 +96,8 @@ def build_summary(run_dir: str | Path) -> dict[str, Any]:
     faults = [e for e in events if e.get("kind") == "fault"]
     finished = planned_steps > 0 and len(steps) >= planned_steps
     last_status = _replica_status(events, replicas, finished)
+    energy = energy_summary(events, samples, start)
+    per_device_j = energy["per_device_j"] if energy else {}
     devices = [
         {
             "id": name,
@@ -104,7 +107,7 @@ def build_summary(run_dir: str | Path) -> dict[str, Any]:
             "final_share": final_share.get(name, 0),
             "solo_sps": round(solo[name], 3) if name in solo else None,
             "status": last_status.get(name, "unknown"),
-            "energy_j": None,
+            "energy_j": per_device_j.get(name),
         }
         for name, info in replicas.items()
     ]
@@ -142,7 +145,8 @@ def build_summary(run_dir: str | Path) -> dict[str, Any]:
         "checkpoints": [e["step"] for e in events if e.get("kind") == "checkpoint"],
         "data": data,
         "guard": guard_summary(events),
-        "energy_j": None,
+        "energy": energy,
+        "energy_j": energy["energy_j"] if energy else None,
     }
 
 
