@@ -15,6 +15,8 @@ from phalanx.shares.affine import equal_time_weights, predicted_time_s
 # A share change must shorten the predicted step by at least this fraction:
 # below it, measurement noise would make shares flap from step to step.
 DEFAULT_DEADBAND = 0.03
+# Fraction of the way from the previous shares to the newly solved ones taken per step.
+DAMPING = 0.5
 # Throughput estimates are the median of this many recent measurements:
 # robust to the odd step slowed by a neighbour process or a page fault.
 DEFAULT_WINDOW = 8
@@ -141,10 +143,17 @@ def choose_shares(
             models.append((0.0, 1.0 / estimate_for(name, table, hints)))
     cap_list = [caps.get(name) for name in participants]
     weights = equal_time_weights(global_batch_size, models, cap_list)
+    same_fleet = all(name in previous for name in participants)
+    if same_fleet and sum(previous[name] for name in participants) == global_batch_size:
+        # Move part of the way: one noisy step (a neighbour on the host, a page
+        # fault) then moves shares by half its error instead of all of it.
+        weights = [
+            DAMPING * w + (1 - DAMPING) * previous[name] for w, name in zip(weights, participants)
+        ]
     # A chip whose fixed cost alone outlasts the others' whole step gets no samples:
     # giving it one would make the whole fleet wait for it.
     proposed = apportion(global_batch_size, weights, cap_list, min_share=0)
-    if all(name in previous for name in participants):
+    if same_fleet:
         kept = [previous[name] for name in participants]
         caps_ok = all(c is None or s <= c for s, c in zip(kept, cap_list))
         if sum(kept) == global_batch_size and caps_ok:
