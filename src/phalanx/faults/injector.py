@@ -106,7 +106,12 @@ class FaultInjector:
 
 
 def flip_bit(tensor: torch.Tensor, bit: int | None) -> None:
-    """Flip one bit of the first element; by default the top exponent bit (value -> huge or tiny)."""
+    """Flip one bit of the element of largest magnitude; by default its top exponent bit.
+
+    The largest element is the one a corruption matters most for; flipping the top
+    exponent bit of a non-zero value makes it astronomically large (of a zero, it
+    would make a plain 2.0, which no norm check can tell from training).
+    """
     views = {
         torch.float64: (torch.int64, 62),
         torch.float32: (torch.int32, 30),
@@ -115,6 +120,8 @@ def flip_bit(tensor: torch.Tensor, bit: int | None) -> None:
     }
     int_type, exponent_top = views[tensor.dtype]
     chosen = exponent_top if bit is None else int(bit)
-    bits = tensor.detach().view(-1).view(int_type)
+    flat = tensor.detach().view(-1)
+    index = int(flat.abs().argmax())
+    bits = flat.view(int_type)
     mask = torch.ones(1, dtype=int_type).bitwise_left_shift(chosen)
-    bits[0:1] = bits[0:1] ^ mask
+    bits[index : index + 1] = bits[index : index + 1] ^ mask

@@ -24,7 +24,10 @@ class LighthouseSettings:
     port: int = 0  # 0: the OS picks a free port (never a fixed default that may be taken)
     min_replicas: int = 1
     # How long a quorum waits for a replica that heartbeats but has not asked to join.
-    join_timeout_ms: int = 1000
+    # Long on purpose: a replica that woke from a freeze must not get a quorum of its
+    # own while the others are busy computing (a second history); dead or frozen
+    # replicas stop heartbeating and are dropped after heartbeat_timeout_ms anyway.
+    join_timeout_ms: int = 30_000
     # A replica whose heartbeats stop for this long is dropped from the next quorum.
     heartbeat_timeout_ms: int = 2000
     quorum_tick_ms: int = 20

@@ -56,12 +56,17 @@ class TrainState:
     fleet: FleetState = field(default_factory=FleetState)
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "fleet": copy.deepcopy(self.fleet.to_json()),
-        }
+        """A snapshot (copies, not views): torchft serves it to a healing peer over HTTP
+        later, while this replica already computes the next step, and what it sends
+        must be the state it had at the quorum, not whatever the tensors hold by then."""
+        return copy.deepcopy(
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+                "fleet": self.fleet.to_json(),
+            }
+        )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         with torch.no_grad():

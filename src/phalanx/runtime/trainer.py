@@ -114,7 +114,7 @@ class Trainer:
         )
         self.offences = 0
         self.local_steps = 0  # steps this process computed (its first ones are warm-up)
-        self._all_vetoed: dict[int, int] = {}
+        self._all_vetoed: dict[tuple[str, int], int] = {}
         self.model = model
         self.params = trainable_parameters(model)
         self.dataset = dataset
@@ -297,6 +297,7 @@ class Trainer:
                 if outcome.tie:
                     sync.commit(False, outcome.reason)
                     self._restore_after_tie(events, sync, name, step)
+                    self._stop_if_unrecoverable(events, name, step, outcome, what="tie")
                     continue
                 sound = outcome.ok and outcome.flat is not None and outcome.flat.finite()
                 sound = sound and not outcome.diverged_self
@@ -450,19 +451,34 @@ class Trainer:
             print(f"{name}: quarantined after {self.offences} offences", flush=True)
             os._exit(EXIT_QUARANTINED)  # leave the fleet now; peers see a dead replica
 
-    def _stop_if_unrecoverable(self, events: EventLog, name: str, step: int, outcome: Any) -> None:
-        """Every participant vetoing the same step again and again is the data or model, not a chip."""
-        if outcome.reason != "every participant was excluded":
+    def _stop_if_unrecoverable(
+        self, events: EventLog, name: str, step: int, outcome: Any, what: str = "veto"
+    ) -> None:
+        """The same step failing the same way again and again cannot be retried away.
+
+        Every participant vetoing it is the data or the model, not a chip; two
+        replicas that still disagree after returning to the newest checkpoint
+        have no healthy majority to heal from.
+        """
+        if what == "veto" and outcome.reason != "every participant was excluded":
             self._all_vetoed = {}
             return
-        self._all_vetoed[step] = self._all_vetoed.get(step, 0) + 1
-        if self._all_vetoed[step] < UNRECOVERABLE_ROUNDS:
+        key = (what, step)
+        self._all_vetoed[key] = self._all_vetoed.get(key, 0) + 1
+        if self._all_vetoed[key] < UNRECOVERABLE_ROUNDS:
             return
-        message = (
-            f"step {step}: every replica's gradient fails the guard (non-finite or exploding) "
-            f"{UNRECOVERABLE_ROUNDS} times: a data or model problem, not a chip. Fix: lower the "
-            "learning rate, clip gradients, or check this step's samples"
-        )
+        if what == "tie":
+            message = (
+                f"step {step}: two replicas hold different parameters and still disagree after "
+                f"returning to the newest checkpoint {UNRECOVERABLE_ROUNDS} times. Fix: restart "
+                "the run with --resume on more than two replicas, so a majority can outvote a bad chip"
+            )
+        else:
+            message = (
+                f"step {step}: every replica's gradient fails the guard (non-finite or exploding) "
+                f"{UNRECOVERABLE_ROUNDS} times: a data or model problem, not a chip. Fix: lower the "
+                "learning rate, clip gradients, or check this step's samples"
+            )
         events.emit("unrecoverable", replica=name, step=step, reason=message)
         print(f"error: {message}", flush=True)
         os._exit(EXIT_FATAL)
