@@ -53,7 +53,8 @@ clean:
 # Chaos campaign (issue 9): randomised fault schedules against an emulated fleet, each
 # checked for completion, exact math, exactly-once data and no healthy replica quarantined.
 # chaos: the long run (200 schedules, hours on 2 cores), writes bench/results/chaos.json and
-# docs/_generated/chaos_table.md. chaos-quick: 3 schedules, results beside them.
+# docs/_generated/chaos_table.md and the table in docs/reliability.md. chaos-quick: 3 schedules,
+# results beside them.
 .PHONY: chaos chaos-quick
 chaos: $(STAMP)
 	$(BIN)/python -m phalanx.chaos --schedules 200 --seed 1 --out runs/chaos --doc docs/reliability.md

@@ -1,0 +1,194 @@
+"""Raw run records -> the published figures: ratios paired per repeat, with min/median/max.
+
+Ratios are taken within one repeat (runs that were interleaved back to back), then
+spread over repeats, so slow drift of a shared machine cancels in each ratio.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from typing import Any
+
+from bench.timeline import spread
+
+Record = dict[str, Any]
+FAULTS_SEPARATOR = " | faults: "
+
+
+def _ok(records: list[Record]) -> list[Record]:
+    return [r for r in records if "error" not in r]
+
+
+def _index(records: list[Record]) -> dict[tuple[str, str, str, int], Record]:
+    return {(r["scenario"], r["config"], r["contender"], r["repeat"]): r for r in _ok(records)}
+
+
+def _ratios(
+    index: dict,
+    scenario: str,
+    config: str,
+    top: str,
+    bottom: str,
+    key: str = "steady_sps",
+    bottom_scenario: str | None = None,
+    bottom_config: str | None = None,
+    bottom_key: str | None = None,
+) -> list[float]:
+    values = []
+    for (s, c, name, repeat), record in index.items():
+        if (s, c, name) != (scenario, config, top):
+            continue
+        other = index.get((bottom_scenario or scenario, bottom_config or config, bottom, repeat))
+        if other is not None and other.get(bottom_key or key):
+            values.append(record[key] / other[bottom_key or key])
+    return values
+
+
+def _maybe_spread(values: list[float]) -> dict[str, float | int] | None:
+    return spread(values) if values else None
+
+
+def _median_phases(records: list[Record]) -> dict[str, float]:
+    rows: dict[str, list[float]] = defaultdict(list)
+    for record in records:
+        for phase, value in (record.get("phases") or {}).items():
+            if value is not None:
+                rows[phase].append(value)
+    return {phase: statistics.median(values) for phase, values in rows.items()}
+
+
+def _fleet_table(records: list[Record], scenario: str) -> list[dict[str, Any]]:
+    index = _index(records)
+    configs = list(dict.fromkeys(r["config"] for r in records if r["scenario"] == scenario))
+    rows = []
+    for config in configs:
+        mine = [r for r in _ok(records) if (r["scenario"], r["config"]) == (scenario, config)]
+        rates = {
+            name: _maybe_spread([r["steady_sps"] for r in mine if r["contender"] == name])
+            for name in ("phalanx", "ddp", "ideal")
+        }
+        rows.append(
+            {
+                "config": config,
+                "phalanx_over_ideal": _maybe_spread(
+                    _ratios(index, scenario, config, "phalanx", "ideal")
+                ),
+                "ddp_over_ideal": _maybe_spread(_ratios(index, scenario, config, "ddp", "ideal")),
+                "phalanx_over_ddp": _maybe_spread(
+                    _ratios(index, scenario, config, "phalanx", "ddp")
+                ),
+                # Cross-check of the solo ideal: the chips' compute rates inside the phalanx run.
+                "phalanx_over_in_run_ideal": _maybe_spread(
+                    [
+                        r["steady_sps"] / r["in_run_ideal_sps"]
+                        for r in mine
+                        if r["contender"] == "phalanx" and r.get("in_run_ideal_sps")
+                    ]
+                ),
+                "rates_sps": rates,
+                "phalanx_phases": _median_phases([r for r in mine if r["contender"] == "phalanx"]),
+                "failures": [
+                    r["contender"]
+                    for r in records
+                    if (r["scenario"], r["config"]) == (scenario, config) and "error" in r
+                ],
+            }
+        )
+    return rows
+
+
+def _fault_table(records: list[Record]) -> list[dict[str, Any]]:
+    index = _index(records)
+    configs = list(dict.fromkeys(r["config"] for r in records if r["scenario"] == "faults"))
+    rows = []
+    for config in configs:
+        clean = config.split(FAULTS_SEPARATOR)[0]
+        names = list(
+            dict.fromkeys(
+                r["contender"]
+                for r in records
+                if (r["scenario"], r["config"]) == ("faults", config)
+            )
+        )
+        contenders = {}
+        for name in names:
+            baseline = "phalanx" if name == "phalanx" else "ddp"
+            faulted = [
+                r
+                for r in _ok(records)
+                if (r["scenario"], r["config"], r["contender"]) == ("faults", config, name)
+            ]
+            clean_runs = [
+                r
+                for r in _ok(records)
+                if (r["scenario"], r["config"], r["contender"]) == ("efficiency", clean, baseline)
+            ]
+            contenders[name] = {
+                "goodput_over_fault_free": _maybe_spread(
+                    _ratios(
+                        index,
+                        "faults",
+                        config,
+                        name,
+                        baseline,
+                        key="goodput_sps",
+                        bottom_scenario="efficiency",
+                        bottom_config=clean,
+                    )
+                ),
+                "wall_s": _maybe_spread([r["wall_s"] for r in faulted]),
+                "fault_free_wall_s": _maybe_spread([r["wall_s"] for r in clean_runs]),
+                "goodput_sps": _maybe_spread([r["goodput_sps"] for r in faulted]),
+                "steps_redone": _maybe_spread(
+                    [r["steps_redone"] for r in faulted if "steps_redone" in r]
+                ),
+                "failed": sum(
+                    1
+                    for r in records
+                    if (r["scenario"], r["config"], r["contender"]) == ("faults", config, name)
+                    and "error" in r
+                ),
+            }
+        rows.append({"config": config, "contenders": contenders})
+    return rows
+
+
+def _recovery(records: list[Record]) -> dict[str, Any]:
+    faulted = [r for r in _ok(records) if r["scenario"] == "faults"]
+    by_fault: dict[str, list[float]] = defaultdict(list)
+    rejoin: dict[str, list[float]] = defaultdict(list)
+    for record in (r for r in faulted if r["contender"] == "phalanx"):
+        for fault in record["recovery"]["faults"]:
+            by_fault[fault["fault"]].append(fault["to_survivors_commit_s"])
+        for item in record["recovery"]["rejoins"]:
+            for part in ("launch_to_step_s", "process_start_s", "heal_s", "rest_s"):
+                rejoin[part].append(item[part])
+        rejoin["typical_step_s"].append(record["phases"].get("interval_s") or 0.0)
+    torchrun: dict[str, list[float]] = defaultdict(list)
+    for record in (r for r in faulted if r["contender"].startswith("torchrun")):
+        torchrun[record["contender"]].extend(record.get("to_new_progress_s", []))
+    return {
+        "phalanx_fault_to_survivors_commit_s": {k: spread(v) for k, v in by_fault.items()},
+        "phalanx_rejoin": {k: spread(v) for k, v in rejoin.items() if v},
+        "torchrun_failure_to_new_progress_s": {k: spread(v) for k, v in torchrun.items() if v},
+    }
+
+
+def _scaling(records: list[Record]) -> list[dict[str, Any]]:
+    keys = ("params", "heal_s", "allreduce_s", "compute_s", "interval_s", "steps", "wall_s")
+    return [
+        {"label": r["config"], **{k: r.get(k) for k in keys}, "error": r.get("error")}
+        for r in records
+        if r["scenario"] == "scaling"
+    ]
+
+
+def summarize(records: list[Record]) -> dict[str, Any]:
+    return {
+        "efficiency": _fleet_table(records, "efficiency"),
+        "homogeneous": _fleet_table(records, "homogeneous"),
+        "faults": _fault_table(records),
+        "recovery": _recovery(records),
+        "scaling": _scaling(records),
+    }

@@ -1,0 +1,306 @@
+"""Figures -> the table (terminal and docs/benchmarks.md). Nothing in the doc is typed by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench import method, plots
+
+GOALS = {"efficiency": 0.90, "efficiency_target": 0.95, "goodput": 0.90, "homogeneous": 0.95}
+
+
+def fmt(value: dict[str, Any] | None, digits: int = 2) -> str:
+    """median (min-max, n=repeats)."""
+    if not value:
+        return "n/a"
+    med, low, high = value["median"], value["min"], value["max"]
+    if value["n"] == 1:
+        return f"{med:.{digits}f} (n=1)"
+    return f"{med:.{digits}f} ({low:.{digits}f}-{high:.{digits}f}, n={value['n']})"
+
+
+def _verdict(value: dict[str, Any] | None, goal: float) -> str:
+    if not value:
+        return "not measured"
+    median = value["median"]
+    if median >= goal:
+        return "met"
+    return f"missed by {goal - median:.2f}"
+
+
+def headline_rows(figures: dict[str, Any]) -> list[list[str]]:
+    """[scenario, configuration, figure, phalanx, baseline, goal, verdict] rows."""
+    rows = []
+    for row in figures["efficiency"]:
+        rows.append(
+            [
+                "1 heterogeneous efficiency",
+                row["config"],
+                "throughput / ideal",
+                fmt(row["phalanx_over_ideal"]),
+                "DDP "
+                + fmt(row["ddp_over_ideal"])
+                + "; phalanx / in-run ideal "
+                + fmt(row.get("phalanx_over_in_run_ideal")),
+                ">= 0.90 (target 0.95)",
+                _verdict(row["phalanx_over_ideal"], GOALS["efficiency"]),
+            ]
+        )
+    for row in figures["faults"]:
+        c = row["contenders"]
+        others = [(n, v) for n, v in c.items() if n != "phalanx"]
+        rows.append(
+            [
+                "2 goodput under faults",
+                row["config"],
+                "goodput / own fault-free rate",
+                fmt(c.get("phalanx", {}).get("goodput_over_fault_free")),
+                "; ".join(f"{n} {fmt(v['goodput_over_fault_free'])}" for n, v in others),
+                ">= 0.90",
+                _verdict(c.get("phalanx", {}).get("goodput_over_fault_free"), GOALS["goodput"]),
+            ]
+        )
+        rows.append(
+            [
+                "2 goodput under faults",
+                row["config"],
+                "wall time to finish, s (fault-free)",
+                f"{fmt(c.get('phalanx', {}).get('wall_s'), 1)} "
+                f"({fmt(c.get('phalanx', {}).get('fault_free_wall_s'), 1)})",
+                "; ".join(
+                    f"{n} {fmt(v['wall_s'], 1)} ({fmt(v['fault_free_wall_s'], 1)})"
+                    for n, v in others
+                ),
+                "",
+                "",
+            ]
+        )
+    rec = figures["recovery"]
+    for kind, value in rec["phalanx_fault_to_survivors_commit_s"].items():
+        baseline = ""
+        if kind == "kill":
+            baseline = "; ".join(
+                f"{n}: failure -> new progress {fmt(v, 1)}"
+                for n, v in rec["torchrun_failure_to_new_progress_s"].items()
+            )
+        rows.append(
+            [
+                "3 recovery latency",
+                f"{kind} of one replica",
+                f"{kind} -> survivors' next committed step, s (median)",
+                fmt(value, 2),
+                baseline,
+                "",
+                "",
+            ]
+        )
+    rejoin = rec["phalanx_rejoin"]
+    if rejoin:
+        parts = ", ".join(
+            f"{p.removesuffix('_s')} {fmt(rejoin.get(p), 2)}"
+            for p in ("process_start_s", "heal_s", "rest_s")
+        )
+        rows.append(
+            [
+                "3 recovery latency",
+                "restarted replica",
+                "launch -> first participating step, s (median)",
+                fmt(rejoin.get("launch_to_step_s"), 2),
+                parts,
+                "",
+                "",
+            ]
+        )
+    for row in figures["homogeneous"]:
+        rows.append(
+            [
+                "4 homogeneous overhead",
+                row["config"],
+                "phalanx / DDP throughput",
+                fmt(row["phalanx_over_ddp"]),
+                f"phalanx/ideal {fmt(row['phalanx_over_ideal'])}; DDP/ideal {fmt(row['ddp_over_ideal'])}; "
+                f"phalanx / in-run ideal {fmt(row.get('phalanx_over_in_run_ideal'))}",
+                ">= 0.95",
+                _verdict(row["phalanx_over_ddp"], GOALS["homogeneous"]),
+            ]
+        )
+    return rows
+
+
+HEADER = ["scenario", "configuration", "figure", "phalanx", "baselines", "goal", "verdict"]
+
+
+def table_text(figures: dict[str, Any], about: dict[str, Any]) -> str:
+    lines = [
+        f"phalanx benchmarks ({about['suite']}): {about['date']}, {about['cores']} cores "
+        f"({about['cpu']}), torch {about['torch']}, suite took {about['suite_wall_s']:.0f} s"
+    ]
+    for row in headline_rows(figures):
+        lines.append(" | ".join(cell for cell in row if cell))
+    for row in figures["scaling"]:
+        lines.append(_scaling_line(row))
+    return "\n".join(lines)
+
+
+def _scaling_line(row: dict[str, Any]) -> str:
+    if row.get("error"):
+        return f"5 scaling {row['label']}: failed ({row['error'][:120]})"
+
+    def num(key: str) -> str:
+        return "n/a" if row.get(key) is None else f"{row[key]:.3f}"
+
+    return (
+        f"5 scaling {row['label']} ({row['params'] / 1e6:.1f}M params): heal {num('heal_s')} s, "
+        f"allreduce {num('allreduce_s')} s/step, compute {num('compute_s')} s/step"
+    )
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows]
+    return out
+
+
+def _phase_rows(figures: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for scenario in ("efficiency", "homogeneous"):
+        for row in figures[scenario]:
+            p = row["phalanx_phases"]
+            if not p:
+                continue
+            cells = [
+                p.get(k)
+                for k in (
+                    "interval_s",
+                    "compute_s",
+                    "balanced_compute_s",
+                    "imbalance_s",
+                    "quorum_s",
+                    "allreduce_s",
+                    "commit_s",
+                    "other_s",
+                )
+            ]
+            overhead = p.get("non_compute_s")
+            share = f"{overhead / p['interval_s']:.1%}" if overhead and p.get("interval_s") else ""
+            rows.append(
+                [
+                    row["config"],
+                    *[f"{1000 * c:.1f}" if c is not None else "n/a" for c in cells],
+                    share,
+                ]
+            )
+    return rows
+
+
+def _caveats(figures: dict[str, Any]) -> list[str]:
+    """Findings the numbers themselves raise, stated where the reader sees them."""
+    lines = []
+    for row in figures["efficiency"] + figures["homogeneous"]:
+        ddp = row.get("ddp_over_ideal")
+        if ddp and ddp["median"] > 1.0:
+            lines.append(
+                f"Caveat: in '{row['config'].split(' | ')[0]}' DDP reached {ddp['median']:.2f} of "
+                "the solo ideal, which is physically impossible for a correct ideal: on this shared "
+                "machine a chip measured alone ran slower than the same chip inside a fleet, so the "
+                "solo ideal of that row is too low and every ratio to it too high. The column "
+                "'phalanx / in-run ideal' (each chip's compute rate inside the phalanx run) is the "
+                "cross-check."
+            )
+    return [*lines, ""] if lines else []
+
+
+def write_docs(figures: dict[str, Any], about: dict[str, Any], docs: Path) -> Path:
+    images = plots.write_all(figures, docs / "img")
+    lines = [
+        "# Benchmarks: phalanx side by side with DDP, torchrun restarts and the ideal",
+        "",
+        "Generated by `make bench` (`python -m bench.suite --suite full --docs`); do not edit.",
+        "",
+        f"Measured {about['date']} on {about['cores']} cores ({about['cpu']}), "
+        f"Python {about['python']}, torch {about['torch']}, torchft {about['torchft']}. "
+        f"The suite took {about['suite_wall_s'] / 60:.1f} min; 1-minute load average "
+        f"{about['load_avg_start']:.1f} at the start and {about['load_avg_end']:.1f} at the end "
+        "(the machine was shared with other jobs).",
+        *(["", f"Note: {about['note']}."] if about.get("note") else []),
+        "",
+        "Each cell: median (min-max, n = repeats). Ratios are paired within a repeat "
+        "(contenders run back to back, A B A B) before taking the spread.",
+        "",
+        *_md_table(HEADER, headline_rows(figures)),
+        "",
+        *[f"![{name}](img/{path.name})" for name, path in images.items()],
+        "",
+        "## Where phalanx's time goes (per-step medians on the critical path, ms)",
+        "",
+        "The critical participant is the one with the longest compute in the step; "
+        "`other` is the step loop outside the timed phases (packing the flat buffer, "
+        "optimizer step, events); the last column is the share of a step that is not compute. "
+        "`balanced` is the compute the step would have taken with shares exactly proportional "
+        "to the speeds the chips showed in that step; `imbalance` is the rest (waiting for the "
+        "participant whose share was too big, e.g. because its speed fluctuated).",
+        "",
+        *_caveats(figures),
+        *_md_table(
+            [
+                "configuration",
+                "step",
+                "compute",
+                "of which balanced",
+                "of which imbalance",
+                "quorum",
+                "allreduce",
+                "commit",
+                "other",
+                "not compute",
+            ],
+            _phase_rows(figures),
+        ),
+        "",
+        "## Scaling of cost with model size (scenario 5)",
+        "",
+        *_md_table(
+            [
+                "model",
+                "parameters",
+                "heal, s",
+                "allreduce per step, s",
+                "compute per step, s",
+                "step, s",
+            ],
+            [
+                [
+                    r["label"],
+                    f"{(r['params'] or 0) / 1e6:.1f}M",
+                    *[
+                        ("n/a" if r.get(k) is None else f"{r[k]:.3f}")
+                        for k in ("heal_s", "allreduce_s", "compute_s", "interval_s")
+                    ],
+                ]
+                for r in figures["scaling"]
+            ],
+        ),
+        "",
+        *method.text(),
+    ]
+    path = docs / "benchmarks.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def main() -> None:
+    """Re-render the docs from a results file: `python -m bench.report bench/results/full.json`."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("results", type=Path)
+    args = parser.parse_args()
+    data = json.loads(args.results.read_text())
+    print(table_text(data["figures"], data["machine"]))
+    write_docs(data["figures"], data["machine"], Path(__file__).resolve().parents[1] / "docs")
+
+
+if __name__ == "__main__":
+    main()
