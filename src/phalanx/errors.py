@@ -24,4 +24,5 @@ class UsageError(Exception):
 
     def message(self) -> str:
         got = "" if self.value is None else f" (got {self.value!r})"
-        return f"{self.field}: {self.problem}{got}. Fix: {self.fix}"
+        # One line, always: a key or value from a file may itself contain a newline.
+        return f"{self.field}: {self.problem}{got}. Fix: {self.fix}".replace("\n", "\\n")

@@ -27,6 +27,13 @@ def parse_emulate(spec: str) -> list[float]:
             raise UsageError("--emulate", f"speed {speed_text} must be in (0, 100]", fix, spec)
         if count < 1:
             raise UsageError("--emulate", f"count in {item!r} must be >= 1", fix, spec)
+        if len(speeds) + count > MAX_EMULATED_REPLICAS:
+            raise UsageError(
+                "--emulate",
+                "is more chips than this host can emulate",
+                f"use at most {MAX_EMULATED_REPLICAS}",
+                spec,
+            )
         speeds.extend([speed] * count)
     if len(speeds) > MAX_EMULATED_REPLICAS:
         raise UsageError(

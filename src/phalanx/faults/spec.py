@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +64,10 @@ def _convert(spec: str, key: str, raw: str, kind_type: type) -> Any:
             f"write {key}=<{'integer' if kind_type is int else 'number'}>",
             raw,
         ) from None
+    if kind_type is float and not math.isfinite(value):
+        raise UsageError(
+            f"--fault {spec!r}: {key}", "must be a finite number", f"write {key}=<number>", raw
+        )
     if kind_type in (int, float) and value < 0:
         raise UsageError(f"--fault {spec!r}: {key}", "must not be negative", f"use {key}>=0", raw)
     return value
@@ -120,6 +125,13 @@ def parse_fault(spec: str, num_replicas: int | None = None) -> FaultSpec:
             f"there are only {num_replicas} replicas",
             f"use replica=0..{num_replicas - 1}",
             replica,
+        )
+    if kind == "sdc" and not 0 <= values.get("bit", 0) <= 63:
+        raise UsageError(
+            f"--fault {spec!r}: bit",
+            "is not a bit of a 64-bit word",
+            "use bit=0..63 (or omit it)",
+            values["bit"],
         )
     if kind == "sdc" and values.get("target", "grad") not in ("grad", "weight"):
         raise UsageError(

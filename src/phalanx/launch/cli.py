@@ -245,7 +245,7 @@ def lighthouse_command(
     from phalanx.launch.lighthouse import Lighthouse, LighthouseSettings
 
     host, sep, port_text = bind.rpartition(":")
-    if not sep or not port_text.isdigit() or not host:
+    if not sep or not port_text.isdigit() or not host or int(port_text) > 65535:
         raise UsageError("--bind", "is not HOST:PORT", "write e.g. --bind 127.0.0.1:29510", bind)
     server = Lighthouse(
         LighthouseSettings(

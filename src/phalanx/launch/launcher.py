@@ -67,7 +67,7 @@ def validate_plan(plan: RunPlan) -> None:
         )
     try:
         plan.out_dir.mkdir(parents=True, exist_ok=True)
-        probe = plan.out_dir / ".write-test"
+        probe = plan.out_dir / f".write-test-{os.getpid()}"
         probe.write_text("")
         probe.unlink()
     except OSError as err:

@@ -141,7 +141,7 @@ class Trainer:
     def _open_run(self) -> tuple[EventLog, Any, FaultInjector, str]:
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            probe = self.out_dir / ".write-test"
+            probe = self.out_dir / f".write-test-{os.getpid()}"  # workers probe at once
             probe.write_text("")
             probe.unlink()
         except OSError as err:
@@ -268,6 +268,10 @@ class Trainer:
                     )
                     participants = members
                 quorum_s = time.time() - quorum_t0
+                if worker is not None and (self.out_dir / COMPLETE_MARKER).exists():
+                    # The fleet finished while we waited for this quorum (it may hold only us).
+                    events.emit("straggler_exit", replica=name, step=self.state.fleet.step)
+                    break
                 step = self.state.fleet.step
                 if step >= self.steps:
                     break

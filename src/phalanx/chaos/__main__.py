@@ -1,0 +1,76 @@
+"""`python -m phalanx.chaos --schedules N --seed S --out DIR`: run a chaos campaign."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from phalanx.chaos.campaign import CampaignConfig, run_campaign
+from phalanx.chaos.runner import Workload
+from phalanx.errors import EXIT_USAGE, UsageError
+
+# examples/ sits next to src/ in the repository.
+DEFAULT_SCRIPT = Path(__file__).resolve().parents[3] / "examples" / "mlp.py"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m phalanx.chaos", description=__doc__)
+    parser.add_argument("--schedules", type=int, default=200, help="randomised schedules to run")
+    parser.add_argument("--seed", type=int, default=0, help="campaign seed (schedule i is fixed)")
+    parser.add_argument("--out", type=Path, default=Path("runs/chaos"), help="run directories")
+    parser.add_argument("--steps", type=int, default=30, help="optimizer steps per schedule")
+    parser.add_argument("--timeout-s", type=float, default=2.0, help="collective timeout")
+    parser.add_argument("--deadline-s", type=float, default=300.0, help="limit per schedule")
+    parser.add_argument("--results", type=Path, default=Path("bench/results/chaos.json"))
+    parser.add_argument("--table", type=Path, default=Path("docs/_generated/chaos_table.md"))
+    parser.add_argument(
+        "--doc", type=Path, default=None, help="refresh the chaos table inside this Markdown file"
+    )
+    parser.add_argument("--script", type=Path, default=DEFAULT_SCRIPT)
+    parser.add_argument("--keep-runs", action="store_true", help="keep passing runs' directories")
+    parser.add_argument(
+        "--budget-min", type=float, default=None, help="start no schedule after this many minutes"
+    )
+    parser.add_argument("--shrink", action="store_true", help="minimise failing schedules")
+    return parser
+
+
+def _validate(args: argparse.Namespace) -> None:
+    if args.schedules < 1:
+        raise UsageError("--schedules", "must be >= 1", "pass e.g. --schedules 200", args.schedules)
+    if args.steps < 8:
+        raise UsageError("--steps", "must be >= 8 to leave room for faults", "use 30", args.steps)
+    if not args.timeout_s > 0 or not args.deadline_s > 0:
+        raise UsageError("--timeout-s/--deadline-s", "must be > 0", "use e.g. 2 and 300")
+    if not args.script.is_file():
+        raise UsageError("--script", "does not exist", "pass examples/mlp.py", str(args.script))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        _validate(args)
+    except UsageError as err:
+        print(f"error: {err.message()}", file=sys.stderr)
+        return EXIT_USAGE
+    config = CampaignConfig(
+        schedules=args.schedules,
+        seed=args.seed,
+        out_dir=args.out,
+        workload=Workload(script=args.script, steps=args.steps, timeout_s=args.timeout_s),
+        results_json=args.results,
+        table_md=args.table,
+        deadline_s=args.deadline_s,
+        keep_runs=args.keep_runs,
+        shrink=args.shrink,
+        doc_md=args.doc,
+        budget_s=None if args.budget_min is None else args.budget_min * 60,
+        command=f"--schedules {args.schedules} --seed {args.seed} --steps {args.steps}",
+    )
+    records = run_campaign(config, log=lambda line: print(line, flush=True))
+    return 0 if all(not r["violations"] for r in records) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

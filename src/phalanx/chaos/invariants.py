@@ -1,0 +1,224 @@
+"""The invariants of one schedule, recomputed from the run's artifacts.
+
+Deliberately independent of phalanx's own accounting (observe/accounting.py):
+the data check rebuilds the committed history from raw `step` events and the
+sample order from the documented seed formula, so a bug shared by the runtime
+and its summary cannot hide itself.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+
+from phalanx.chaos.schedule import CORRUPTIONS, QUARANTINE_AFTER, category_of
+
+EXACT_TOLERANCE = 1e-9  # float64: summation order moves results by ~1e-15
+
+
+@dataclass
+class DataCount:
+    duplicates: int = 0
+    missing: int = 0
+    disagreements: int = 0  # participants of one commit that report different slices
+    rollbacks: int = 0  # tie restores: committed steps undone and redone from a checkpoint
+
+
+@dataclass
+class Verdict:
+    violations: list[str] = field(default_factory=list)
+    completed: bool = False
+    fired: Counter[str] = field(default_factory=Counter)
+    data: DataCount = field(default_factory=DataCount)
+    max_param_diff: float | None = None
+    max_loss_diff: float | None = None
+    quarantined: list[str] = field(default_factory=list)
+    false_blames: list[str] = field(default_factory=list)
+    retries: int = 0
+    heals: int = 0
+    rejoined: int = 0  # restarted workers that took part in a committed step again
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+def read_events(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "events.jsonl"
+    if not path.exists():
+        return []
+    events = []
+    for line in path.read_text().splitlines():
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut by a SIGKILL mid-write is not a committed record
+    return events
+
+
+def committed_history(events: list[dict[str, Any]], data: DataCount) -> dict[int, dict[str, Any]]:
+    """Step -> its committed `step` event, as the final model saw it (rollbacks undone)."""
+    history: dict[int, dict[str, Any]] = {}
+    for event in events:
+        kind = event.get("kind")
+        if kind == "tie_restore" and event.get("restored_step") is not None:
+            undone = [s for s in history if s >= int(event["restored_step"])]
+            data.rollbacks += 1 if undone else 0
+            for step in undone:
+                del history[step]
+        elif kind == "step":
+            first = history.setdefault(event["step"], event)
+            if first["ranges"] != event["ranges"]:
+                data.disagreements += 1
+    return history
+
+
+def sample_order(epoch: int, num_samples: int, seed: int) -> list[int]:
+    """The documented per-epoch permutation (README: seeded per-epoch permutation)."""
+    generator = torch.Generator()
+    generator.manual_seed((seed * 1_000_003 + epoch * 7_919) % (2**63 - 1))
+    return torch.randperm(num_samples, generator=generator).tolist()
+
+
+def recount_data(
+    history: dict[int, dict[str, Any]],
+    steps: int,
+    batch: int,
+    num_samples: int,
+    seed: int,
+    data: DataCount,
+) -> None:
+    """Duplicates and misses of samples over the committed history of `steps` steps."""
+    positions = Counter(
+        p for event in history.values() for start, end in event["ranges"] for p in range(start, end)
+    )
+    total = steps * batch
+    full_epochs = total // num_samples
+    data.duplicates += sum(c - 1 for c in positions.values())  # a position used twice
+    data.duplicates += sum(1 for p in positions if not 0 <= p < total)  # beyond the run
+    # Positions map to samples through the permutation: in a full epoch every sample once.
+    seen: Counter[tuple[int, int]] = Counter()
+    for epoch in range(full_epochs + 1):
+        order = sample_order(epoch, num_samples, seed)
+        for offset in range(num_samples):
+            if positions[epoch * num_samples + offset]:
+                seen[(epoch, order[offset])] += 1
+    data.duplicates += sum(c - 1 for c in seen.values())  # the permutation repeats a sample
+    data.missing += sum(
+        1 for e in range(full_epochs) for i in range(num_samples) if (e, i) not in seen
+    )
+    data.missing += sum(1 for p in range(full_epochs * num_samples, total) if not positions[p])
+
+
+def max_param_diff(run_dir: Path, reference_dir: Path) -> float:
+    fleet = load_file(str(run_dir / "model.safetensors"))
+    local = load_file(str(reference_dir / "model.safetensors"))
+    if fleet.keys() != local.keys():
+        return float("inf")
+    return max(float((fleet[k].double() - local[k].double()).abs().max()) for k in fleet)
+
+
+def step_losses(events: list[dict[str, Any]]) -> dict[int, float]:
+    return {e["step"]: e["loss"] for e in events if e.get("kind") == "step"}
+
+
+def check_run(
+    run_dir: Path,
+    returncode: int | None,
+    reference_dir: Path,
+    steps: int,
+    batch: int,
+    timeout_s: float,
+) -> Verdict:
+    verdict = Verdict()
+    events = read_events(run_dir)
+    fired_by: dict[str, list[tuple[int, str]]] = {}
+    for event in events:
+        if event.get("kind") == "fault":
+            category = category_of(event, timeout_s)
+            verdict.fired[category] += 1
+            fired_by.setdefault(event["replica"], []).append((event["step"], category))
+    verdict.retries = sum(1 for e in events if e.get("kind") == "retry")
+    verdict.heals = sum(1 for e in events if e.get("kind") == "heal")
+    verdict.rejoined = _rejoined(events)
+
+    # 1. The run completes.
+    summary_path = run_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    if returncode is None:
+        verdict.violations.append("did not finish before the deadline")
+    elif returncode != 0:
+        verdict.violations.append(f"phalanx run exited with code {returncode}")
+    if not summary.get("completed") or not (run_dir / "model.safetensors").exists():
+        verdict.violations.append("the run did not complete all steps")
+    verdict.completed = returncode == 0 and not verdict.violations
+
+    # 2. Exactly-once data, from the raw step events.
+    history = committed_history(events, verdict.data)
+    start = next((e for e in events if e.get("kind") == "worker_start"), None)
+    if start is not None:
+        recount_data(
+            history, steps, batch, int(start["num_samples"]), int(start["seed"]), verdict.data
+        )
+    if verdict.data.duplicates or verdict.data.missing:
+        verdict.violations.append(
+            f"data: {verdict.data.duplicates} duplicate and {verdict.data.missing} missing samples"
+        )
+    if verdict.data.disagreements:
+        verdict.violations.append(
+            f"{verdict.data.disagreements} step events disagree on a committed step's slices"
+        )
+    claimed = summary.get("data") or {}
+    if claimed.get("duplicates") or claimed.get("missing"):
+        verdict.violations.append(f"summary.json reports data loss: {claimed}")
+
+    # 3. Exact math against the one-process reference.
+    if (run_dir / "model.safetensors").exists():
+        verdict.max_param_diff = max_param_diff(run_dir, reference_dir)
+        if not verdict.max_param_diff < EXACT_TOLERANCE:
+            verdict.violations.append(f"max |param - reference| = {verdict.max_param_diff:.3g}")
+    reference = step_losses(read_events(reference_dir))
+    fleet = {s: e["loss"] for s, e in history.items()}
+    common = reference.keys() & fleet.keys()
+    if common:
+        verdict.max_loss_diff = max(abs(fleet[s] - reference[s]) for s in common)
+        if not verdict.max_loss_diff < EXACT_TOLERANCE:
+            verdict.violations.append(f"max |loss - reference| = {verdict.max_loss_diff:.3g}")
+
+    # 4. No healthy replica quarantined: only after >= QUARANTINE_AFTER corruptions fired on it.
+    verdict.quarantined = sorted({e["replica"] for e in events if e.get("kind") == "quarantine"})
+    for name in verdict.quarantined:
+        corrupt = sum(1 for _, c in fired_by.get(name, []) if c in CORRUPTIONS)
+        if corrupt < QUARANTINE_AFTER:
+            verdict.violations.append(
+                f"{name} quarantined after only {corrupt} injected corruption(s)"
+            )
+
+    # Not an invariant, but worth knowing: a detection that blames a replica that had
+    # no corruption injected at or before that step (the step is then recomputed).
+    for event in events:
+        culprit = event.get("replica") if event.get("kind") == "sdc" else None
+        if culprit is None or "check" not in event:
+            continue
+        if not any(s <= event["step"] and c in CORRUPTIONS for s, c in fired_by.get(culprit, [])):
+            verdict.false_blames.append(f"{event['check']} on {culprit} at step {event['step']}")
+    return verdict
+
+
+def _rejoined(events: list[dict[str, Any]]) -> int:
+    restarted_at: dict[str, float] = {}
+    back: set[tuple[str, float]] = set()
+    for event in events:
+        if event.get("kind") == "worker_start" and event.get("restarted"):
+            restarted_at[event["replica"]] = event["t"]
+        elif event.get("kind") == "step":
+            for name in event.get("participants", []):
+                if name in restarted_at:
+                    back.add((name, restarted_at[name]))
+    return len(back)
