@@ -211,6 +211,14 @@ def _caveats(figures: dict[str, Any]) -> list[str]:
     return [*lines, ""] if lines else []
 
 
+def _generated_section(docs: Path, name: str, title: str) -> list[str]:
+    """Another bench command's generated table, included as it was written (never retyped)."""
+    source = docs / "_generated" / name
+    if not source.exists():
+        return []
+    return [f"## {title}", "", source.read_text().strip(), ""]
+
+
 def write_docs(figures: dict[str, Any], about: dict[str, Any], docs: Path) -> Path:
     images = plots.write_all(figures, docs / "img")
     lines = [
@@ -282,6 +290,9 @@ def write_docs(figures: dict[str, Any], about: dict[str, Any], docs: Path) -> Pa
             ],
         ),
         "",
+        *_generated_section(
+            docs, "guard_overhead.md", "Overhead of the SDC guard (bench/guard_overhead.py)"
+        ),
         *method.text(),
     ]
     path = docs / "benchmarks.md"
