@@ -81,3 +81,17 @@ def test_a_chip_that_degrades_under_load_is_caught_by_the_rescreen(tmp_path):
     info = summary(run)
     assert info["completed"]
     assert {d["id"]: d["status"] for d in info["devices"]}["r1"] == "quarantined"
+
+
+def test_qualify_profiles_the_users_script(tmp_path):
+    out = tmp_path / "qualified.toml"
+    done = phalanx("qualify", "--emulate", "1,0.5", "--level", "quick", "--time-scale", "0",
+                   "--script", str(MLP), "--out", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    import tomllib
+
+    devices = tomllib.loads(out.read_text())["device"]
+    profiles = [d["qualification"] for d in devices]
+    assert all(p["profile_microbatches"][0] == 1 for p in profiles)  # the script's model, not the built-in
+    fast, slow = (max(p["profile_samples_per_s"]) for p in profiles)
+    assert 1.6 < fast / slow < 2.4  # the emulated 0.5 chip measures about half as fast
