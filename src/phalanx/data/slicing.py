@@ -51,7 +51,7 @@ def position_to_sample(position: int, seed: int, num_samples: int) -> tuple[int,
 
 def sample_indices(start: int, end: int, seed: int, num_samples: int) -> list[int]:
     """Dataset indices of stream positions [start, end), across epoch boundaries."""
-    indices = []
+    indices: list[int] = []
     position = start
     while position < end:
         epoch, offset = divmod(position, num_samples)

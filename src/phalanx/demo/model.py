@@ -39,8 +39,9 @@ class TinyGPT(nn.Module):
         length = tokens.shape[1]
         positions = torch.arange(length, device=tokens.device)
         x = self.token(tokens) + self.position(positions)
+        mask: torch.Tensor = self.mask  # type: ignore[assignment]  # a registered buffer
         for block in self.blocks:
-            x = block(x, self.mask[:length, :length])
+            x = block(x, mask[:length, :length])
         return self.head(self.norm(x))
 
 

@@ -213,7 +213,7 @@ def demo_command(
         )
     if out.exists():
         shutil.rmtree(out)  # the demo always starts fresh
-    speeds = list(parse_emulate(DEMO_SPEEDS))
+    speeds: list[float | None] = list(parse_emulate(DEMO_SPEEDS))
     plan = RunPlan(
         script=Path(train_gpt.__file__),
         out_dir=out,

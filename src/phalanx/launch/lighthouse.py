@@ -93,7 +93,12 @@ def _serve(settings_json: str) -> None:
     print(json.dumps({"address": server.address, "port": server.port}), flush=True)
     # Serve until the parent closes our stdin (it exited or stopped us).
     stop = threading.Event()
-    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+
+    def wait_for_parent() -> None:
+        sys.stdin.read()
+        stop.set()
+
+    threading.Thread(target=wait_for_parent, daemon=True).start()
     stop.wait()
     server.shutdown()
 

@@ -27,13 +27,11 @@ def guard_summary(events: list[dict[str, Any]]) -> dict[str, Any]:
             record["reason"] = event.get("reason")
     ordered = sorted(detections.values(), key=lambda d: (d["step"], d["check"], d["replica"] or ""))
     for record in ordered:
-        rerun = record.get("local_rerun")
-        record["verdict"] = {"bad": "persistent fault on this device", "ok": "transient"}.get(
-            rerun,
-            "parameters diverged: healed from a peer"
-            if record["check"] == "fingerprint_mismatch"
-            else None,
-        )
+        verdicts = {"bad": "persistent fault on this device", "ok": "transient"}
+        if record["check"] == "fingerprint_mismatch":
+            record["verdict"] = "parameters diverged: healed from a peer"
+        else:
+            record["verdict"] = verdicts.get(str(record.get("local_rerun")))
     quarantined = [
         {"replica": e["replica"], "step": e["step"], "offences": e.get("offences")}
         for e in events

@@ -386,12 +386,11 @@ class Trainer:
         self.sanity = GradientSanity() if self.guard != "off" else None
         self.fingerprints = self.guard != "off" and worker is not None
         self.defects = None
-        flip_rate = (worker.defects or {}).get("flip_rate") if worker else None
-        if flip_rate:
+        defects = (worker.defects or {}) if worker is not None else {}
+        if worker is not None and defects.get("flip_rate"):
             # The chip's defect acts first, so the guard sees what the chip computed.
-            self.defects = DefectiveLinears(
-                self.model, float(flip_rate), seed=self.seed + worker.index
-            )  # type: ignore[union-attr]
+            seed = int(defects.get("seed", self.seed + worker.index))
+            self.defects = DefectiveLinears(self.model, float(defects["flip_rate"]), seed=seed)
         self.abft = AbftMonitor(self.model) if self.guard == "full" else None
         self.monitor = None
         if worker is not None and (worker.device_table or worker.speed is not None):
