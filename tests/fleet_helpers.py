@@ -17,8 +17,20 @@ ROOT = Path(__file__).resolve().parents[1]
 MLP = ROOT / "examples" / "mlp.py"
 GPT = ROOT / "src" / "phalanx" / "demo" / "train_gpt.py"
 # A float64 MLP small enough that the control plane, not compute, bounds a step.
-EXACT_ARGS = ["--dtype", "float64", "--steps", "100", "--batch", "48", "--samples", "500", "--repeat", "6",
-              "--checkpoint-every", "10"]
+EXACT_ARGS = [
+    "--dtype",
+    "float64",
+    "--steps",
+    "100",
+    "--batch",
+    "48",
+    "--samples",
+    "500",
+    "--repeat",
+    "6",
+    "--checkpoint-every",
+    "10",
+]
 EXACT_STEPS = 100
 # Slow emulated chips: a step lasts ~0.1 s, so a restarted worker (several seconds of
 # Python and torch start-up) rejoins well before the run ends.
@@ -27,18 +39,30 @@ SLOW_FLEET = "0.05,0.025,0.0125x2"
 
 def phalanx(*args: str, timeout_s: float = 240, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "phalanx", *args], capture_output=True, text=True, timeout=timeout_s, **kwargs
+        [sys.executable, "-m", "phalanx", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        **kwargs,
     )
 
 
 def local_run(script: Path, out: Path, args: list[str]) -> Path:
-    subprocess.run([sys.executable, str(script), *args, "--out", str(out)], check=True, timeout=240,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, str(script), *args, "--out", str(out)],
+        check=True,
+        timeout=240,
+        capture_output=True,
+    )
     return out
 
 
 def events(run_dir: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines() if line.strip()]
+    return [
+        json.loads(line)
+        for line in (run_dir / "events.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
 
 
 def step_losses(run_dir: Path) -> dict[int, float]:
@@ -70,8 +94,12 @@ def independent_data_check(run_dir: Path, num_samples: int, seed: int = 0) -> tu
             ranges = committed.setdefault(event["step"], event["ranges"])
             assert ranges == event["ranges"], "participants disagree on a step's slices"
             batch = sum(end - start for start, end in event["ranges"])
-    positions = sorted(p for ranges in committed.values() for start, end in ranges for p in range(start, end))
-    assert positions == list(range(len(committed) * batch)), "committed steps do not tile the stream"
+    positions = sorted(
+        p for ranges in committed.values() for start, end in ranges for p in range(start, end)
+    )
+    assert positions == list(range(len(committed) * batch)), (
+        "committed steps do not tile the stream"
+    )
     seen: dict[tuple[int, int], int] = {}
     for position in positions:
         epoch, offset = divmod(position, num_samples)

@@ -18,32 +18,63 @@ def _one_clear_line(result, *needles):
 
 
 def test_nonsense_emulate(tmp_path):
-    _one_clear_line(phalanx("run", str(MLP), "--out", str(tmp_path), "--emulate", "fast,slow"), "--emulate", "Fix:")
+    _one_clear_line(
+        phalanx("run", str(MLP), "--out", str(tmp_path), "--emulate", "fast,slow"),
+        "--emulate",
+        "Fix:",
+    )
 
 
 def test_unknown_fault_kind(tmp_path):
-    result = phalanx("run", str(MLP), "--out", str(tmp_path), "--emulate", "1x2", "--fault", "meteor:replica=0,step=1")
+    result = phalanx(
+        "run",
+        str(MLP),
+        "--out",
+        str(tmp_path),
+        "--emulate",
+        "1x2",
+        "--fault",
+        "meteor:replica=0,step=1",
+    )
     _one_clear_line(result, "unknown fault kind 'meteor'", "kill")
 
 
 def test_fault_key_typo(tmp_path):
-    result = phalanx("run", str(MLP), "--out", str(tmp_path), "--emulate", "1x2",
-                     "--fault", "kill:replica=0,step=1,restart=2")
+    result = phalanx(
+        "run",
+        str(MLP),
+        "--out",
+        str(tmp_path),
+        "--emulate",
+        "1x2",
+        "--fault",
+        "kill:replica=0,step=1,restart=2",
+    )
     _one_clear_line(result, "unknown key 'restart'", "restart_s")
 
 
 def test_missing_script(tmp_path):
-    _one_clear_line(phalanx("run", str(tmp_path / "nope.py"), "--out", str(tmp_path / "o")), "SCRIPT", "does not exist")
+    _one_clear_line(
+        phalanx("run", str(tmp_path / "nope.py"), "--out", str(tmp_path / "o")),
+        "SCRIPT",
+        "does not exist",
+    )
 
 
 def test_unwritable_out_dir(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    _one_clear_line(phalanx("run", str(MLP), "--out", str(blocker / "run"), "--emulate", "1"), "--out", "cannot write")
+    _one_clear_line(
+        phalanx("run", str(MLP), "--out", str(blocker / "run"), "--emulate", "1"),
+        "--out",
+        "cannot write",
+    )
 
 
 def test_global_batch_smaller_than_the_fleet(tmp_path):
-    result = phalanx("run", str(MLP), "--out", str(tmp_path / "run"), "--emulate", "1x4", "--", "--batch", "3")
+    result = phalanx(
+        "run", str(MLP), "--out", str(tmp_path / "run"), "--emulate", "1x4", "--", "--batch", "3"
+    )
     _one_clear_line(result, "global_batch_size", "4 replicas")
 
 
@@ -51,6 +82,10 @@ def test_standalone_script_with_bad_argument_has_no_traceback(tmp_path):
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, str(MLP), "--batch", "0", "--out", str(tmp_path)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(MLP), "--batch", "0", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     _one_clear_line(result, "global_batch_size", "positive")

@@ -33,9 +33,21 @@ FLEET = textwrap.dedent(
 def test_only_qualified_devices_train(tmp_path):
     fleet, qualified, run = tmp_path / "fleet.toml", tmp_path / "qualified.toml", tmp_path / "run"
     fleet.write_text(FLEET)
-    done = phalanx("qualify", "--fleet", str(fleet), "--level", "quick", "--time-scale", "0", "--out", str(qualified))
+    done = phalanx(
+        "qualify",
+        "--fleet",
+        str(fleet),
+        "--level",
+        "quick",
+        "--time-scale",
+        "0",
+        "--out",
+        str(qualified),
+    )
     assert done.returncode == 0, done.stdout + done.stderr
-    result = phalanx("run", str(MLP), "--fleet", str(qualified), "--out", str(run), "--", "--steps", "12")
+    result = phalanx(
+        "run", str(MLP), "--fleet", str(qualified), "--out", str(run), "--", "--steps", "12"
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "not admitted: bad-sdc" in result.stdout
     start = next(e for e in events(run) if e["kind"] == "run_start")
@@ -72,12 +84,28 @@ def test_a_chip_that_degrades_under_load_is_caught_by_the_rescreen(tmp_path):
         )
     )
     run = tmp_path / "run"
-    result = phalanx("run", str(MLP), "--fleet", str(fleet), "--out", str(run), "--rescreen-every-s", "0.5",
-                     "--quiet", "--", "--steps", "60", "--repeat", "4")
+    result = phalanx(
+        "run",
+        str(MLP),
+        "--fleet",
+        str(fleet),
+        "--out",
+        str(run),
+        "--rescreen-every-s",
+        "0.5",
+        "--quiet",
+        "--",
+        "--steps",
+        "60",
+        "--repeat",
+        "4",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     quarantined = [e for e in events(run) if e["kind"] == "quarantine"]
     assert [e["replica"] for e in quarantined] == ["r1"]
-    assert any(e["kind"] == "rescreen" and e["replica"] == "r0" and e["passed"] for e in events(run))
+    assert any(
+        e["kind"] == "rescreen" and e["replica"] == "r0" and e["passed"] for e in events(run)
+    )
     info = summary(run)
     assert info["completed"]
     assert {d["id"]: d["status"] for d in info["devices"]}["r1"] == "quarantined"
@@ -85,13 +113,26 @@ def test_a_chip_that_degrades_under_load_is_caught_by_the_rescreen(tmp_path):
 
 def test_qualify_profiles_the_users_script(tmp_path):
     out = tmp_path / "qualified.toml"
-    done = phalanx("qualify", "--emulate", "1,0.5", "--level", "quick", "--time-scale", "0",
-                   "--script", str(MLP), "--out", str(out))
+    done = phalanx(
+        "qualify",
+        "--emulate",
+        "1,0.5",
+        "--level",
+        "quick",
+        "--time-scale",
+        "0",
+        "--script",
+        str(MLP),
+        "--out",
+        str(out),
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     import tomllib
 
     devices = tomllib.loads(out.read_text())["device"]
     profiles = [d["qualification"] for d in devices]
-    assert all(p["profile_microbatches"][0] == 1 for p in profiles)  # the script's model, not the built-in
+    assert all(
+        p["profile_microbatches"][0] == 1 for p in profiles
+    )  # the script's model, not the built-in
     fast, slow = (max(p["profile_samples_per_s"]) for p in profiles)
     assert 1.6 < fast / slow < 2.4  # the emulated 0.5 chip measures about half as fast

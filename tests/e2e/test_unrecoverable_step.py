@@ -33,7 +33,9 @@ def test_poisoned_sample_stops_the_run_with_one_clear_message(tmp_path):
     script = tmp_path / "poisoned.py"
     script.write_text(SCRIPT)
     run = tmp_path / "run"
-    result = phalanx("run", str(script), "--out", str(run), "--emulate", "1x2", "--quiet", "--timeout-s", "3")
+    result = phalanx(
+        "run", str(script), "--out", str(run), "--emulate", "1x2", "--quiet", "--timeout-s", "3"
+    )
     assert result.returncode == 1
     assert "data or model problem" in result.stderr
     assert "Traceback" not in result.stderr

@@ -22,7 +22,12 @@ def _same(a: TrainState, b: TrainState) -> bool:
     params = all(torch.equal(x, y) for x, y in zip(a.model.parameters(), b.model.parameters()))
     opt_a, opt_b = a.optimizer.state_dict()["state"], b.optimizer.state_dict()["state"]
     optim = all(torch.equal(opt_a[k]["exp_avg"], opt_b[k]["exp_avg"]) for k in opt_a)
-    return params and optim and a.fleet == b.fleet and a.scheduler.state_dict() == b.scheduler.state_dict()
+    return (
+        params
+        and optim
+        and a.fleet == b.fleet
+        and a.scheduler.state_dict() == b.scheduler.state_dict()
+    )
 
 
 def test_roundtrip_is_exact(tmp_path):

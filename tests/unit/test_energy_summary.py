@@ -16,7 +16,9 @@ def test_energy_adds_up_over_process_lives_and_prices_it():
         _step("r1", 7.0),
     ]
     assert device_energy_j(events) == {"r0": 25.0, "r1": 7.0}
-    summary = energy_summary(events, samples=64, start={"tariff_per_kwh": 0.1, "co2_g_per_kwh": 500})
+    summary = energy_summary(
+        events, samples=64, start={"tariff_per_kwh": 0.1, "co2_g_per_kwh": 500}
+    )
     assert summary["energy_j"] == 32.0
     assert summary["j_per_sample"] == 0.5
     assert abs(summary["cost_estimate"] / (32.0 / 3.6e6 * 0.1) - 1) < 1e-3  # rounded to 1e-9

@@ -18,7 +18,9 @@ def test_fingerprint_sees_any_single_bit_and_is_exact_in_float32():
         assert fingerprint_words(changed) != before
     chunks = fingerprint_chunks(params)
     assert all(0 <= c < 65536 and c == int(c) for c in chunks)
-    assert torch.tensor(chunks, dtype=torch.float32).tolist() == chunks  # rides a float32 allreduce exactly
+    assert (
+        torch.tensor(chunks, dtype=torch.float32).tolist() == chunks
+    )  # rides a float32 allreduce exactly
 
 
 def test_fingerprint_does_not_depend_on_summation_order():
@@ -53,7 +55,9 @@ def test_top_exponent_flip_makes_a_value_huge():
 
 def test_abft_has_no_false_positives_and_catches_flips():
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8)).double()
+    model = torch.nn.Sequential(
+        torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8)
+    ).double()
     monitor = AbftMonitor(model)
     for _ in range(20):
         model(torch.randn(16, 64, dtype=torch.float64))

@@ -29,14 +29,18 @@ def test_equal_time_weights_balance_and_drop_a_hopeless_chip():
     assert abs(weights[0] * 0.01 - weights[1] * 0.02) < 1e-6
 
 
-@given(st.lists(st.tuples(st.floats(0, 0.05), st.floats(0.001, 0.1)), min_size=1, max_size=8),
-       st.integers(8, 500))
+@given(
+    st.lists(st.tuples(st.floats(0, 0.05), st.floats(0.001, 0.1)), min_size=1, max_size=8),
+    st.integers(8, 500),
+)
 def test_shares_sum_to_the_batch_and_beat_an_equal_split(costs, batch):
     names = [f"r{i}" for i in range(len(costs))]
     shares = choose_shares(names, batch, {}, {}, costs={n: c for n, c in zip(names, costs)})
     assert sum(shares) == batch and min(shares) >= 0
     equal = [batch // len(costs) + (1 if i < batch % len(costs) else 0) for i in range(len(costs))]
-    assert predicted_time_s(shares, costs) <= predicted_time_s(equal, costs) * 1.0001 + max(b for _, b in costs)
+    assert predicted_time_s(shares, costs) <= predicted_time_s(equal, costs) * 1.0001 + max(
+        b for _, b in costs
+    )
 
 
 def test_iterating_with_fixed_costs_does_not_collapse_a_slow_chip():

@@ -8,8 +8,12 @@ from phalanx.runtime.compute import FlatBuffer, accumulate_slice_gradient, train
 
 def _setup():
     torch.manual_seed(0)
-    data = TensorDataset(torch.randn(64, 5, dtype=torch.float64), torch.randn(64, 1, dtype=torch.float64))
-    model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 1)).double()
+    data = TensorDataset(
+        torch.randn(64, 5, dtype=torch.float64), torch.randn(64, 1, dtype=torch.float64)
+    )
+    model = torch.nn.Sequential(
+        torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 1)
+    ).double()
 
     def loss_fn(m, batch):
         return torch.nn.functional.mse_loss(m(batch[0]), batch[1])
@@ -19,7 +23,9 @@ def _setup():
 
 def _flat(model, data, loss_fn, indices, micro):
     params = trainable_parameters(model)
-    loss = accumulate_slice_gradient(model, loss_fn, data, indices, 48, micro, torch.device("cpu"), 0)
+    loss = accumulate_slice_gradient(
+        model, loss_fn, data, indices, 48, micro, torch.device("cpu"), 0
+    )
     buffer = FlatBuffer(params, 1)
     buffer.pack(loss, 0, False, 1.0)
     return buffer.tensor.clone()
@@ -36,7 +42,7 @@ def test_uneven_split_and_microbatches_equal_whole_batch():
 
 
 def test_flat_buffer_carries_loss_veto_and_throughput():
-    data, model, loss_fn = _setup()
+    _, model, _ = _setup()
     params = trainable_parameters(model)
     buffer = FlatBuffer(params, 3, fingerprint_width=2)
     buffer.pack(0.5, 2, True, 123.0, [7.0, 9.0])
