@@ -23,7 +23,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.fleet_helpers import GPT, events, phalanx, summary  # noqa: E402
+from tests.fleet_helpers import events, run_gpt_fleet, summary  # noqa: E402
 
 from phalanx.faults.spec import parse_faults  # noqa: E402
 from phalanx.sim.predict_run import predict_run  # noqa: E402
@@ -39,32 +39,10 @@ CASES = [
 
 
 def _run(fleet: str, faults: list[str], out: Path) -> dict[str, Any]:
-    command = [
-        "run",
-        str(GPT),
-        "--out",
-        str(out),
-        "--emulate",
-        fleet,
-        "--timeout-s",
-        "3",
-        "--quiet",
-    ]
+    flags = ["--emulate", fleet, "--timeout-s", "3", "--quiet"]
     for fault in faults:
-        command += ["--fault", fault]
-    result = phalanx(
-        *command,
-        "--",
-        "--steps",
-        str(STEPS),
-        "--batch",
-        str(BATCH),
-        "--out",
-        str(out),
-        timeout_s=600,
-    )
-    if result.returncode != 0:
-        raise SystemExit(f"run failed: {result.stdout}\n{result.stderr}")
+        flags += ["--fault", fault]
+    run_gpt_fleet(out, flags, STEPS, BATCH, timeout_s=600)
     return summary(out)
 
 

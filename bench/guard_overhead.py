@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.fleet_helpers import GPT, events, phalanx, summary  # noqa: E402
+from tests.fleet_helpers import events, run_gpt_fleet, summary  # noqa: E402
 
 FLEET = "1,0.5,0.25x2"
 STEPS, BATCH = 40, 128
@@ -32,27 +32,8 @@ LEVELS = ("off", "standard", "full")
 
 
 def _one(level: str, out: Path) -> dict[str, float]:
-    result = phalanx(
-        "run",
-        str(GPT),
-        "--out",
-        str(out),
-        "--emulate",
-        FLEET,
-        "--guard",
-        level,
-        "--quiet",
-        "--",
-        "--steps",
-        str(STEPS),
-        "--batch",
-        str(BATCH),
-        "--out",
-        str(out),
-        timeout_s=900,
-    )
-    if result.returncode != 0:
-        raise SystemExit(f"run failed: {result.stdout}\n{result.stderr}")
+    flags = ["--emulate", FLEET, "--guard", level, "--quiet"]
+    run_gpt_fleet(out, flags, STEPS, BATCH, timeout_s=900)
     steps: dict[int, list[dict]] = {}
     for event in events(out):
         if event["kind"] == "step":

@@ -47,6 +47,17 @@ def phalanx(*args: str, timeout_s: float = 240, **kwargs: Any) -> subprocess.Com
     )
 
 
+def run_gpt_fleet(out: Path, flags: list[str], steps: int, batch: int, timeout_s: float) -> None:
+    """`phalanx run` of the demo GPT for a bench script; a failed run stops the bench."""
+    result = phalanx(
+        "run", str(GPT), "--out", str(out), *flags,
+        "--", "--steps", str(steps), "--batch", str(batch), "--out", str(out),
+        timeout_s=timeout_s,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise SystemExit(f"run failed: {result.stdout}\n{result.stderr}")
+
+
 def local_run(script: Path, out: Path, args: list[str]) -> Path:
     subprocess.run(
         [sys.executable, str(script), *args, "--out", str(out)],
