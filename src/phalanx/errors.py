@@ -10,6 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 EXIT_USAGE = 2
+# Worker exit codes the launcher acts on (shared here: the launcher must not import torch).
+EXIT_QUARANTINED = 3  # the replica quarantined itself; it is not restarted
+EXIT_FATAL = 4  # training cannot go on; the launcher stops the run
 
 
 class UsageError(Exception):

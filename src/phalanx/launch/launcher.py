@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from phalanx.errors import EXIT_USAGE, UsageError
+from phalanx.errors import EXIT_FATAL, EXIT_QUARANTINED, EXIT_USAGE, UsageError
 from phalanx.faults.spec import FaultSpec
 from phalanx.launch.lighthouse import LighthouseProcess, LighthouseSettings
 from phalanx.launch.workers import WorkerSlot
@@ -23,10 +23,6 @@ from phalanx.observe.summary import build_summary, write_summary
 from phalanx.observe.tail import EventTail
 from phalanx.runtime.checkpoint import list_checkpoints
 from phalanx.runtime.worker_config import WorkerConfig
-
-# A worker that quarantined itself (see runtime.trainer.EXIT_QUARANTINED) stays down.
-EXIT_QUARANTINED = 3
-EXIT_FATAL = 4  # see runtime.trainer.EXIT_FATAL: the run cannot go on
 
 POLL_S = 0.05
 

@@ -143,7 +143,9 @@ def profile_script(path: str | Path, device: ComputeDevice) -> Profile:
 
 
 def _measure_script(script: Path, target: str) -> Profile:
-    from phalanx.runtime.profile_mode import ENV_VAR, ProfileRequest, asdict
+    from dataclasses import asdict
+
+    from phalanx.runtime.profile_mode import ENV_VAR, ProfileRequest
 
     with tempfile.TemporaryDirectory() as tmp:
         request = ProfileRequest(result_path=str(Path(tmp) / "profile.json"), device=target)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,3 @@ def run_profile(
     }
     Path(request.result_path).write_text(json.dumps(result))
     return result
-
-
-__all__ = ["ENV_VAR", "ProfileRequest", "asdict", "run_profile"]

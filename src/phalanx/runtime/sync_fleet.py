@@ -116,10 +116,6 @@ class FleetSync:
     def last_error(self) -> str:
         return self._last_error.splitlines()[0] if self._last_error else ""
 
-    @property
-    def healing_step(self) -> int:
-        return self.manager.current_step()
-
     def close(self) -> None:
         # Shutting down after peers vanished must not fail a finished run.
         with contextlib.suppress(Exception):

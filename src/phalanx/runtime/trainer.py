@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 
 from phalanx.data.slicing import participant_ranges
 from phalanx.emulate.pacer import ComputePacer
-from phalanx.errors import UsageError
+from phalanx.errors import EXIT_FATAL, EXIT_QUARANTINED, UsageError
 from phalanx.faults.injector import FaultInjector
 from phalanx.faults.spec import FaultSpec
 from phalanx.guard.abft import AbftMonitor
@@ -43,10 +43,6 @@ OptimizerFactory = Callable[[Any], torch.optim.Optimizer]
 # off: no checks; standard: gradient sanity + a parameter fingerprint every step;
 # full: standard + ABFT checksums on every linear layer's output.
 GUARD_LEVELS = ("off", "standard", "full")
-# A replica exits with this code when it quarantines itself; the launcher does not restart it.
-EXIT_QUARANTINED = 3
-# A replica exits with this code when training cannot go on (the launcher stops the run).
-EXIT_FATAL = 4
 UNRECOVERABLE_ROUNDS = 3
 # Written by the first replica to finish: the run's history is complete.
 COMPLETE_MARKER = ".complete"
