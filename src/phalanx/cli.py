@@ -31,6 +31,9 @@ def _register_all() -> None:
     from phalanx.observe.cli import register as _reg_observe
 
     _reg_observe(app)
+    from phalanx.energy.cli import register as _reg_energy
+
+    _reg_energy(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,9 +5,26 @@ from __future__ import annotations
 import types
 from dataclasses import dataclass
 
+# NVML return codes the fake uses (values from nvml.h); pynvml errors carry them in `.value`.
+NVML_ERROR_INVALID_ARGUMENT = 2
+NVML_ERROR_NOT_SUPPORTED = 3
+NVML_ERROR_NO_PERMISSION = 4
+_MESSAGES = {
+    NVML_ERROR_INVALID_ARGUMENT: "Invalid Argument",
+    NVML_ERROR_NOT_SUPPORTED: "Not Supported",
+    NVML_ERROR_NO_PERMISSION: "Insufficient Permissions",
+}
+
 
 class NVMLError(Exception):
-    pass
+    """Like pynvml's: the return code in `.value`, NVML's own wording as the message."""
+
+    def __init__(self, value: int) -> None:
+        super().__init__(value)
+        self.value = value
+
+    def __str__(self) -> str:
+        return _MESSAGES.get(self.value, f"NVML error {self.value}")
 
 
 @dataclass
@@ -28,9 +45,12 @@ class FakeGpu:
     permission: bool = True
 
 
-def make_pynvml(gpu: FakeGpu) -> types.ModuleType:
+def make_pynvml(gpu: FakeGpu, permission: bool | None = None) -> types.ModuleType:
+    """A pynvml over `gpu`. `permission` overrides gpu.permission for this module only:
+    two modules over one GPU model an unprivileged process and a root helper."""
     m = types.ModuleType("pynvml")
     m.NVMLError = NVMLError
+    m.NVML_ERROR_NO_PERMISSION = NVML_ERROR_NO_PERMISSION
     m.calls = []
 
     def nvmlInit():
@@ -38,7 +58,7 @@ def make_pynvml(gpu: FakeGpu) -> types.ModuleType:
 
     def nvmlDeviceGetHandleByIndex(index):
         if index != 0:
-            raise NVMLError("invalid index")
+            raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
         return "handle0"
 
     def nvmlDeviceGetHandleByUUID(uuid):
@@ -46,18 +66,23 @@ def make_pynvml(gpu: FakeGpu) -> types.ModuleType:
 
     def energy(handle):
         if not gpu.energy_supported:
-            raise NVMLError("Not Supported")
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
         gpu.energy_mj += gpu.energy_step_mj
         return gpu.energy_mj
 
     def set_limit(handle, milliwatts):
-        if not gpu.permission:
-            raise NVMLError("Insufficient Permissions")
+        if not (gpu.permission if permission is None else permission):
+            raise NVMLError(NVML_ERROR_NO_PERMISSION)
+        low_mw, high_mw = gpu.limit_range_mw
+        if not low_mw <= milliwatts <= high_mw:
+            raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
         gpu.limit_mw = milliwatts
 
     m.nvmlInit = nvmlInit
     m.nvmlDeviceGetHandleByIndex = nvmlDeviceGetHandleByIndex
     m.nvmlDeviceGetHandleByUUID = nvmlDeviceGetHandleByUUID
+    m.nvmlDeviceGetCount = lambda: 1
+    m.nvmlDeviceGetIndex = lambda h: 0
     m.nvmlDeviceGetName = lambda h: gpu.name.encode()
     m.nvmlDeviceGetMemoryInfo = lambda h: types.SimpleNamespace(
         total=gpu.total_bytes, free=gpu.free_bytes, used=gpu.total_bytes - gpu.free_bytes

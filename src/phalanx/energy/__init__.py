@@ -1,0 +1,1 @@
+"""Energy: what training draws, and the controls that cut it."""
