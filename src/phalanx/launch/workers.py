@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from phalanx.launch.hosts import gloo_interface
 from phalanx.launch.orphans import die_with_parent
 from phalanx.runtime.worker_config import ENV_VAR, WorkerConfig
 
@@ -42,7 +43,10 @@ class WorkerSlot:
         self.config.save(config_path)
         env = dict(os.environ)
         env[ENV_VAR] = str(config_path)
-        env.setdefault("GLOO_SOCKET_IFNAME", "lo")  # local fleets talk over loopback
+        # Gloo binds the interface of the advertised address (loopback on one host).
+        interface = gloo_interface(self.config.advertise_host)
+        if interface is not None:
+            env.setdefault("GLOO_SOCKET_IFNAME", interface)
         env.setdefault("OMP_NUM_THREADS", "1")
         env.setdefault("PYTHONUNBUFFERED", "1")
         # The script's own directory first on the path, as `python script.py` would have it.

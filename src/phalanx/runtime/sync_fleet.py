@@ -51,12 +51,16 @@ def stable_name(replica_id: str) -> str:
 
 
 class FleetSync:
-    def __init__(self, config: WorkerConfig, state: TrainState, host: str = "127.0.0.1") -> None:
+    def __init__(self, config: WorkerConfig, state: TrainState, host: str | None = None) -> None:
         # Imported here: local runs must not pay for torchft's import.
         from torch.distributed import TCPStore
         from torchft.manager import Manager
         from torchft.process_group import ProcessGroupGloo
 
+        from phalanx.runtime.advertise import checkpoint_transport
+
+        # What peers on other hosts dial: our store, ManagerServer and checkpoint server.
+        host = host or config.advertise_host
         self.name = config.replica
         self.state = state
         timeout = timedelta(seconds=config.timeout_s)
@@ -81,6 +85,7 @@ class FleetSync:
             hostname=host if host != "0.0.0.0" else socket.gethostname(),
             heartbeat_interval=timedelta(milliseconds=config.heartbeat_ms),
             init_sync=True,
+            checkpoint_transport=checkpoint_transport(host, timeout),
         )
         self._recorder = _QuorumRecorder(self.manager._client)
         self.manager._client = self._recorder  # type: ignore[assignment]
@@ -97,6 +102,13 @@ class FleetSync:
         result = self._recorder.last
         self.quorum_id = result.quorum_id
         names = {stable_name(rid) for rid in result.replica_ids}
+        if len(names) < len(result.replica_ids):
+            # Two live replicas under one name would compute the same slice twice.
+            # (A crashed predecessor still in the quorum ends the same way: the restart heals it.)
+            raise RuntimeError(
+                f"two replicas in quorum {result.quorum_id} share a name ({sorted(result.replica_ids)}): "
+                "give every host its own --host-id"
+            )
         return sorted(names, key=_natural_key)
 
     def allreduce(self, tensor: torch.Tensor) -> Any:

@@ -22,6 +22,7 @@ class WorkerConfig:
     index: int
     lighthouse: str
     out_dir: str
+    advertise_host: str = "127.0.0.1"  # the address peers on other hosts reach us at
     speed: float | None = None  # emulated speed, None on a real device
     time_scale: float = 1.0  # common slow-down of all emulated chips (see launcher)
     device: str = "cpu"
