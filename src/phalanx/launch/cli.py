@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -64,6 +64,21 @@ def run_command(
     fleet: Annotated[
         Path | None, typer.Option(help="A qualified fleet file: only devices that passed train.")
     ] = None,
+    lighthouse: Annotated[
+        str | None,
+        typer.Option(help="Many hosts: join the `phalanx lighthouse` at HOST:PORT."),
+    ] = None,
+    host_id: Annotated[
+        str | None,
+        typer.Option(help="With --lighthouse: names replicas HOST_ID-r0, ... (default: hostname)."),
+    ] = None,
+    replica_names: Annotated[
+        str | None, typer.Option(help="Explicit replica names, comma-separated, unique fleet-wide.")
+    ] = None,
+    advertise_host: Annotated[
+        str | None,
+        typer.Option(help="This host's IP that other hosts reach (default: route to lighthouse)."),
+    ] = None,
     guard: Annotated[
         str | None, typer.Option(help="SDC guard: off, standard (default) or full (adds ABFT).")
     ] = None,
@@ -102,6 +117,14 @@ def run_command(
         speeds, tables = _admitted_fleet(fleet, quiet)
     else:
         speeds = _fleet_speeds(emulate, replicas)
+    speeds, many_hosts = _many_hosts(
+        lighthouse,
+        host_id,
+        replica_names,
+        advertise_host,
+        speeds,
+        bool(emulate or replicas or fleet),
+    )
     if timeout_s <= 0:
         raise UsageError("--timeout-s", "must be > 0", "pass e.g. --timeout-s 5", timeout_s)
     if checkpoint_every is not None and checkpoint_every < 0:
@@ -122,6 +145,7 @@ def run_command(
         guard=guard,
         device_tables=tables,
         rescreen_every_s=rescreen_every_s,
+        **many_hosts,
         tariff_per_kwh=_per_kwh("--tariff", tariff),
         subsidy_per_kwh=_per_kwh("--subsidy", subsidy),
         co2_g_per_kwh=_non_negative("--co2-g-per-kwh", co2_g_per_kwh),
@@ -192,6 +216,54 @@ def _admitted_fleet(path: Path, quiet: bool) -> tuple[list[float | None], list[d
     return speeds, tables
 
 
+def _many_hosts(
+    lighthouse: str | None,
+    host_id: str | None,
+    replica_names: str | None,
+    advertise_host: str | None,
+    speeds: list[float | None],
+    count_given: bool,
+) -> tuple[list[float | None], dict[str, Any]]:
+    """RunPlan fields for a fleet spanning hosts; ({}, speeds) for a one-host fleet."""
+    from phalanx.launch import hosts
+
+    names = None
+    if replica_names is not None:
+        names = [hosts.check_name("--replica-names", n.strip()) for n in replica_names.split(",")]
+        if len(set(names)) != len(names):
+            raise UsageError(
+                "--replica-names", "has a name twice", "make each unique", replica_names
+            )
+        if not count_given:
+            speeds = [None] * len(names)
+        elif len(names) != len(speeds):
+            raise UsageError(
+                "--replica-names",
+                f"names {len(names)} replicas but the fleet has {len(speeds)}",
+                "give one name per replica",
+                replica_names,
+            )
+    if host_id is not None:
+        hosts.check_name("--host-id", host_id)
+        if names is not None:
+            raise UsageError("--host-id", "cannot be combined with --replica-names", "give one")
+    if lighthouse is None:
+        if advertise_host is not None:
+            raise UsageError("--advertise-host", "needs --lighthouse", "add --lighthouse HOST:PORT")
+        return speeds, {"host_id": host_id, "replica_names": names}
+    host, port = hosts.parse_endpoint("--lighthouse", lighthouse)
+    if advertise_host is None:
+        advertise_host = hosts.route_address(host, port)
+    if names is None and host_id is None:
+        host_id = hosts.default_host_id()
+    return speeds, {
+        "lighthouse": hosts.lighthouse_url(host, port),
+        "host_id": host_id,
+        "replica_names": names,
+        "advertise_host": hosts.check_advertise_host(advertise_host),
+    }
+
+
 def demo_command(
     out: Annotated[Path, typer.Option("--out", help="Run directory.")] = Path("runs/demo"),
     steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 80,
@@ -240,6 +312,10 @@ def lighthouse_command(
     heartbeat_timeout_ms: Annotated[
         int, typer.Option(help="Drop a replica after this long without heartbeats.")
     ] = 2000,
+    min_replicas: Annotated[
+        int,
+        typer.Option(help="No quorum (and no step) with fewer replicas, the first one included."),
+    ] = 1,
 ) -> None:
     """Run the quorum server as a service; replicas join with --lighthouse HOST:PORT."""
     from phalanx.launch.lighthouse import Lighthouse, LighthouseSettings
@@ -247,9 +323,14 @@ def lighthouse_command(
     host, sep, port_text = bind.rpartition(":")
     if not sep or not port_text.isdigit() or not host or int(port_text) > 65535:
         raise UsageError("--bind", "is not HOST:PORT", "write e.g. --bind 127.0.0.1:29510", bind)
+    if min_replicas < 1:
+        raise UsageError("--min-replicas", "must be >= 1", "e.g. --min-replicas 2", min_replicas)
     server = Lighthouse(
         LighthouseSettings(
-            bind_host=host, port=int(port_text), heartbeat_timeout_ms=heartbeat_timeout_ms
+            bind_host=host,
+            port=int(port_text),
+            heartbeat_timeout_ms=heartbeat_timeout_ms,
+            min_replicas=min_replicas,
         )
     )
     typer.echo(f"lighthouse serving at {server.address}", file=sys.stdout)

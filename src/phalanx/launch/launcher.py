@@ -37,6 +37,12 @@ class RunPlan:
     resume: bool = False
     timeout_s: float = 5.0
     heartbeat_timeout_ms: int = 2000
+    # Many hosts: join this lighthouse (http://HOST:PORT, a `phalanx lighthouse`) instead
+    # of starting one here. Names must then be unique across hosts (see `names`).
+    lighthouse: str | None = None
+    host_id: str | None = None  # replicas are HOST_ID-r0, HOST_ID-r1, ...
+    replica_names: list[str] | None = None  # explicit names instead
+    advertise_host: str = "127.0.0.1"  # where other hosts reach this host's replicas
     crash_restart_s: float = 1.0  # restart delay for a crash that was not injected
     max_restarts: int = 5
     checkpoint_every: int | None = None
@@ -53,7 +59,10 @@ class RunPlan:
 
     @property
     def names(self) -> list[str]:
-        return [f"r{i}" for i in range(len(self.speeds))]
+        if self.replica_names:
+            return list(self.replica_names)
+        prefix = f"{self.host_id}-" if self.host_id else ""
+        return [f"{prefix}r{i}" for i in range(len(self.speeds))]
 
 
 def validate_plan(plan: RunPlan) -> None:
@@ -120,19 +129,25 @@ class Launcher:
 
     def run(self) -> int:
         plan = self.plan
-        lighthouse = LighthouseProcess(
-            LighthouseSettings(heartbeat_timeout_ms=plan.heartbeat_timeout_ms),
-            plan.out_dir / "logs" / "lighthouse.log",
-        )
+        # Many hosts: this host's replicas join the fleet's lighthouse; none runs here.
+        lighthouse: LighthouseProcess | None = None
+        lighthouse_address = plan.lighthouse
+        if lighthouse_address is None:
+            lighthouse = LighthouseProcess(
+                LighthouseSettings(heartbeat_timeout_ms=plan.heartbeat_timeout_ms),
+                plan.out_dir / "logs" / "lighthouse.log",
+            )
+            lighthouse_address = lighthouse.address
         from torch.distributed import TCPStore  # the start barrier; imported late (slow import)
 
         barrier = TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
         self.tail.read_new()  # a resumed run: do not replay the old run's events as progress
-        slots = self._make_slots(lighthouse.address, f"127.0.0.1:{barrier.port}")
+        # The start barrier only spans this host; across hosts `--min-replicas` does its job.
+        slots = self._make_slots(lighthouse_address, f"127.0.0.1:{barrier.port}")
         self.events.emit(
             "run_start",
             script=str(plan.script),
-            lighthouse=lighthouse.address,
+            lighthouse=lighthouse_address,
             resume=plan.resume,
             replicas={
                 s.name: {"speed": s.config.speed, "kind": "emulated" if s.config.speed else "cpu"}
@@ -147,7 +162,7 @@ class Launcher:
         )
         self.printer.say(
             f"phalanx: {len(slots)} replicas ({', '.join(f'{s.name}@{s.config.speed}' for s in slots)}), "
-            f"lighthouse {lighthouse.address}, out {plan.out_dir}"
+            f"lighthouse {lighthouse_address}, out {plan.out_dir}"
         )
         if self.dashboard is not None:
             print(f"dashboard: {self.dashboard.url}", flush=True)  # also under --quiet: asked for
@@ -162,7 +177,8 @@ class Launcher:
         finally:
             for slot in slots:
                 slot.stop()
-            lighthouse.shutdown()
+            if lighthouse is not None:
+                lighthouse.shutdown()
             del barrier
             self.printer.close()
             if self.dashboard is not None:
@@ -184,7 +200,11 @@ class Launcher:
         fleet = {
             # Profiled throughput is in real time; emulated chips run in dilated time.
             name: {
-                "hint_sps": table["hint_sps"] * scale if table.get("hint_sps") else None,
+                # Many hosts: other hosts do not know this host's hints, and shares must be
+                # computed from the same inputs everywhere, so no host uses any.
+                "hint_sps": table["hint_sps"] * scale
+                if table.get("hint_sps") and not plan.lighthouse
+                else None,
                 "max_share": None,
                 "device": table.get("id"),
             }
@@ -196,6 +216,7 @@ class Launcher:
                 replica=name,
                 index=index,
                 lighthouse=lighthouse,
+                advertise_host=plan.advertise_host,
                 out_dir=str(plan.out_dir),
                 speed=speed,
                 time_scale=scale,

@@ -94,7 +94,12 @@ def build_summary(run_dir: str | Path) -> dict[str, Any]:
     ideal_sps = sum(solo.values())
 
     faults = [e for e in events if e.get("kind") == "fault"]
-    finished = planned_steps > 0 and len(steps) >= planned_steps
+    # On many hosts a host's events lack the steps committed while its replicas were away
+    # (started late, cut off): a replica of this host that reached the end still finished.
+    reached_end = any(
+        e.get("kind") == "worker_done" and int(e.get("step") or 0) >= planned_steps for e in events
+    )
+    finished = planned_steps > 0 and (len(steps) >= planned_steps or reached_end)
     last_status = _replica_status(events, replicas, finished)
     energy = energy_summary(events, samples, start)
     per_device_j = energy["per_device_j"] if energy else {}
