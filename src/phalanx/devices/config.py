@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from phalanx.devices.kinds import DEFAULT_DTYPES, torch_device_string
+from phalanx.plan.power_curve import DEFAULT_CURVE, speed_at_power
 
 GIB = 2**30
 DEFAULT_EMULATED_MEMORY_BYTES = 16 * GIB
@@ -17,13 +18,34 @@ DEFAULT_EMULATED_MEMORY_BYTES = 16 * GIB
 
 @dataclass(frozen=True)
 class PowerCurve:
-    """Electrical power drawn as a linear function of utilisation (0..1)."""
+    """Electrical power drawn as a linear function of utilisation (0..1), and
+    what a power limit costs in speed.
+
+    Under a limit L the chip draws at most L at full load and runs at
+    `speed_at_limit(L)` of its full speed: `speed_curve` holds measured
+    (L / max_w, speed fraction) points, interpolated linearly. The default is
+    a typical GPU shape (half the power keeps about 80% of the speed).
+    """
 
     idle_w: float = 40.0
     max_w: float = 250.0
+    speed_curve: tuple[tuple[float, float], ...] = DEFAULT_CURVE
+    min_limit_w: float | None = None  # lowest limit the chip accepts; None: half of max_w
+    limit_control: bool = True  # False: the chip has no power-limit knob (old boards)
 
-    def power_w(self, utilization: float) -> float:
-        return self.idle_w + (self.max_w - self.idle_w) * min(max(utilization, 0.0), 1.0)
+    def power_w(self, utilization: float, limit_w: float | None = None) -> float:
+        top_w = self.max_w if limit_w is None else max(self.idle_w, min(limit_w, self.max_w))
+        return self.idle_w + (top_w - self.idle_w) * min(max(utilization, 0.0), 1.0)
+
+    @property
+    def lowest_limit_w(self) -> float:
+        return self.min_limit_w if self.min_limit_w is not None else 0.5 * self.max_w
+
+    def speed_at_limit(self, limit_w: float | None) -> float:
+        """Fraction of full speed kept under a power limit (1.0 without one)."""
+        if limit_w is None or limit_w >= self.max_w:
+            return 1.0
+        return speed_at_power(self.speed_curve, limit_w / self.max_w)
 
 
 @dataclass(frozen=True)

@@ -23,12 +23,14 @@ from phalanx.devices.config import (
 from phalanx.devices.kinds import DTYPE_NAMES, KINDS
 from phalanx.devices.table_reader import TableReader
 from phalanx.errors import UsageError
+from phalanx.plan.power_curve import parse_curve
 
 COMMON_KEYS = (
     "id", "kind", "index", "model", "host", "memory_bytes", "dtypes",
     "capabilities", "spec", "qualification",
 )  # fmt: skip
 EMULATED_KEYS = ("speed", "seed", "power", "thermal", "defects")
+POWER_KEYS = ("idle_w", "max_w", "speed_curve", "min_limit_w", "limit_control")
 QUALIFICATION_KEYS = tuple(f.name for f in dataclasses.fields(Qualification))
 
 
@@ -110,7 +112,7 @@ def parse_device(raw: Any, i: int) -> DeviceConfig:
         memory_bytes=memory_bytes or DEFAULT_EMULATED_MEMORY_BYTES,
         speed=t.number("speed", positive=True) or 1.0,
         seed=t.integer("seed"),
-        power=_power(t.table("power", ("idle_w", "max_w"))),
+        power=_power(t.table("power", POWER_KEYS)),
         thermal=_thermal(t.table("thermal", [f.name for f in dataclasses.fields(ThermalConfig)])),
         defects=_defects(
             t.table(
@@ -129,8 +131,16 @@ def _power(t: TableReader | None) -> PowerCurve:
     default = PowerCurve()
     idle_w = t.number("idle_w", minimum=0.0)
     max_w = t.number("max_w", positive=True)
+    raw_curve = t.raw("speed_curve")
+    control = t.boolean("limit_control")
     curve = PowerCurve(
-        idle_w=default.idle_w if idle_w is None else idle_w, max_w=max_w or default.max_w
+        idle_w=default.idle_w if idle_w is None else idle_w,
+        max_w=max_w or default.max_w,
+        speed_curve=default.speed_curve
+        if raw_curve is None
+        else parse_curve(_plain(raw_curve), t.field("speed_curve")),
+        min_limit_w=t.number("min_limit_w", positive=True),
+        limit_control=True if control is None else control,
     )
     if curve.max_w < curve.idle_w:
         raise UsageError(
@@ -139,7 +149,19 @@ def _power(t: TableReader | None) -> PowerCurve:
             "make max_w >= idle_w",
             curve.max_w,
         )
+    if not curve.idle_w <= curve.lowest_limit_w <= curve.max_w:
+        raise UsageError(
+            t.field("min_limit_w"),
+            f"must lie between idle_w ({curve.idle_w:g}) and max_w ({curve.max_w:g})",
+            "pick the lowest power limit the board accepts",
+            curve.min_limit_w,
+        )
     return curve
+
+
+def _plain(value: Any) -> Any:
+    """Tuples (from a dict written back by device_to_dict) as the lists TOML gives."""
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
 def _thermal(t: TableReader | None) -> ThermalConfig:

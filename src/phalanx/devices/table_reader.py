@@ -56,6 +56,10 @@ class TableReader:
             return None
         return self.data[key]
 
+    def raw(self, key: str) -> Any:
+        """The value as written (None when absent), for fields with their own parser."""
+        return self._get(key, False)
+
     def string(
         self, key: str, *, required: bool = False, choices: tuple[str, ...] = ()
     ) -> str | None:

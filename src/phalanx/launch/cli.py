@@ -10,8 +10,10 @@ from typing import Annotated, Any
 import typer
 
 from phalanx.emulate.spec import parse_emulate
+from phalanx.energy.operating_points import OBJECTIVES
 from phalanx.errors import UsageError
 from phalanx.faults.spec import parse_faults
+from phalanx.launch.energy_setup import EnergySettings
 
 DEMO_SPEEDS = "1,0.5,0.25x2"
 DEMO_FAULTS = [
@@ -95,6 +97,32 @@ def run_command(
     co2_g_per_kwh: Annotated[
         float | None, typer.Option(help="Grid intensity for the CO2 estimate (g per kWh).")
     ] = None,
+    objective: Annotated[
+        str,
+        typer.Option(help="time (full power), energy (fewest J/sample) or cost (J and hours)."),
+    ] = "time",
+    power_budget_w: Annotated[
+        float | None,
+        typer.Option(help="Fleet power cap: per-device limits and which devices train."),
+    ] = None,
+    max_slowdown: Annotated[
+        float, typer.Option(help="--objective energy: most throughput to give up (0.10 = 10%).")
+    ] = 0.10,
+    energy_weight: Annotated[
+        float,
+        typer.Option(help="--objective energy: weight of energy against time, 0 < w <= 1."),
+    ] = 1.0,
+    fleet_cost_per_h: Annotated[
+        float,
+        typer.Option(help="--objective cost: what an hour of the fleet costs besides power."),
+    ] = 0.0,
+    thermal_guard: Annotated[
+        bool, typer.Option(help="Move share away from chips nearing their throttle point.")
+    ] = True,
+    emulation_time_scale: Annotated[
+        float | None,
+        typer.Option(help="Emulated chips: chip seconds per wall second (default: fit the host)."),
+    ] = None,
 ) -> None:
     """Train SCRIPT on a fleet. Arguments after the options go to the script."""
     from phalanx.launch.launcher import Launcher, RunPlan
@@ -131,6 +159,9 @@ def run_command(
         raise UsageError(
             "--checkpoint-every", "must be >= 0", "pass 0 to turn checkpoints off", checkpoint_every
         )
+    energy = _energy_settings(
+        objective, power_budget_w, max_slowdown, energy_weight, fleet_cost_per_h, tariff
+    )
     plan = RunPlan(
         script=script,
         out_dir=out,
@@ -149,8 +180,60 @@ def run_command(
         tariff_per_kwh=_per_kwh("--tariff", tariff),
         subsidy_per_kwh=_per_kwh("--subsidy", subsidy),
         co2_g_per_kwh=_non_negative("--co2-g-per-kwh", co2_g_per_kwh),
+        energy=energy,
+        thermal_guard=thermal_guard,
+        time_scale=_time_scale(emulation_time_scale),
     )
     raise typer.Exit(Launcher(plan).run())
+
+
+def _time_scale(value: float | None) -> float | None:
+    if value is not None and not 0 < value <= 1:
+        raise UsageError(
+            "--emulation-time-scale", "must be in (0, 1]", "e.g. --emulation-time-scale 0.2", value
+        )
+    return value
+
+
+def _energy_settings(
+    objective: str,
+    power_budget_w: float | None,
+    max_slowdown: float,
+    energy_weight: float,
+    fleet_cost_per_h: float,
+    tariff: str | None,
+) -> EnergySettings:
+    if objective not in OBJECTIVES:
+        raise UsageError(
+            "--objective", "unknown objective", f"use one of: {', '.join(OBJECTIVES)}", objective
+        )
+    if power_budget_w is not None and not power_budget_w > 0:
+        raise UsageError(
+            "--power-budget-w", "must be positive", "e.g. --power-budget-w 1500", power_budget_w
+        )
+    if not 0 <= max_slowdown < 1:
+        raise UsageError(
+            "--max-slowdown", "must be in [0, 1)", "e.g. --max-slowdown 0.1 (10%)", max_slowdown
+        )
+    if not 0 < energy_weight <= 1:
+        raise UsageError(
+            "--energy-weight", "must be in (0, 1]", "1 = energy only, 0.5 = equal", energy_weight
+        )
+    if not fleet_cost_per_h >= 0:
+        raise UsageError(
+            "--fleet-cost-per-h", "must not be negative", "e.g. 12.5", fleet_cost_per_h
+        )
+    tariff_per_kwh = _per_kwh("--tariff", tariff)
+    if objective == "cost" and not tariff_per_kwh:
+        raise UsageError("--objective", "cost needs a tariff", "add --tariff 0.08/kWh", objective)
+    return EnergySettings(
+        objective=objective,
+        power_budget_w=power_budget_w,
+        max_slowdown=max_slowdown,
+        energy_weight=energy_weight,
+        fleet_cost_per_h=fleet_cost_per_h,
+        tariff_per_kwh=tariff_per_kwh,
+    )
 
 
 def _per_kwh(flag: str, text: str | None) -> float | None:

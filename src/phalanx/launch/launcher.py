@@ -12,6 +12,12 @@ from rich.console import Console
 
 from phalanx.errors import EXIT_FATAL, EXIT_QUARANTINED, EXIT_USAGE, UsageError
 from phalanx.faults.spec import FaultSpec
+from phalanx.launch.energy_setup import (
+    EnergySettings,
+    apply_energy_plan,
+    describe,
+    effective_speeds,
+)
 from phalanx.launch.lighthouse import LighthouseProcess, LighthouseSettings
 from phalanx.launch.workers import WorkerSlot
 from phalanx.observe.console import fleet_progress, print_summary
@@ -56,6 +62,13 @@ class RunPlan:
     co2_g_per_kwh: float | None = None  # for the CO2 estimate
     # Per replica, from a qualified fleet file: emulated defects and profile hints.
     device_tables: list[dict] = field(default_factory=list)
+    # --objective / --power-budget-w (None: every device at full power).
+    energy: EnergySettings | None = None
+    power_limits_w: list[float | None] = field(default_factory=list)  # per replica, set by it
+    thermal_guard: bool = True
+    # Chip seconds per wall second for emulated chips; None: fitted to this host's cores.
+    # Benchmarks fix it so runs with different fleets compare in the same time.
+    time_scale: float | None = None
 
     @property
     def names(self) -> list[str]:
@@ -117,10 +130,14 @@ def emulation_time_scale(speeds: list[float | None], cores: int | None = None) -
 
 class Launcher:
     def __init__(self, plan: RunPlan, console: Console | None = None) -> None:
+        # Which devices train and at what power limit: decided before anything starts.
+        self.energy_plan = apply_energy_plan(plan) if plan.energy and plan.energy.active else None
         validate_plan(plan)  # before anything touches the out dir
         self.plan = plan
         self.console = console or Console(highlight=False)
         self.printer = fleet_progress(self.console, plan.progress_every, plan.quiet)
+        for line in describe(self.energy_plan) if self.energy_plan else []:
+            self.printer.say(line)
         self.dashboard: Dashboard | None = start_dashboard(plan.dashboard_port)
         self.view = FleetView()
         self.events = EventLog(plan.out_dir, source="launcher")
@@ -159,6 +176,8 @@ class Launcher:
             tariff_per_kwh=plan.tariff_per_kwh,
             subsidy_per_kwh=plan.subsidy_per_kwh,
             co2_g_per_kwh=plan.co2_g_per_kwh,
+            energy_plan=self.energy_plan.to_json() if self.energy_plan else None,
+            power_budget_w=plan.energy.power_budget_w if plan.energy else None,
         )
         self.printer.say(
             f"phalanx: {len(slots)} replicas ({', '.join(f'{s.name}@{s.config.speed}' for s in slots)}), "
@@ -195,7 +214,10 @@ class Launcher:
 
     def _make_slots(self, lighthouse: str, barrier: str) -> list[WorkerSlot]:
         plan = self.plan
-        scale = emulation_time_scale(plan.speeds)
+        limits = plan.power_limits_w or [None] * len(plan.speeds)
+        scale = plan.time_scale or emulation_time_scale(
+            effective_speeds(plan.speeds, plan.device_tables, limits)
+        )
         tables = plan.device_tables or [{} for _ in plan.names]
         fleet = {
             # Profiled throughput is in real time; emulated chips run in dilated time.
@@ -230,6 +252,8 @@ class Launcher:
                 defects=tables[index].get("defects"),
                 device_table=tables[index].get("device"),
                 rescreen_every_s=plan.rescreen_every_s,
+                power_limit_w=limits[index],
+                thermal_guard=plan.thermal_guard,
             )
             slots.append(WorkerSlot(config, plan.script, plan.script_args, plan.out_dir / "logs"))
         return slots

@@ -18,6 +18,7 @@ from torch.utils.data import Dataset, default_collate
 from phalanx.data.slicing import microbatches
 
 LossFn = Callable[[torch.nn.Module, Any], torch.Tensor]
+REGIONS = 3  # per-participant scalar regions in FlatBuffer: veto, throughput, heat
 
 
 def move_to(batch: Any, device: torch.device) -> Any:
@@ -62,7 +63,8 @@ def accumulate_slice_gradient(
 class FlatBuffer:
     """One buffer per attempt: gradients, the loss, then per-participant slots.
 
-    Layout: gradients | weighted loss | veto[N] | throughput[N] | fingerprint[N x W].
+    Layout: gradients | weighted loss | veto[N] | throughput[N] | heat[N] | fingerprint[N x W].
+    Heat is the thermal guard's 1 - derate (0: no cut), see energy/thermal_guard.py.
     Each participant fills only its own slots and the sum fills them all, so
     riding the commit veto, the throughputs and the parameter fingerprints in
     the gradient allreduce costs no extra collective, and every participant
@@ -79,7 +81,7 @@ class FlatBuffer:
         self.width = fingerprint_width
         dtype = params[0].dtype if params else torch.float32
         device = params[0].device if params else torch.device("cpu")
-        length = self.grad_len + 1 + num_participants * (2 + fingerprint_width)
+        length = self.grad_len + 1 + num_participants * (REGIONS + fingerprint_width)
         self.tensor = torch.zeros(length, dtype=dtype, device=device)
 
     def _slot(self, region: int, slot: int) -> int:
@@ -92,6 +94,7 @@ class FlatBuffer:
         veto: bool,
         throughput_sps: float,
         fingerprint: list[float] | None = None,
+        heat: float = 0.0,
     ) -> None:
         offset = 0
         for param, size in zip(self.params, self.sizes):
@@ -104,8 +107,9 @@ class FlatBuffer:
         self.tensor[self.grad_len] = weighted_loss
         self.tensor[self._slot(0, slot)] = 1.0 if veto else 0.0
         self.tensor[self._slot(1, slot)] = throughput_sps
+        self.tensor[self._slot(2, slot)] = heat
         if fingerprint is not None and self.width:
-            start = self.grad_len + 1 + 2 * self.count + slot * self.width
+            start = self._slot(REGIONS, 0) + slot * self.width
             self.tensor[start : start + self.width] = torch.tensor(
                 fingerprint, dtype=self.tensor.dtype
             )
@@ -128,8 +132,12 @@ class FlatBuffer:
         start = self._slot(1, 0)
         return self.tensor[start : start + self.count].tolist()
 
+    def heats(self) -> list[float]:
+        start = self._slot(2, 0)
+        return self.tensor[start : start + self.count].tolist()
+
     def fingerprints(self) -> list[tuple[float, ...]]:
-        start = self.grad_len + 1 + 2 * self.count
+        start = self._slot(REGIONS, 0)
         values = self.tensor[start : start + self.count * self.width].tolist()
         return [tuple(values[i * self.width : (i + 1) * self.width]) for i in range(self.count)]
 

@@ -26,6 +26,7 @@ class DeviceMonitor:
         index: int,
         time_scale: float = 1.0,
         rescreen_every_s: float | None = None,
+        power_limit_w: float | None = None,
     ) -> None:
         from phalanx.devices.compute import open_device
         from phalanx.devices.fleet_parse import parse_device
@@ -37,6 +38,19 @@ class DeviceMonitor:
         self.rescreen_every_s = rescreen_every_s
         self._last_probe_s = time.monotonic()
         self._telemetry = self.device.telemetry
+        if power_limit_w is not None:
+            self._telemetry.set_power_limit_w(power_limit_w)
+
+    def speed_factor(self) -> float:
+        """Fraction of full speed right now: power limit, thermal throttling, heat defects."""
+        factor = getattr(self.device, "speed_factor", None)
+        return float(factor()) if factor is not None else 1.0
+
+    def throttle_c(self) -> float | None:
+        try:
+            return self._telemetry.throttle_temperature_c()
+        except Exception:  # an unreadable threshold means no thermal guard, not a crash
+            return None
 
     def step_done(self, compute_s: float, step_s: float) -> None:
         """Account one step: compute time under load, the rest of the step idle."""
@@ -62,6 +76,7 @@ class DeviceMonitor:
             "temperature_c": read("temperature_c"),
             "power_w": read("power_w"),
             "energy_j": read("energy_j"),
+            "power_limit_w": read("power_limit_w"),
         }
 
     def rescreen_due(self) -> bool:

@@ -23,6 +23,7 @@ class FleetState:
     sps_history: dict[str, list[float]] = field(default_factory=dict)  # recent measurements
     timings: dict[str, list[list[float]]] = field(default_factory=dict)  # recent (samples, seconds)
     costs: dict[str, list[float]] = field(default_factory=dict)  # fitted (fixed_s, per_sample_s)
+    derates: dict[str, float] = field(default_factory=dict)  # thermal guard cuts (< 1 only)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -32,6 +33,7 @@ class FleetState:
             "sps_history": self.sps_history,
             "timings": self.timings,
             "costs": self.costs,
+            "derates": self.derates,
         }
 
     @classmethod
@@ -45,6 +47,7 @@ class FleetState:
                 k: [[float(a), float(b)] for a, b in v] for k, v in data.get("timings", {}).items()
             },
             costs={k: [float(x) for x in v] for k, v in data.get("costs", {}).items()},
+            derates={k: float(v) for k, v in data.get("derates", {}).items()},
         )
 
 

@@ -110,7 +110,12 @@ class StepRound:
             measured_sps = len(indices) / max(compute_s, 1e-9) if indices else 0.0
             warming = t.local_steps < WARMUP_STEPS
             flat.pack(
-                loss, self.slot, bool(veto), -measured_sps if warming else measured_sps, fingerprint
+                loss,
+                self.slot,
+                bool(veto),
+                -measured_sps if warming else measured_sps,
+                fingerprint,
+                heat=t.thermal.heat if t.thermal is not None else 0.0,
             )
             sync_t0 = time.perf_counter()
             work = sync.allreduce(flat.tensor)

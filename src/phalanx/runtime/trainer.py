@@ -19,7 +19,9 @@ from safetensors.torch import save_model
 from torch.utils.data import Dataset
 
 from phalanx.data.slicing import participant_ranges
+from phalanx.devices.emulated.chip import DeviceCrashed
 from phalanx.emulate.pacer import ComputePacer
+from phalanx.energy.thermal_guard import ThermalGuard
 from phalanx.errors import EXIT_FATAL, EXIT_QUARANTINED, UsageError
 from phalanx.faults.injector import FaultInjector
 from phalanx.faults.spec import FaultSpec
@@ -276,7 +278,7 @@ class Trainer:
                 fleet = self.state.fleet
                 injector.corrupt_weights(step, self.params)
                 speed = injector.speed_at(step, worker.speed if worker else None)
-                self.pacer.speed = None if speed is None else speed * worker.time_scale  # type: ignore[union-attr]
+                self.pacer.speed = self._pacer_speed(speed)
                 injector.at("compute", step)
                 outcome = StepRound(self, name, members, step).run(
                     lambda active, fleet=fleet: choose_shares(
@@ -287,6 +289,7 @@ class Trainer:
                         hints,
                         caps,
                         costs=fleet.costs,
+                        derates=fleet.derates,
                     ),
                     injector,
                     sync,
@@ -345,7 +348,14 @@ class Trainer:
                             fit_cost(fleet.timings[member], fleet.costs.get(member))
                         )
                 fleet.shares = dict(zip(active, shares))
+                # Every participant reads the same heats: the next shares agree.
+                fleet.derates = {m: 1.0 - h for m, h in zip(members, flat.heats()) if h > 0}
                 fleet.step = step + 1
+                try:
+                    readings = self._device_readings(outcome.compute_s)
+                except DeviceCrashed as crash:  # e.g. an emulated chip's thermal shutdown
+                    events.emit("device_failure", replica=name, step=step, reason=str(crash))
+                    raise
                 events.emit(
                     "step",
                     replica=name,
@@ -361,8 +371,9 @@ class Trainer:
                     allreduce_s=round(outcome.allreduce_s, 5),
                     commit_s=round(commit_s, 5),
                     guard_s=round(outcome.guard_s, 6),
-                    **self._device_readings(outcome.compute_s),
+                    **readings,
                 )
+                self._guard_heat(events, name, step, readings.get("temperature_c"))
                 self._maybe_checkpoint(events, name, members)
                 self._maybe_rescreen(events, name, step)
         finally:
@@ -394,9 +405,43 @@ class Trainer:
 
             table = worker.device_table or {"id": name, "kind": "emulated", "speed": worker.speed}
             self.monitor = DeviceMonitor(
-                table, worker.index, worker.time_scale, worker.rescreen_every_s
+                table,
+                worker.index,
+                worker.time_scale,
+                worker.rescreen_every_s,
+                power_limit_w=worker.power_limit_w,
             )
+        self.thermal = None
+        throttle_c = self.monitor.throttle_c() if self.monitor is not None else None
+        if worker is not None and worker.thermal_guard and throttle_c is not None:
+            self.thermal = ThermalGuard(throttle_c)
         self._last_step_end = time.perf_counter()
+
+    def _pacer_speed(self, speed: float | None) -> float | None:
+        """Emulated speed right now: nominal x common time scale x the chip's own state
+        (power limit, thermal throttling), so a throttled chip really is slower."""
+        if speed is None or self.worker is None:
+            return None
+        factor = self.monitor.speed_factor() if self.monitor is not None else 1.0
+        return speed * self.worker.time_scale * factor
+
+    def _guard_heat(
+        self, events: EventLog, name: str, step: int, temperature_c: float | None
+    ) -> None:
+        if self.thermal is None:
+            return
+        action = self.thermal.update(temperature_c)
+        if action is not None:
+            events.emit(
+                "thermal",
+                replica=name,
+                step=step,
+                action=action.action,
+                derate=round(action.derate, 4),
+                temperature_c=round(action.temperature_c, 2),
+                predicted_c=round(action.predicted_c, 2),
+                throttle_c=action.throttle_c,
+            )
 
     def _device_readings(self, compute_s: float) -> dict[str, float | None]:
         """Advance the device model by this step and read its sensors."""

@@ -41,6 +41,8 @@ class WorkerConfig:
     defects: dict[str, Any] | None = None  # emulated chip defects (from fleet.toml)
     device_table: dict[str, Any] | None = None  # this replica's [[device]] table
     rescreen_every_s: float | None = None  # periodic correctness probe; None: off
+    power_limit_w: float | None = None  # chosen by --objective/--power-budget-w; None: full
+    thermal_guard: bool = True  # move share away from a chip nearing its throttle point
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=1))

@@ -123,6 +123,7 @@ def choose_shares(
     caps: Mapping[str, int | None] | None = None,
     deadband: float = DEFAULT_DEADBAND,
     costs: Mapping[str, Sequence[float]] | None = None,
+    derates: Mapping[str, float] | None = None,
 ) -> list[int]:
     """Shares for the next step, in participant order.
 
@@ -131,8 +132,12 @@ def choose_shares(
     without one (a newcomer) is modelled from its throughput estimate. Keeps
     the previous shares when the same participants remain and re-balancing
     would shorten the predicted step by less than `deadband` (hysteresis).
+
+    `derates` (from the thermal guard) scale a hot chip's share down at once,
+    past damping and dead band: heat is a hard limit, not noise.
     """
     hints = hints or {}
+    derates = {n: d for n, d in (derates or {}).items() if n in participants and d < 1.0}
     caps = caps or {}
     costs = costs or {}
     models = []
@@ -147,13 +152,20 @@ def choose_shares(
     if same_fleet and sum(previous[name] for name in participants) == global_batch_size:
         # Move part of the way: one noisy step (a neighbour on the host, a page
         # fault) then moves shares by half its error instead of all of it.
-        weights = [
+        damped = [
             DAMPING * w + (1 - DAMPING) * previous[name] for w, name in zip(weights, participants)
         ]
+        # A cut takes effect now; giving back goes through the damping like any change.
+        weights = [
+            min(d, w * derates[name]) if name in derates else d
+            for w, d, name in zip(weights, damped, participants)
+        ]
+    elif derates:
+        weights = [w * derates.get(name, 1.0) for w, name in zip(weights, participants)]
     # A chip whose fixed cost alone outlasts the others' whole step gets no samples:
     # giving it one would make the whole fleet wait for it.
     proposed = apportion(global_batch_size, weights, cap_list, min_share=0)
-    if same_fleet:
+    if same_fleet and not derates:
         kept = [previous[name] for name in participants]
         caps_ok = all(c is None or s <= c for s, c in zip(kept, cap_list))
         if sum(kept) == global_batch_size and caps_ok:

@@ -155,9 +155,23 @@ class EmulatedChip:
         slow = self.defects.heat_slowdown
         return slow is not None and self.thermal.temperature_c >= slow.above_c
 
+    @property
+    def power_limit_w(self) -> float | None:
+        return self.thermal.limit_w
+
+    def set_power_limit_w(self, watts: float | None) -> None:
+        """Cap the draw at full load (None: no cap); speed follows the power curve."""
+        curve = self.thermal.curve
+        if watts is not None and not curve.lowest_limit_w <= watts <= curve.max_w:
+            raise ValueError(
+                f"{self.config.id}: power limit {watts:g} W outside "
+                f"[{curve.lowest_limit_w:g}, {curve.max_w:g}] W"
+            )
+        self.thermal.limit_w = watts
+
     def speed_factor(self) -> float:
         """The fraction of nominal speed the chip runs at right now."""
-        factor = self.thermal.speed_factor
+        factor = self.thermal.speed_factor * self.thermal.curve.speed_at_limit(self.power_limit_w)
         if self.heat_slowed():
             assert self.defects.heat_slowdown is not None
             factor *= 1.0 - self.defects.heat_slowdown.fraction

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from phalanx.devices.emulated.chip import NOMINAL_CLOCK_MHZ
-from phalanx.devices.telemetry.base import Clocks, MemoryInfo, Telemetry
+from phalanx.devices.telemetry.base import Clocks, MemoryInfo, Telemetry, TelemetryUnsupported
 
 if TYPE_CHECKING:
     from phalanx.devices.emulated.chip import EmulatedChip
@@ -43,3 +43,24 @@ class EmulatedTelemetry(Telemetry):
 
     def throttle_reasons(self) -> tuple[str, ...] | None:
         return ("sw_thermal",) if self.chip.thermal.throttled else ()
+
+    def throttle_temperature_c(self) -> float | None:
+        return self.chip.thermal.config.throttle_c
+
+    def power_limit_w(self) -> float | None:
+        return self.chip.power_limit_w
+
+    def power_limit_range_w(self) -> tuple[float, float]:
+        curve = self.chip.thermal.curve
+        return curve.lowest_limit_w, curve.max_w
+
+    def can_set_power_limit(self) -> bool:
+        return self.chip.thermal.curve.limit_control
+
+    def set_power_limit_w(self, watts: float) -> None:
+        if not self.can_set_power_limit():
+            super().set_power_limit_w(watts)
+        try:
+            self.chip.set_power_limit_w(watts)
+        except ValueError as err:
+            raise TelemetryUnsupported(str(err)) from err

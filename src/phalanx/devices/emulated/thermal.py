@@ -24,9 +24,10 @@ class ThermalModel:
         self.temperature_c = config.ambient_c
         self.throttled = False
         self.power_w = power.idle_w
+        self.limit_w: float | None = None  # a power limit caps the draw at full load
 
     def power_at(self, utilization: float) -> float:
-        dynamic_w = (self.curve.max_w - self.curve.idle_w) * min(max(utilization, 0.0), 1.0)
+        dynamic_w = self.curve.power_w(utilization, self.limit_w) - self.curve.idle_w
         if self.throttled:
             dynamic_w *= 1.0 - self.config.throttle_slowdown
         return self.curve.idle_w + dynamic_w

@@ -75,6 +75,10 @@ class Telemetry:
         """Active reasons the clocks are held down; () means none, None unknown."""
         return None
 
+    def throttle_temperature_c(self) -> float | None:
+        """Where the device starts to throttle for heat (None: unknown)."""
+        return None
+
     def power_limit_w(self) -> float | None:
         return None
 

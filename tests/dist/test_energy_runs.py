@@ -1,0 +1,143 @@
+"""Energy on a real fleet: the thermal guard and power limits keep the math exact."""
+
+import textwrap
+
+import pytest
+
+from tests.fleet_helpers import (
+    EXACT_ARGS,
+    EXACT_STEPS,
+    MLP,
+    events,
+    max_param_diff,
+    phalanx,
+    step_losses,
+    summary,
+)
+
+pytestmark = [pytest.mark.dist, pytest.mark.timeout(300)]
+
+QUALIFIED = """
+[device.qualification]
+passed = true
+level = "quick"
+"""
+# Two ordinary chips and one so badly cooled that at a full share it would pass
+# its throttle point (85 C) and reach shutdown (100 C): 25 + 0.7 W/C * its draw.
+HOT_FLEET = (
+    '[[device]]\nid = "cool-0"\nkind = "emulated"\nspeed = 0.05\n' + QUALIFIED
+    + '[[device]]\nid = "cool-1"\nkind = "emulated"\nspeed = 0.05\n' + QUALIFIED
+    + textwrap.dedent(
+        """
+        [[device]]
+        id = "hot"
+        kind = "emulated"
+        speed = 0.05
+        [device.thermal]
+        resistance_c_per_w = 0.7
+        time_constant_s = 3.0
+        """
+    )
+    + QUALIFIED
+)  # fmt: skip
+
+
+def _assert_exact(run, reference_run):
+    assert max_param_diff(run, reference_run) < 1e-9
+    fleet, local = step_losses(run), step_losses(reference_run)
+    assert sorted(fleet) == list(range(EXACT_STEPS))
+    assert max(abs(fleet[s] - local[s]) for s in local) < 1e-9
+
+
+def test_a_chip_that_would_overheat_stays_below_throttle_and_math_stays_exact(
+    tmp_path, reference_run
+):
+    fleet = tmp_path / "fleet.toml"
+    fleet.write_text(HOT_FLEET)
+    run = tmp_path / "run"
+    result = phalanx(
+        "run", str(MLP), "--fleet", str(fleet), "--out", str(run), "--quiet",
+        "--", *EXACT_ARGS,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    _assert_exact(run, reference_run)
+    all_events = events(run)
+    hot = [e for e in all_events if e["kind"] == "step" and e["source"] == "r2"]
+    assert hot, "the hot chip took part"
+    assert max(e["temperature_c"] for e in hot) < 85.0
+    cuts = [e for e in all_events if e["kind"] == "thermal" and e["action"] == "derate"]
+    assert cuts and {e["replica"] for e in cuts} == {"r2"}
+    assert not [e for e in all_events if e["kind"] in ("device_failure", "worker_restart")]
+    # Work moved to the cool chips: the hot one computed the fewest samples.
+    samples = {d["id"]: d["samples"] for d in summary(run)["devices"]}
+    assert samples["r2"] < min(samples["r0"], samples["r1"])
+
+
+POWER_FLEET = (
+    '[[device]]\nid = "a"\nkind = "emulated"\nspeed = 0.05\n' + QUALIFIED
+    + '[[device]]\nid = "b"\nkind = "emulated"\nspeed = 0.05\n' + QUALIFIED
+    + textwrap.dedent(
+        """
+        [[device]]
+        id = "old"
+        kind = "emulated"
+        speed = 0.0125
+        [device.power]
+        idle_w = 60
+        max_w = 250
+        limit_control = false
+        """
+    )
+    + QUALIFIED
+)  # fmt: skip
+
+
+def test_a_power_budget_caps_every_sample_and_leaves_out_the_old_chip(tmp_path, reference_run):
+    fleet = tmp_path / "fleet.toml"
+    fleet.write_text(POWER_FLEET)
+    run = tmp_path / "run"
+    result = phalanx(
+        "run", str(MLP), "--fleet", str(fleet), "--out", str(run),
+        "--power-budget-w", "400",
+        "--", *EXACT_ARGS,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "left out (not worth their power here): old" in result.stdout
+    _assert_exact(run, reference_run)
+    all_events = events(run)
+    start = next(e for e in all_events if e["kind"] == "run_start")
+    assert start["power_budget_w"] == 400
+    points = {p["device"]: p for p in start["energy_plan"]["points"]}
+    assert not points["old"]["train"]
+    limits = [points["a"]["limit_w"], points["b"]["limit_w"]]
+    assert all(limit is not None for limit in limits) and sum(limits) <= 400
+    draw: dict[int, float] = {}
+    for e in all_events:
+        if e["kind"] == "step" and e["source"] == e["replica"]:
+            assert e["power_limit_w"] in limits
+            draw[e["step"]] = draw.get(e["step"], 0.0) + e["power_w"]
+    assert len(draw) == EXACT_STEPS
+    assert max(draw.values()) <= 400
+
+
+def test_energy_flags_reject_bad_values_with_one_line(tmp_path):
+    cases = [
+        (["--objective", "green"], "--objective"),
+        (["--objective", "cost"], "--tariff"),
+        (["--power-budget-w", "-5"], "--power-budget-w"),
+        (["--max-slowdown", "1.5"], "--max-slowdown"),
+        (["--energy-weight", "0"], "--energy-weight"),
+        (["--emulate", "1,1", "--power-budget-w", "10"], "--power-budget-w"),
+        (["--replicas", "2", "--objective", "energy"], "power model"),
+    ]
+    for flags, needle in cases:
+        out = tmp_path / "run"
+        result = phalanx("run", str(MLP), "--out", str(out), *flags, "--", "--steps", "2")
+        assert result.returncode == 2, (flags, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], (
+            flags,
+            result.stderr,
+        )
+        assert "Traceback" not in result.stderr
+        assert not out.exists(), "nothing may be written for refused input"
