@@ -47,6 +47,13 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench.suite --suite quick
 
+# Energy (issue 8): full power vs --objective energy vs --power-budget-w, and the thermal
+# guard on/off; writes docs/_generated/energy_bench.md and re-renders docs/benchmarks.md.
+.PHONY: bench-energy
+bench-energy: $(STAMP)
+	$(BIN)/python bench/energy.py --repeats 3
+	$(BIN)/python -m bench.report bench/results/full.json
+
 clean:
 	rm -rf $(VENV) runs .pytest_cache
 

@@ -293,6 +293,11 @@ def write_docs(figures: dict[str, Any], about: dict[str, Any], docs: Path) -> Pa
         *_generated_section(
             docs, "guard_overhead.md", "Overhead of the SDC guard (bench/guard_overhead.py)"
         ),
+        *_generated_section(
+            docs,
+            "energy_bench.md",
+            "Energy objectives, power budget and thermal guard (bench/energy.py)",
+        ),
         *method.text(),
     ]
     path = docs / "benchmarks.md"

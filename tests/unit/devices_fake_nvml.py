@@ -90,6 +90,7 @@ def make_pynvml(gpu: FakeGpu, permission: bool | None = None) -> types.ModuleTyp
     m.nvmlDeviceGetPowerUsage = lambda h: gpu.power_mw
     m.nvmlDeviceGetTotalEnergyConsumption = energy
     m.nvmlDeviceGetTemperature = lambda h, sensor: gpu.temperature_c
+    m.nvmlDeviceGetTemperatureThreshold = lambda h, kind: {1: 87, 0: 92}[kind]
     m.nvmlDeviceGetClockInfo = lambda h, clock: gpu.sm_mhz if clock == 1 else gpu.mem_mhz
     m.nvmlDeviceGetCurrentClocksThrottleReasons = lambda h: gpu.throttle_mask
     m.nvmlDeviceGetPowerManagementLimit = lambda h: gpu.limit_mw

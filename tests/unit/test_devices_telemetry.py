@@ -59,6 +59,7 @@ def test_nvml_readings_are_converted_to_si_units(fake_nvml):
     assert t.power_w() == pytest.approx(612.5)
     assert t.energy_j() == pytest.approx(1000.0)
     assert t.temperature_c() == 83.0
+    assert t.throttle_temperature_c() == 87.0  # the slowdown threshold the thermal guard uses
     assert t.clocks().compute_mhz == 1755.0
     assert t.memory().free_bytes == 140_000_000_000
     assert t.throttle_reasons() == ("hw_thermal",)

@@ -38,6 +38,7 @@ class DeviceMonitor:
         self.rescreen_every_s = rescreen_every_s
         self._last_probe_s = time.monotonic()
         self._telemetry = self.device.telemetry
+        self._busy_power_w: float | None = None
         if power_limit_w is not None:
             self._telemetry.set_power_limit_w(power_limit_w)
 
@@ -61,6 +62,9 @@ class DeviceMonitor:
         idle_s = max(0.0, step_s - compute_s) * self.time_scale
         if busy_s:
             advance(busy_s)
+            # The draw while computing: what a power budget must hold (the end-of-step
+            # reading is the idle draw, which says nothing about the peak).
+            self._busy_power_w = self._telemetry.power_w()
         if idle_s:
             advance(idle_s, utilization=0.0)
 
@@ -77,6 +81,7 @@ class DeviceMonitor:
             "power_w": read("power_w"),
             "energy_j": read("energy_j"),
             "power_limit_w": read("power_limit_w"),
+            "busy_power_w": None if self._busy_power_w is None else round(self._busy_power_w, 3),
         }
 
     def rescreen_due(self) -> bool:

@@ -30,6 +30,7 @@ _REASON_BITS: tuple[tuple[int, str], ...] = (
     (0x100, "display_clocks"),
 )
 _NVML_TEMPERATURE_GPU = 0
+_NVML_THRESHOLD_SLOWDOWN = 1  # NVML_TEMPERATURE_THRESHOLD_SLOWDOWN
 _NVML_CLOCK_SM = 1
 _NVML_CLOCK_MEM = 2
 
@@ -102,6 +103,12 @@ class NvmlTelemetry(Telemetry):
 
     def temperature_c(self) -> float | None:
         return float(self.nvml.nvmlDeviceGetTemperature(self.handle, _NVML_TEMPERATURE_GPU))
+
+    def throttle_temperature_c(self) -> float | None:
+        # The board's own slowdown threshold: where it starts to throttle for heat.
+        return float(
+            self.nvml.nvmlDeviceGetTemperatureThreshold(self.handle, _NVML_THRESHOLD_SLOWDOWN)
+        )
 
     def clocks(self) -> Clocks | None:
         sm = self.nvml.nvmlDeviceGetClockInfo(self.handle, _NVML_CLOCK_SM)
