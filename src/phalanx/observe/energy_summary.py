@@ -33,6 +33,27 @@ def device_energy_j(events: list[dict[str, Any]]) -> dict[str, float]:
     return totals
 
 
+def thermal_summary(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """Hottest reading per device, and what the thermal guard did."""
+    hottest: dict[str, float] = {}
+    actions: dict[str, int] = {"derate": 0, "restore": 0}
+    for event in events:
+        kind = event.get("kind")
+        if kind == "step" and event.get("source") == event.get("replica"):
+            temperature = event.get("temperature_c")
+            if temperature is not None:
+                name = event["replica"]
+                hottest[name] = max(hottest.get(name, temperature), temperature)
+        elif kind == "thermal":
+            actions[event["action"]] = actions.get(event["action"], 0) + 1
+    failures = sum(1 for e in events if e.get("kind") == "device_failure")
+    return {
+        "max_temperature_c": {n: round(t, 2) for n, t in sorted(hottest.items())},
+        "guard_actions": actions,
+        "device_failures": failures,
+    }
+
+
 def energy_summary(
     events: list[dict[str, Any]], samples: int, start: dict[str, Any]
 ) -> dict[str, Any] | None:
@@ -51,5 +72,9 @@ def energy_summary(
         "per_device_j": {name: round(value, 3) for name, value in sorted(per_device.items())},
         "cost_estimate": None if tariff is None else round(kwh * max(0.0, tariff - subsidy), 9),
         "co2_g_estimate": None if intensity is None else round(kwh * intensity, 6),
+        "objective": (start.get("energy_plan") or {}).get("objective", "time"),
+        "power_budget_w": start.get("power_budget_w"),
+        "plan": start.get("energy_plan"),
+        "thermal": thermal_summary(events),
         "note": "energy from each device's counter or modelled/sampled power; cost and CO2 are estimates",
     }
