@@ -176,6 +176,9 @@ class ChainTelemetry(Telemetry):
     def throttle_reasons(self) -> tuple[str, ...] | None:
         return self._first("throttle_reasons")
 
+    def throttle_temperature_c(self) -> float | None:
+        return self._first("throttle_temperature_c")
+
     def power_limit_w(self) -> float | None:
         return self._first("power_limit_w")
 
