@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import typer
 
@@ -36,11 +37,46 @@ def _register_all() -> None:
     _reg_energy(app)
 
 
+_command: Any = None  # the click command typer builds from `app`, built once per process
+
+
 def main(argv: list[str] | None = None) -> None:
-    _register_all()
+    global _command
+    if _command is None:  # tests call main() many times; building it costs ~0.1 s
+        _register_all()
+        _command = typer.main.get_command(app)
     try:
-        # Standalone mode: typer reports bad flags itself (one message, exit 2).
-        app(args=argv)
+        # Not standalone: typer would print its own errors as a framed, multi-line box.
+        # Here every bad flag, missing argument or unparsable value is one line, exit 2.
+        result = _command.main(args=argv, standalone_mode=False)
     except UsageError as err:
         typer.echo(f"error: {err.message()}", err=True)
         sys.exit(EXIT_USAGE)
+    except typer.TyperException as err:  # click's own: unknown option, missing argument...
+        sys.exit(_report_flag_error(err, sys.argv[1:] if argv is None else argv))
+    except typer.Abort:
+        typer.echo("Aborted!", err=True)
+        sys.exit(1)
+    # A command that raised typer.Exit(code) (or --help: 0) comes back as its code.
+    sys.exit(result if type(result) is int else 0)
+
+
+def _report_flag_error(err: typer.TyperException, argv: list[str]) -> int:
+    """Print click's usage error as one line naming the help to read; return its exit code."""
+    code = getattr(err, "exit_code", EXIT_USAGE)
+    if type(err).__name__ == "NoArgsIsHelpError":
+        return code  # `phalanx` alone: the help is already printed (typer checks the same way)
+    message = " ".join(err.format_message().split()).rstrip(".")
+    typer.echo(f"error: {message}. Fix: see '{_command_path(argv)} --help'", err=True)
+    return code
+
+
+def _command_path(argv: list[str]) -> str:
+    """`phalanx fleet scan` for argv ['fleet', 'scan', '--bogus']: the leading command words."""
+    words, group = ["phalanx"], _command
+    for word in argv:
+        group = getattr(group, "commands", {}).get(word)
+        if group is None:
+            break
+        words.append(word)
+    return " ".join(words)

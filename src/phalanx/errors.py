@@ -26,6 +26,15 @@ class UsageError(Exception):
         super().__init__(self.message())
 
     def message(self) -> str:
-        got = "" if self.value is None else f" (got {self.value!r})"
+        got = "" if self.value is None else f" (got {_short_repr(self.value)})"
         # One line, always: a key or value from a file may itself contain a newline.
         return f"{self.field}: {self.problem}{got}. Fix: {self.fix}".replace("\n", "\\n")
+
+
+def _short_repr(value: Any, limit: int = 300) -> str:
+    """The offending value, cut short: a whole 10 MB string from a file is not one clear line."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int of over 4300 digits cannot be turned into text
+        return f"<{type(value).__name__} too long to show>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."

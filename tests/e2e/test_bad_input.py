@@ -13,6 +13,7 @@ def _one_clear_line(result, *needles):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ")
+    assert not any(box in result.stderr for box in "╭│╰"), result.stderr  # no framed box
     for needle in needles:
         assert needle in lines[0]
 
@@ -89,3 +90,27 @@ def test_standalone_script_with_bad_argument_has_no_traceback(tmp_path):
         timeout=120,
     )
     _one_clear_line(result, "global_batch_size", "positive")
+
+
+@pytest.mark.parametrize(
+    ("argv", "needles"),
+    [
+        (["run", "--bogus"], ["SCRIPT"]),  # `run` passes unknown options on to the script
+        (["run", str(MLP), "--checkpoint-every", "abc"], ["'--checkpoint-every'", "phalanx run --help"]),
+        (["plan", "--model", "m.toml"], ["Missing option '--fleet'", "phalanx plan --help"]),
+        (["simulate", "--fleet", "f", "--model", "m", "--seed", "1.5"], ["'--seed'"]),
+        (["fleet", "scan", "--bogus"], ["No such option: --bogus", "phalanx fleet scan --help"]),
+        (["report"], ["Missing argument", "phalanx report --help"]),
+        (["nosuchcommand"], ["No such command", "phalanx --help"]),
+    ],
+)  # fmt: skip
+def test_flag_errors_are_one_line_not_a_box(tmp_path, argv, needles):
+    # typer's own errors (unknown option, missing argument, a number that does not
+    # parse) follow the same rule as phalanx's: one line, exit 2.
+    _one_clear_line(phalanx(*argv, cwd=tmp_path), *needles)
+
+
+def test_help_is_not_an_error():
+    result = phalanx("plan", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "--fleet" in result.stdout and not result.stderr

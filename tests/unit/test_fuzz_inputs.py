@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from phalanx.devices.fleet_parse import parse_fleet as parse_device_fleet
@@ -192,64 +192,138 @@ def test_model_profiles_parse_or_raise_usage_error(table: dict[str, Any], nested
 
 
 # ------------------------------------------------------------------------- CLI
-def run_cli(argv: list[str]) -> tuple[int, str]:
-    """`phalanx ARGV` in this process: (exit code, what it printed)."""
+BOX_CHARS = ("╭", "│", "╰", "─")
+
+
+def run_cli(argv: list[str]) -> tuple[int, str, str]:
+    """`phalanx ARGV` in this process: (exit code, stdout, stderr)."""
     from phalanx.cli import main
 
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             main(argv)
+            code = 0  # main always exits; a return would itself be a bug the caller sees
         except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else 1
-            return code, out.getvalue()
-    return 0, out.getvalue()
+            code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
+    return code, out.getvalue(), err.getvalue()
 
 
-def assert_one_clear_error(code: int, output: str) -> None:
-    assert "Traceback" not in output, output
-    assert code == EXIT_USAGE, output
-    lines = [line for line in output.splitlines() if line.strip()]
-    if lines and lines[0].startswith("error: "):
-        assert len(lines) == 1, output  # phalanx's own validation: exactly one line
-    else:
-        # typer/click rejected the flags before phalanx saw them: its framed message.
-        assert any("Error" in line for line in lines), output
-
-
-CLI_WORDS = st.sampled_from([
-    "--emulate", "--replicas", "--fault", "--timeout-s", "--checkpoint-every", "--guard",
-    "--rescreen-every-s", "--dashboard", "--resume", "--quiet", "--out", "--fleet",
-    "--model", "--days", "--tariff", "--subsidy", "--seed", "--policies", "--json",
-    "--bogus", "-x", "--", "0", "-1", "nan", "1e400", "abc", "1,0.5", "kill:replica=0",
-])  # fmt: skip
-# Each command gets arguments that can never be fully valid, so that nothing starts a
-# fleet or a server: `run` a script that does not exist, `plan`/`simulate` files that
-# hold fuzz, `lighthouse` a bind address without a port.
-COMMANDS = st.sampled_from(["run", "plan", "simulate", "report", "lighthouse", "qualify"])
-
-
-@settings(
-    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(command=COMMANDS, words=st.lists(CLI_WORDS | st.text(max_size=8), max_size=6))
-def test_cli_arguments_exit_2_with_one_message(
-    tmp_path: Path, command: str, words: list[str]
+def assert_clean_exit(
+    code: int, stdout: str, stderr: str, allowed: tuple[int, ...] = (0, EXIT_USAGE)
 ) -> None:
-    fuzz = tmp_path / "fuzz.toml"
-    fuzz.write_text("[[class]]\ncount = -1\n")
-    missing = str(tmp_path / "no-such-script.py")
-    prefix = {
-        "run": [missing],
-        "plan": ["--fleet", str(fuzz), "--model", str(fuzz)],
-        "simulate": ["--fleet", str(fuzz), "--model", str(fuzz)],
-        "report": [str(tmp_path / "no-such-run")],
+    """No traceback, no framed box; exit 2 means exactly one line `error: ... Fix: ...`."""
+    everything = stdout + stderr
+    assert "Traceback" not in everything, everything
+    assert code in allowed, everything
+    assert not any(c in stderr for c in BOX_CHARS), stderr
+    if code == EXIT_USAGE:
+        lines = [line for line in stderr.splitlines() if line.strip()]
+        assert len(lines) == 1, stderr
+        assert lines[0].startswith("error: ") and "Fix:" in lines[0], stderr
+
+
+def assert_one_clear_error(code: int, stdout: str, stderr: str) -> None:
+    assert_clean_exit(code, stdout, stderr, allowed=(EXIT_USAGE,))
+
+
+# Flags of every command, followed by values typer or phalanx must refuse (or accept).
+FLAGS = st.sampled_from([
+    "--emulate", "--replicas", "--fault", "--timeout-s", "--checkpoint-every", "--guard",
+    "--rescreen-every-s", "--dashboard", "--resume", "--quiet", "--out", "--fleet", "--model",
+    "--days", "--tariff", "--subsidy", "--seed", "--policies", "--json", "--samples",
+    "--checkpoint-s", "--world-restart-s", "--stall-s", "--time-value", "--level",
+    "--time-scale", "--script", "--cpu", "--no-cpu", "--co2-g-per-kwh", "--bogus", "-x", "--",
+])  # fmt: skip
+FLAG_VALUES = st.sampled_from([
+    "0", "-1", "1", "3650", "3651", "nan", "inf", "-inf", "1e400", "1e-9", "abc", "", " ",
+    "1,0.5", "0x2", "kill:replica=0", "meteor:replica=0,step=1", "0.08/kWh", "quick", "off",
+    "phalanx,ddp-restart", "ddp-restart:interval_s=-1", "nosuchpolicy", "out.json", ".",
+    "9" * 30, "-0", "１",
+])  # fmt: skip
+CLI_ARGS = st.lists(
+    st.one_of(
+        st.tuples(FLAGS, FLAG_VALUES).map(list),
+        st.lists(FLAGS | FLAG_VALUES | st.text(max_size=8), min_size=1, max_size=1),
+    ),
+    max_size=4,
+).map(lambda groups: [word for group in groups for word in group])
+CLI_COMMANDS = ["run", "plan", "simulate", "qualify", "fleet scan", "report", "lighthouse"]
+FLEET_OK = "[[class]]\nname = 'a'\ncount = 2\nthroughput_sps = 100\nmemory_gib = 16\n"
+MODEL_OK = "params = 1e6\nactivation_bytes_per_sample = 1e6\nglobal_batch = 64\n"
+CONFIGS = {
+    "ok": None,  # the valid fleet or model file
+    "fuzz": "[[class]]\ncount = -1\n",
+    "binary": b"\xff\xfe\x00[[class]]\n",
+    "syntax": "[[class]\nname = ",
+    "missing": None,
+}
+
+
+@pytest.fixture
+def cli_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A scratch cwd with config files of every kind: `--json out.json` lands here."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fleet-ok.toml").write_text(FLEET_OK)
+    (tmp_path / "model-ok.toml").write_text(MODEL_OK)
+    for name, content in CONFIGS.items():
+        path = tmp_path / f"{name}.toml"
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        elif content is not None:
+            path.write_text(content)
+    (tmp_path / "empty-run").mkdir()
+    junk = tmp_path / "junk-run"
+    junk.mkdir()
+    (junk / "events.jsonl").write_text('5\n"x"\n[1]\n{"kind": 3}\n{"kind": "step", "step"')
+    return tmp_path
+
+
+def cli_argv(root: Path, command: str, args: list[str], fleet: str, model: str) -> list[str]:
+    """ARGV that can never start a fleet, a burn-in or a server.
+
+    `run` gets a script that does not exist (validated before anything starts),
+    `qualify` a fleet file that is never valid, `lighthouse` a bind address without
+    a port. The fixed part goes last, so a fuzzed flag cannot override it.
+    `plan`, `simulate` and `fleet scan` may succeed: they are quick and write only
+    into the scratch dir.
+    """
+
+    def config(kind: str, ok: str) -> str:
+        return str(root / (ok if kind == "ok" else f"{kind}.toml"))
+
+    fixed = {
+        "run": [str(root / "no-such-script.py")],
+        "plan": ["--fleet", config(fleet, "fleet-ok.toml"), "--model", config(model, "model-ok.toml")],
+        "simulate": ["--fleet", config(fleet, "fleet-ok.toml"), "--model", config(model, "model-ok.toml")],
+        "qualify": ["--fleet", config("ok" if fleet == "ok" else fleet, "missing.toml")],
+        "fleet scan": ["--out", str(root / "scanned.toml")],
+        "report": [str(root / {"ok": "junk-run", "fuzz": "empty-run"}.get(fleet, "no-such-run"))],
         "lighthouse": ["--bind", "no-port-here"],
-        "qualify": ["--fleet", str(tmp_path / "no-such-fleet.toml")],
-    }[command]
-    # Fuzz words go after the fixed ones: the invalid part is always seen.
-    code, output = run_cli([command, *prefix, *words])
-    assert_one_clear_error(code, output)
+    }[command]  # fmt: skip
+    if command == "run":  # SCRIPT is the first positional: it must come first
+        return ["run", *fixed, *args]
+    return [*command.split(), *args, *fixed]
+
+
+@pytest.mark.parametrize("command", CLI_COMMANDS)
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    args=CLI_ARGS,
+    fleet=st.sampled_from(list(CONFIGS)),
+    model=st.sampled_from(list(CONFIGS)),
+)
+def test_cli_arguments_never_give_a_traceback(
+    cli_dir: Path, command: str, args: list[str], fleet: str, model: str
+) -> None:
+    argv = cli_argv(cli_dir, command, args, fleet, model)
+    code, stdout, stderr = run_cli(argv)
+    event(f"{command}: exit {code}")  # pytest --hypothesis-show-statistics
+    assert_clean_exit(code, stdout, stderr)
+    if command in ("run", "qualify", "report", "lighthouse"):
+        assert code == EXIT_USAGE, (argv, stdout, stderr)  # never valid by construction
 
 
 @pytest.mark.parametrize(
@@ -261,14 +335,73 @@ def test_cli_arguments_exit_2_with_one_message(
         ["run", "x.py", "--guard", "paranoid"],
         ["nosuchcommand"],
         ["run", "x.py", "--timeout-s", "soon"],
+        ["run", "x.py", "--checkpoint-every", "abc"],
+        ["run"],
+        ["plan"],
+        ["plan", "--fleet"],
+        ["simulate", "--seed", "1.5", "--fleet", "f", "--model", "m"],
+        ["fleet", "scan", "--bogus"],
+        ["fleet", "nosuchsub"],
+        ["report"],
+        ["report", "a", "b"],
+        ["qualify", "--level", "forever"],
     ],
 )
 def test_cli_examples_exit_2(argv: list[str]) -> None:
     assert_one_clear_error(*run_cli(argv))
 
 
-# ----------------------------------------------------- known bugs (repros, xfail)
-KNOWN_BUG = "known bug: see docs/reliability.md, 'bad input found by fuzzing'"
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["plan"], "error: Missing option '--fleet'. Fix: see 'phalanx plan --help'"),
+        (["fleet", "scan", "--bogus"], "No such option: --bogus"),
+        (["fleet", "scan", "--bogus"], "Fix: see 'phalanx fleet scan --help'"),
+        (["run", "x.py", "--timeout-s", "soon"], "Invalid value for '--timeout-s'"),
+        (["nosuchcommand"], "No such command 'nosuchcommand'. Fix: see 'phalanx --help'"),
+    ],
+)
+def test_flag_errors_name_the_help_to_read(argv: list[str], needle: str) -> None:
+    code, _, stderr = run_cli(argv)
+    assert code == EXIT_USAGE and needle in stderr, stderr
+
+
+def test_help_still_exits_0(cli_dir: Path) -> None:
+    for argv in (["--help"], ["run", "--help"], ["fleet", "scan", "--help"]):
+        code, stdout, stderr = run_cli(argv)
+        assert code == 0 and "Usage:" in stdout and not stderr, (argv, stderr)
+
+
+def test_a_commands_own_exit_code_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `phalanx run` raises typer.Exit(<the launcher's code>) and `qualify` SystemExit(1):
+    # running the app outside standalone mode must not turn those into 0 (or 2).
+    import typer
+
+    from phalanx import cli
+
+    probe = typer.Typer()
+
+    @probe.command("exit")
+    def exit_with(code: int) -> None:
+        raise typer.Exit(code)
+
+    @probe.command("system-exit")
+    def system_exit(code: int) -> None:
+        raise SystemExit(code)
+
+    @probe.command("ok")
+    def ok() -> None:
+        pass
+
+    monkeypatch.setattr(cli, "_command", typer.main.get_command(probe))
+    assert run_cli(["exit", "3"])[0] == 3
+    assert run_cli(["exit", "1"])[0] == 1
+    assert run_cli(["exit", "0"])[0] == 0
+    assert run_cli(["system-exit", "4"])[0] == 4
+    assert run_cli(["ok"])[0] == 0
+
+
+# ------------------------------------- bugs fuzzing found (repros, now passing)
 
 
 def test_emulate_huge_count_is_a_usage_error() -> None:
@@ -289,14 +422,30 @@ def test_fault_values_that_cannot_work_are_refused(spec: str) -> None:
         parse_fault(spec, 2)
 
 
-@pytest.mark.xfail(strict=True, raises=UnicodeDecodeError, reason=KNOWN_BUG)
-def test_fleet_file_that_is_not_utf8_is_a_usage_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("loader", ["plan-fleet", "plan-model", "device-fleet"])
+def test_config_file_that_is_not_utf8_is_a_usage_error(tmp_path: Path, loader: str) -> None:
+    from phalanx.devices.fleet_file import load_fleet as load_device_fleet
     from phalanx.plan.fleet_classes import load_fleet
+    from phalanx.plan.model_profile import load_model
 
+    load = {"plan-fleet": load_fleet, "plan-model": load_model, "device-fleet": load_device_fleet}
     path = tmp_path / "fleet.toml"
     path.write_bytes(b"\xff\xfe[[class]]\n")
-    with pytest.raises(UsageError):
-        load_fleet(path)
+    with pytest.raises(UsageError) as err:
+        load[loader](path)
+    message = err.value.message()
+    assert "fleet.toml is not UTF-8 text (byte 0 is 0xff)" in message
+    assert "Fix: save the" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("command", ["plan", "simulate"])
+def test_cli_on_a_binary_config_file_exits_2(tmp_path: Path, command: str) -> None:
+    fleet = tmp_path / "fleet.toml"
+    fleet.write_bytes(bytes(range(256)))
+    code, stdout, stderr = run_cli([command, "--fleet", str(fleet), "--model", str(fleet)])
+    assert_one_clear_error(code, stdout, stderr)
+    assert "--fleet" in stderr and "not UTF-8" in stderr
 
 
 def test_lighthouse_port_out_of_range_is_a_usage_error() -> None:
@@ -304,12 +453,43 @@ def test_lighthouse_port_out_of_range_is_a_usage_error() -> None:
     assert_one_clear_error(*run_cli(["lighthouse", "--bind", "127.0.0.1:99999"]))
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError, reason=KNOWN_BUG)
 def test_huge_integer_in_a_json_profile_is_a_usage_error() -> None:
-    # JSON integers are unbounded (TOML's are 64-bit): plan/fields.py's math.isnan(int)
-    # raises OverflowError. The strategies above stay within 64 bits so they test the rest.
-    with pytest.raises(UsageError):
+    # JSON integers are unbounded (so are tomllib's): float() of 10**400 overflows.
+    with pytest.raises(UsageError, match=r"model\.params: is an integer beyond 64 bits"):
         parse_model({"params": 10**400, "activation_bytes_per_sample": 1, "global_batch": 1})
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "field"),
+    [
+        ("model.json", '{"params": 1%s, "global_batch": 1}' % ("0" * 400), "params"),
+        ("fleet.toml", "[[class]]\nname = 'a'\ncount = 1%s\n" % ("0" * 30), "class[0].count"),
+        ("fleet.json", '{"class": [{"count": 1%s}]}' % ("0" * 5000), "cannot parse"),
+        ("deep.json", "[" * 100_000, "too deeply"),
+        ("deep.toml", "a = " + "[" * 100_000, "too deeply"),
+    ],
+)  # fmt: skip
+def test_files_the_parsers_choke_on_are_usage_errors(
+    tmp_path: Path, name: str, text: str, field: str
+) -> None:
+    from phalanx.plan.loading import read_table_file
+
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(UsageError) as err:
+        read_table_file(path, "--fleet")
+    assert field in err.value.message()
+    assert "\n" not in err.value.message() and len(err.value.message()) < 500
+
+
+def test_huge_integer_in_a_device_fleet_file_is_a_usage_error(tmp_path: Path) -> None:
+    # The devices' TableReader does float(value): a 400-digit speed must stop at the loader.
+    from phalanx.devices.fleet_file import load_fleet as load_device_fleet
+
+    path = tmp_path / "fleet.toml"
+    path.write_text('[[device]]\nid = "e0"\nkind = "emulated"\nspeed = 1%s\n' % ("0" * 400))
+    with pytest.raises(UsageError, match=r"device\[0\]\.speed: is an integer beyond 64 bits"):
+        load_device_fleet(path)
 
 
 @pytest.mark.parametrize("case", ["key", "emulate"])

@@ -18,6 +18,7 @@ from phalanx.devices.config import DeviceConfig, Qualification
 from phalanx.devices.fleet_parse import Fleet, parse_fleet
 from phalanx.devices.toml_write import dumps
 from phalanx.errors import UsageError
+from phalanx.plan.loading import check_integer_range
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,14 @@ class Rejected:
 def load_fleet(path: str | Path) -> Fleet:
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise UsageError(
+            "--fleet",
+            f"{path.name} is not UTF-8 text (byte {err.start} is {err.object[err.start]:#04x})",
+            "save the fleet file as UTF-8 (TOML files must be UTF-8)",
+            str(path),
+        ) from None
     except OSError as err:
         raise UsageError(
             "--fleet",
@@ -39,7 +47,12 @@ def load_fleet(path: str | Path) -> Fleet:
         ) from None
     try:
         doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
+        check_integer_range(doc, path.name)
+    except RecursionError:
+        raise UsageError(
+            str(path), "nests arrays or tables too deeply", "flatten the fleet file"
+        ) from None
+    except ValueError as err:  # TOMLDecodeError, or an integer of over 4300 digits
         raise UsageError(
             str(path), f"is not valid TOML: {err}", "fix the syntax at that line"
         ) from None

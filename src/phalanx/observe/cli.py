@@ -30,6 +30,15 @@ def report_command(
         raise UsageError(
             "--out", f"cannot write there ({err.strerror})", "choose a writable path", str(out)
         ) from None
+    except (LookupError, TypeError, AttributeError, ValueError, ArithmeticError) as err:
+        # events.jsonl is phalanx's own output, but a damaged or hand-edited one is bad
+        # input like any other: one line, not a traceback from deep inside the plots.
+        raise UsageError(
+            "RUN_DIR",
+            f"events.jsonl holds an event this phalanx cannot read ({type(err).__name__}: {err})",
+            "give the --out directory of an undamaged run",
+            str(run_dir),
+        ) from None
     for warning in report.warnings:
         typer.echo(f"warning: {warning}", err=True)
     typer.echo(f"report: {path} ({len(report.plots)} plots)")

@@ -51,10 +51,18 @@ def number(
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         kind = "an integer" if integer else "a number"
         raise UsageError(field, f"must be {kind}", f"write `{key} = <{kind[2:]}>`", value)
-    if integer and (not isinstance(value, int) and not float(value).is_integer()):
-        raise UsageError(field, "must be a whole number", f"write `{key} = {int(value)}`", value)
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        # JSON (and Python's tomllib) integers are unbounded; float() of one overflows.
+        raise UsageError(
+            field,
+            f"is an integer beyond 64 bits ({value.bit_length()} bits)",
+            f"write {key} as a float (e.g. 1.3e9) or a smaller integer",
+        )
     if math.isnan(value) or (math.isinf(value) and not allow_inf):
         raise UsageError(field, "must be a finite number", f"give {key} a finite value", value)
+    if integer and not isinstance(value, int) and not value.is_integer():
+        whole = round(value) if math.isfinite(value) else "<whole number>"
+        raise UsageError(field, "must be a whole number", f"write `{key} = {whole}`", value)
     if min_value is not None:
         too_low = value < min_value if min_inclusive else value <= min_value
         if too_low:
