@@ -14,7 +14,7 @@ from typing import Any
 # Telemetry may ride on any event a worker writes about itself (or on a
 # `telemetry` event): the fields are read wherever they appear, so a device
 # layer that starts reporting them needs no change here.
-TELEMETRY_FIELDS = ("temperature_c", "power_w", "energy_j")
+TELEMETRY_FIELDS = ("temperature_c", "power_w", "mean_power_w", "energy_j")
 
 
 @dataclass
@@ -158,6 +158,8 @@ class FleetView:
     def _fault(self, event: dict[str, Any], name: str | None) -> None:
         self.faults += 1
         self._fault_times.append(event.get("t", 0.0))
+        if name is None:  # a fleet service's fault (the lighthouse), not a replica's
+            return
         view = self.replica(name or "?")
         view.faults += 1
         view.last_event = f"{event['fault']} injected at step {event['step']}"
@@ -200,8 +202,10 @@ class FleetView:
         view = self.replica(name)
         if event.get("temperature_c") is not None:
             view.temperature_c = float(event["temperature_c"])
-        if event.get("power_w") is not None:
-            view.power_w = float(event["power_w"])
+        # A step's mean draw (device models give it) says more than an end-of-step sample.
+        power_w = event.get("mean_power_w", event.get("power_w"))
+        if power_w is not None:
+            view.power_w = float(power_w)
         if event.get("energy_j") is not None:
             view.energy_launch_j = float(event["energy_j"])
 

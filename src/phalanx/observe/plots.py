@@ -224,6 +224,8 @@ def timeline_plot(series: RunSeries) -> bytes:
 
 _TELEMETRY_AXES = (
     ("temperature_c", "Device temperature", "temperature (°C)"),
+    # The step's mean draw where the device model gives it; else the sensor's reading.
+    ("mean_power_w", "Device power draw (mean over each step)", "power (W)"),
     ("power_w", "Device power draw", "power (W)"),
 )
 
@@ -231,6 +233,8 @@ _TELEMETRY_AXES = (
 def telemetry_plot(series: RunSeries) -> bytes | None:
     """Temperature and power per device over time; None when no device reported any."""
     present = [spec for spec in _TELEMETRY_AXES if series.has_telemetry(spec[0])]
+    if any(key == "mean_power_w" for key, _, _ in present):
+        present = [spec for spec in present if spec[0] != "power_w"]
     if not present:
         return None
     fig = Figure(figsize=(9.0, 2.8 * len(present)), layout="constrained")

@@ -39,6 +39,8 @@ class DeviceMonitor:
         self._last_probe_s = time.monotonic()
         self._telemetry = self.device.telemetry
         self._busy_power_w: float | None = None
+        self._mean_power_w: float | None = None
+        self._last_energy_j: float | None = None
         if power_limit_w is not None:
             self._telemetry.set_power_limit_w(power_limit_w)
 
@@ -67,6 +69,12 @@ class DeviceMonitor:
             self._busy_power_w = self._telemetry.power_w()
         if idle_s:
             advance(idle_s, utilization=0.0)
+        energy_j = self._telemetry.energy_j()
+        if self._last_energy_j is not None and energy_j is not None and busy_s + idle_s > 0:
+            # The step's mean draw: what a power plot should show (an instantaneous
+            # reading at the end of a step only ever sees the idle wait).
+            self._mean_power_w = (energy_j - self._last_energy_j) / (busy_s + idle_s)
+        self._last_energy_j = energy_j
 
     def readings(self) -> dict[str, float | None]:
         def read(name: str) -> float | None:
@@ -82,6 +90,7 @@ class DeviceMonitor:
             "energy_j": read("energy_j"),
             "power_limit_w": read("power_limit_w"),
             "busy_power_w": None if self._busy_power_w is None else round(self._busy_power_w, 3),
+            "mean_power_w": None if self._mean_power_w is None else round(self._mean_power_w, 3),
         }
 
     def rescreen_due(self) -> bool:
