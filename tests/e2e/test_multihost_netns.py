@@ -12,6 +12,7 @@ reference. Addresses are 10.77.0.0/24 inside the namespaces only.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import secrets
 import shutil
@@ -32,7 +33,6 @@ from tests.fleet_helpers import (
     ROOT,
     events,
     independent_data_check,
-    local_run,
     max_param_diff,
     step_losses,
     wait_for,
@@ -69,6 +69,17 @@ def _netns_unavailable() -> str | None:
     if made.returncode != 0:
         return f"`ip netns add` does not work here: {made.stderr.strip()}"
     return None
+
+
+def _gate_args(tmp_path: Path) -> list[str]:
+    """The fleet secret for the admission gate, where this phalanx has one.
+
+    `phalanx lighthouse --secret-file F` creates F (mode 600); every host passes the
+    same F (the namespaces share the file system, as hosts would share a copy).
+    """
+    if importlib.util.find_spec("phalanx.launch.fleet_secret") is None:
+        return []  # before the admission gate: the fleet is not authenticated
+    return ["--secret-file", str(tmp_path / "fleet.secret")]
 
 
 @dataclass
@@ -214,17 +225,25 @@ def _steps(run: Path) -> list[dict]:
         return []
 
 
-def test_three_hosts_one_cut_off_and_back(tmp_path, network):
-    reference = local_run(MLP, tmp_path / "reference", EXACT_ARGS)
+def test_three_hosts_one_cut_off_and_back(tmp_path, network, request):
+    # The one-process reference trains meanwhile (the emulated chips mostly sleep).
+    reference = tmp_path / "reference"
+    reference_run = subprocess.Popen(
+        [sys.executable, str(MLP), *EXACT_ARGS, "--out", str(reference)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    request.addfinalizer(reference_run.kill)
     lighthouse = network.add_host("lh", LIGHTHOUSE_IP)
     hosts = [network.add_host(f"h{i}", f"{SUBNET}.{11 + i}") for i in range(HOSTS)]
     network.degrade(hosts[DEGRADED])
 
     # The fleet's lighthouse as a service: no quorum with fewer than two replicas.
     lighthouse_log = tmp_path / "lighthouse.out"
+    gate = _gate_args(tmp_path)
     lighthouse.process = network.spawn(
         lighthouse,
-        ["lighthouse", "--bind", f"{LIGHTHOUSE_IP}:0", "--min-replicas", "2"],
+        ["lighthouse", "--bind", f"{LIGHTHOUSE_IP}:0", "--min-replicas", "2", *gate],
         lighthouse_log,
     )
     wait_for(lambda: "serving at" in lighthouse_log.read_text(), 60, "the lighthouse to start")
@@ -236,7 +255,7 @@ def test_three_hosts_one_cut_off_and_back(tmp_path, network):
             host,
             [
                 "run", str(MLP), "--out", str(host.out), "--lighthouse", f"{LIGHTHOUSE_IP}:{port}",
-                "--host-id", host.label, "--emulate", SPEED, "--timeout-s", "2", "--quiet",
+                "--host-id", host.label, "--emulate", SPEED, "--timeout-s", "2", "--quiet", *gate,
                 "--", *EXACT_ARGS,
             ],
             tmp_path / f"{host.label}.out",
@@ -279,6 +298,7 @@ def test_three_hosts_one_cut_off_and_back(tmp_path, network):
         assert host.process.returncode == 0, f"{host.label}: {logs[host.label]}"
 
     # Exact math on every host, against the one-process float64 reference.
+    assert reference_run.wait(timeout=120) == 0
     diffs = {h.label: max_param_diff(tmp_path / h.label, reference) for h in hosts}
     assert max(diffs.values()) < 1e-9, diffs
     # Each host logs the steps its replicas took part in; together they are the fleet's
