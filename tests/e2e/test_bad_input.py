@@ -114,3 +114,38 @@ def test_help_is_not_an_error():
     result = phalanx("plan", "--help")
     assert result.returncode == 0, result.stderr
     assert "--fleet" in result.stdout and not result.stderr
+
+
+def test_resume_when_every_checkpoint_is_damaged(tmp_path):
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    args = ["--steps", "4", "--checkpoint-every", "2", "--batch", "16", "--samples", "64"]
+    subprocess.run(
+        [sys.executable, str(MLP), *args, "--width", "16", "--out", str(run)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    newest, older = sorted((run / "checkpoints").iterdir(), reverse=True)
+    data = bytearray((newest / "model.safetensors").read_bytes())
+    data[-3] ^= 0xFF  # tampered: one byte flipped
+    (newest / "model.safetensors").write_bytes(bytes(data))
+    optimizer = older / "optimizer.safetensors"
+    optimizer.write_bytes(optimizer.read_bytes()[:100])  # truncated
+    files = {p: p.read_bytes() for p in (run / "checkpoints").rglob("*") if p.is_file()}
+
+    result = phalanx(
+        "run", str(MLP), "--out", str(run), "--emulate", "1", "--resume", "--quiet",
+        "--", *args, "--steps", "6", "--width", "16",
+    )  # fmt: skip
+    _one_clear_line(
+        result,
+        "checkpoints: none can be loaded",
+        "step_00000004: model.safetensors fails its checksum (truncated or tampered)",
+        "step_00000002: optimizer.safetensors fails its checksum",
+        "Fix:",
+    )
+    # Nothing was deleted or rewritten: the damaged checkpoints are there to look at.
+    assert {p: p.read_bytes() for p in (run / "checkpoints").rglob("*") if p.is_file()} == files

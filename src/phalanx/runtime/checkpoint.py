@@ -6,30 +6,56 @@ and `manifest.json` (sha256 of each file). A checkpoint is written into a
 temporary directory and renamed into place, so a crash or a full disk never
 leaves a half-written checkpoint under a valid name; loading verifies every
 checksum and falls back to the previous checkpoint when the newest is bad.
+
+Nothing here unpickles: tensors are safetensors, the rest is JSON. A
+checkpoint is parsed in full and checked against the model before any of it
+is applied, so a refused one leaves the training state as it was. Loading
+never deletes anything: a damaged checkpoint stays on disk for a person to
+look at. Saving raises `CheckpointSaveError` (an OSError) with one line that
+says what was not written and that the older checkpoints are intact; what a
+worker does then (train on, from memory) is the trainer's decision.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from phalanx.runtime.state import FleetState, TrainState
 
 CHECKPOINT_DIR = "checkpoints"
+FORMAT = "phalanx.checkpoint/1"
 _PREFIX = "step_"
+_TMP = ".tmp-"  # a checkpoint being written: `.tmp-<pid>@<host>@<random>`
+_OLD = ".old-"  # a checkpoint being replaced by a retried save of the same step
+_FILES = ("model.safetensors", "optimizer.safetensors", "meta.json")
 
 
 class CheckpointError(Exception):
     """A checkpoint on disk is missing a file, fails its checksum or cannot be parsed."""
+
+
+class CheckpointSaveError(OSError):
+    """A checkpoint could not be written (a full disk, a lost mount); older ones are intact.
+
+    `str()` is one line for a user; `errno` is the cause's (ENOSPC for a full disk).
+    """
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 @dataclass
@@ -86,13 +112,30 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _write_text(path: Path, text: str) -> None:
+    """Write and fsync one small file (a full disk shows here or at the fsync)."""
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 def save_checkpoint(state: TrainState, run_dir: str | Path, keep: int = 3) -> Path:
-    """Write a checkpoint of `state` atomically; prune to the newest `keep`."""
+    """Write a checkpoint of `state` atomically; prune to the newest `keep`.
+
+    On any failure (ENOSPC above all) the temporary directory is removed, nothing
+    under a `step_` name is touched, and `CheckpointSaveError` says so in one line.
+    """
     root = Path(run_dir) / CHECKPOINT_DIR
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"{_PREFIX}{state.fleet.step:08d}"
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+    step = state.fleet.step
+    final = root / f"{_PREFIX}{step:08d}"
+    tmp: Path | None = None
     try:
+        root.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(root)  # a crash mid-save left them; on a full disk they count
+        tmp = Path(
+            tempfile.mkdtemp(prefix=f"{_TMP}{os.getpid()}@{socket.gethostname()}@", dir=root)
+        )
         model_tensors = {
             k: v.detach().cpu().contiguous().clone() for k, v in state.model.state_dict().items()
         }
@@ -102,27 +145,97 @@ def save_checkpoint(state: TrainState, run_dir: str | Path, keep: int = 3) -> Pa
         rng_tensors = {"rng.cpu": torch.get_rng_state()}
         save_file({**optim_tensors, **rng_tensors}, tmp / "optimizer.safetensors")
         meta = {
-            "format": "phalanx.checkpoint/1",
+            "format": FORMAT,
             "fleet": state.fleet.to_json(),
             "optimizer": optim_tree,
             "scheduler": state.scheduler.state_dict() if state.scheduler is not None else None,
         }
-        (tmp / "meta.json").write_text(json.dumps(meta))
-        files = ["model.safetensors", "optimizer.safetensors", "meta.json"]
-        manifest = {"files": {name: _sha256(tmp / name) for name in files}}
-        (tmp / "manifest.json").write_text(json.dumps(manifest))
-        for name in [*files, "manifest.json"]:
+        _write_text(tmp / "meta.json", json.dumps(meta))
+        for name in _FILES[:2]:  # safetensors wrote these; make them durable too
             with (tmp / name).open("rb") as handle:
                 os.fsync(handle.fileno())
-        if final.exists():  # a retried save of the same step: replace it whole
-            shutil.rmtree(final)
-        os.rename(tmp, final)
+        manifest = {"files": {name: _sha256(tmp / name) for name in _FILES}}
+        _write_text(tmp / "manifest.json", json.dumps(manifest))
+        _move_into_place(tmp, final)
+        tmp = None
         _fsync_dir(root)
+    except (OSError, SafetensorError) as err:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        cause = err if isinstance(err, OSError) else _os_error_of(err)
+        raise CheckpointSaveError(cause.errno, _save_failure(step, root, cause)) from err
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     prune_checkpoints(root, keep)
     return final
+
+
+def _move_into_place(tmp: Path, final: Path) -> None:
+    """Rename `tmp` to `final`; a retried save of the same step replaces it whole."""
+    if not final.exists():
+        os.rename(tmp, final)
+        return
+    # Move the old one aside first: if the rename fails, it goes back and nothing is lost.
+    old = final.with_name(f"{_OLD}{os.getpid()}@{socket.gethostname()}@{final.name}")
+    os.rename(final, old)
+    try:
+        os.rename(tmp, final)
+    except OSError:
+        os.rename(old, final)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _os_error_of(err: SafetensorError) -> OSError:
+    """safetensors reports a full disk as SafetensorError('... (os error 28)'), not OSError."""
+    found = re.search(r"os error (\d+)", str(err))
+    code = int(found.group(1)) if found else errno.EIO
+    return OSError(code, os.strerror(code))
+
+
+def _save_failure(step: int, root: Path, err: OSError) -> str:
+    why = err.strerror or str(err)
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        why = f"the disk is full ({why})"
+    kept = [p.name for p in list_checkpoints(root.parent)]
+    older = f"the older checkpoints are intact (newest: {kept[0]})" if kept else "none is on disk"
+    return f"checkpoint of step {step} not written to {root}: {why}; {older}"
+
+
+def _remove_stale_temporaries(root: Path) -> None:
+    """Clear what a writer killed mid-save left behind (only a dead process on this host's).
+
+    A `.tmp-` directory is a half-written checkpoint: removed. An `.old-` one is a
+    valid checkpoint moved aside for a retried save of its step: renamed back when
+    the save never replaced it, else removed.
+    """
+    host = socket.gethostname()
+    for entry in root.iterdir():
+        prefix = entry.name[: len(_TMP)]
+        if prefix not in (_TMP, _OLD):
+            continue
+        pid_text, _, rest = entry.name[len(prefix) :].partition("@")
+        owner_host, _, tail = rest.partition("@")
+        # Another host's (on a shared disk) or a name we did not write: not ours to judge.
+        if owner_host != host or not pid_text.isdigit() or _alive(int(pid_text)):
+            continue
+        target = root / tail
+        if prefix == _OLD and tail.startswith(_PREFIX) and not target.exists():
+            os.rename(entry, target)
+        else:
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
@@ -145,35 +258,87 @@ def verify_checkpoint(path: Path) -> dict[str, Any]:
     if not manifest_path.exists():
         raise CheckpointError("manifest.json is missing")
     try:
-        manifest = json.loads(manifest_path.read_text())
-        files = manifest["files"]
-    except (ValueError, KeyError) as err:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except ValueError as err:  # also UnicodeDecodeError
         raise CheckpointError(f"manifest.json is unreadable ({err})") from None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    # Exactly our files, by plain name: a manifest that lists fewer verifies nothing.
+    if (
+        not isinstance(files, dict)
+        or sorted(files) != sorted(_FILES)
+        or not all(isinstance(d, str) for d in files.values())
+    ):
+        raise CheckpointError("manifest.json does not list the checkpoint's files")
     for name, digest in files.items():
         file_path = path / name
-        if not file_path.exists():
+        if not file_path.is_file():
             raise CheckpointError(f"{name} is missing")
         if _sha256(file_path) != digest:
             raise CheckpointError(f"{name} fails its checksum (truncated or tampered)")
     try:
-        return json.loads((path / "meta.json").read_text())
+        meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
     except ValueError as err:
         raise CheckpointError(f"meta.json is unreadable ({err})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"meta.json is not a {FORMAT} checkpoint")
+    return meta
+
+
+@dataclass
+class _Parsed:
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any] | None
+    fleet: FleetState
+    rng: torch.Tensor | None
+
+
+def _parse(path: Path, state: TrainState) -> _Parsed:
+    """Read a verified checkpoint completely, without touching `state`."""
+    meta = verify_checkpoint(path)
+    try:
+        model = _read_tensors(path / "model.safetensors")
+        other = _read_tensors(path / "optimizer.safetensors")
+        rng = other.pop("rng.cpu", None)
+        parsed = _Parsed(
+            model=model,
+            optimizer=_optimizer_from_json(_join_tensors(meta["optimizer"], other)),
+            scheduler=meta.get("scheduler"),
+            fleet=FleetState.from_json(meta["fleet"]),
+            rng=rng,
+        )
+    except (SafetensorError, LookupError, TypeError, ValueError, AttributeError) as err:
+        raise CheckpointError(f"cannot be parsed ({type(err).__name__}: {err})") from None
+    expected = state.model.state_dict()
+    wrong = sorted(set(expected) ^ set(model)) or [
+        k for k in expected if expected[k].shape != model[k].shape
+    ]
+    if wrong:
+        raise CheckpointError(f"model.safetensors does not fit this model (at {wrong[0]!r})")
+    return parsed
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors copied out of the file. load_file's are backed by a mapping of it, and the
+    optimizer keeps them as its state: the file's disk space would stay in use after
+    pruning (on a full disk, that matters), and a file cut short under the mapping would
+    kill the process with SIGBUS."""
+    return {name: tensor.clone() for name, tensor in load_file(path).items()}
 
 
 def load_checkpoint_into(state: TrainState, path: Path) -> None:
-    meta = verify_checkpoint(path)
-    model_tensors = load_file(path / "model.safetensors")
-    other = load_file(path / "optimizer.safetensors")
-    rng = other.pop("rng.cpu", None)
-    with torch.no_grad():
-        state.model.load_state_dict(model_tensors)
-    state.optimizer.load_state_dict(_optimizer_from_json(_join_tensors(meta["optimizer"], other)))
-    if state.scheduler is not None and meta.get("scheduler") is not None:
-        state.scheduler.load_state_dict(meta["scheduler"])
-    state.fleet = FleetState.from_json(meta["fleet"])
-    if rng is not None:
-        torch.set_rng_state(rng)
+    parsed = _parse(path, state)
+    try:
+        with torch.no_grad():
+            state.model.load_state_dict(parsed.model)
+        state.optimizer.load_state_dict(parsed.optimizer)
+        if state.scheduler is not None and parsed.scheduler is not None:
+            state.scheduler.load_state_dict(parsed.scheduler)
+        if parsed.rng is not None:
+            torch.set_rng_state(parsed.rng)
+    except (LookupError, TypeError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"does not fit this run ({type(err).__name__}: {err})") from None
+    state.fleet = parsed.fleet
 
 
 def load_newest(state: TrainState, run_dir: str | Path) -> LoadedCheckpoint | None:
@@ -182,8 +347,11 @@ def load_newest(state: TrainState, run_dir: str | Path) -> LoadedCheckpoint | No
     for path in list_checkpoints(run_dir):
         try:
             load_checkpoint_into(state, path)
-        except (CheckpointError, OSError, KeyError, ValueError, RuntimeError) as err:
+        except CheckpointError as err:
             skipped.append((path, str(err)))
+            continue
+        except OSError as err:  # unreadable (permissions, I/O error): as bad as damaged
+            skipped.append((path, f"cannot be read ({err.strerror or err})"))
             continue
         return LoadedCheckpoint(step=state.fleet.step, path=path, skipped=skipped)
     if skipped:

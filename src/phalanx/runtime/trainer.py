@@ -552,8 +552,13 @@ class Trainer:
         started = time.time()
         try:
             path = ckpt.save_checkpoint(self.state, self.out_dir, keep=self.keep_checkpoints)
-        except OSError as err:  # a full disk must not stop training; the older ones are intact
+        except OSError as err:
+            # A full disk (ENOSPC) does not stop training: every live replica holds the
+            # state in memory, the checkpoints already on disk are intact (the save wrote
+            # into a temporary directory), and the next due checkpoint tries again. What
+            # is at risk is only the loss of the whole fleet before a save succeeds.
             events.emit("checkpoint_failed", replica=name, step=step, reason=str(err))
+            print(f"warning: {err}; training goes on from memory", flush=True)
             return
         events.emit(
             "checkpoint", replica=name, step=step, path=str(path), duration_s=time.time() - started
