@@ -6,8 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from phalanx.chaos.campaign import CampaignConfig, run_campaign
+from phalanx.chaos.campaign import CampaignConfig, available_categories, run_campaign
 from phalanx.chaos.runner import Workload
+from phalanx.chaos.schedule import CATEGORIES
 from phalanx.errors import EXIT_USAGE, UsageError
 
 # examples/ sits next to src/ in the repository.
@@ -21,7 +22,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=Path("runs/chaos"), help="run directories")
     parser.add_argument("--steps", type=int, default=30, help="optimizer steps per schedule")
     parser.add_argument("--timeout-s", type=float, default=2.0, help="collective timeout")
-    parser.add_argument("--deadline-s", type=float, default=300.0, help="limit per schedule")
+    parser.add_argument(
+        "--deadline-s",
+        type=float,
+        default=600.0,
+        help="limit per schedule: ~10x a schedule's wall on a loaded machine, so only a hang hits it",
+    )
     parser.add_argument("--results", type=Path, default=Path("bench/results/chaos.json"))
     parser.add_argument("--table", type=Path, default=Path("docs/_generated/chaos_table.md"))
     parser.add_argument(
@@ -33,6 +39,18 @@ def _parser() -> argparse.ArgumentParser:
         "--budget-min", type=float, default=None, help="start no schedule after this many minutes"
     )
     parser.add_argument("--shrink", action="store_true", help="minimise failing schedules")
+    parser.add_argument(
+        "--only", type=str, default=None, help="comma-separated schedule indices to run (repro)"
+    )
+    parser.add_argument(
+        "--without",
+        type=str,
+        default="",
+        help="comma-separated fault categories to leave out (e.g. netcut)",
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="schedules run at once (each its own fleet and ports)"
+    )
     return parser
 
 
@@ -41,6 +59,13 @@ def _validate(args: argparse.Namespace) -> None:
         raise UsageError("--schedules", "must be >= 1", "pass e.g. --schedules 200", args.schedules)
     if args.steps < 8:
         raise UsageError("--steps", "must be >= 8 to leave room for faults", "use 30", args.steps)
+    unknown = set(filter(None, args.without.split(","))) - set(CATEGORIES)
+    if unknown:
+        raise UsageError("--without", f"unknown categories {sorted(unknown)}", f"use {CATEGORIES}")
+    if args.only is not None and not all(i.strip().isdigit() for i in args.only.split(",")):
+        raise UsageError("--only", "must be schedule indices", "e.g. --only 3,17", args.only)
+    if not 1 <= args.jobs <= 16:
+        raise UsageError("--jobs", "must be 1..16", "use 3 on 2 cores", args.jobs)
     if not args.timeout_s > 0 or not args.deadline_s > 0:
         raise UsageError("--timeout-s/--deadline-s", "must be > 0", "use e.g. 2 and 300")
     if not args.script.is_file():
@@ -54,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as err:
         print(f"error: {err.message()}", file=sys.stderr)
         return EXIT_USAGE
+    categories, left_out = available_categories(tuple(filter(None, args.without.split(","))))
+    for category, why in left_out.items():
+        print(f"{category}: {why}", flush=True)
+    only = None if args.only is None else tuple(int(i) for i in args.only.split(","))
     config = CampaignConfig(
         schedules=args.schedules,
         seed=args.seed,
@@ -66,7 +95,13 @@ def main(argv: list[str] | None = None) -> int:
         shrink=args.shrink,
         doc_md=args.doc,
         budget_s=None if args.budget_min is None else args.budget_min * 60,
-        command=f"--schedules {args.schedules} --seed {args.seed} --steps {args.steps}",
+        jobs=args.jobs,
+        categories=categories,
+        only=only,
+        left_out=tuple(left_out.items()),
+        command=f"--schedules {args.schedules} --seed {args.seed} --steps {args.steps}"
+        f" --jobs {args.jobs}"
+        + ("" if args.budget_min is None else f" --budget-min {args.budget_min:g}"),
     )
     records = run_campaign(config, log=lambda line: print(line, flush=True))
     return 0 if all(not r["violations"] for r in records) else 1

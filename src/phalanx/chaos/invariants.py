@@ -135,28 +135,32 @@ def check_run(
     steps: int,
     batch: int,
     timeout_s: float,
+    outputs: tuple[Path, ...] = (),
 ) -> Verdict:
+    """Check one run; `outputs` are the hosts' run dirs (default: `run_dir`, one host)."""
     verdict = Verdict()
     events = read_events(run_dir)
+    outputs = outputs or (run_dir,)
     fired_by: dict[str, list[tuple[int, str]]] = {}
     for event in events:
         if event.get("kind") == "fault":
             category = category_of(event, timeout_s)
             verdict.fired[category] += 1
-            fired_by.setdefault(event["replica"], []).append((event["step"], category))
+            fired_by.setdefault(_fault_target(event), []).append((event["step"], category))
     verdict.retries = sum(1 for e in events if e.get("kind") == "retry")
     verdict.heals = sum(1 for e in events if e.get("kind") == "heal")
     verdict.rejoined = _rejoined(events)
 
     # 1. The run completes.
-    summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    summaries = [_summary(out) for out in outputs]
     if returncode is None:
         verdict.violations.append("did not finish before the deadline")
     elif returncode != 0:
         verdict.violations.append(f"phalanx run exited with code {returncode}")
-    if not summary.get("completed") or not (run_dir / "model.safetensors").exists():
-        verdict.violations.append("the run did not complete all steps")
+    for out, summary in zip(outputs, summaries, strict=True):
+        if not summary.get("completed") or not (out / "model.safetensors").exists():
+            where = "" if out == run_dir else f" ({out.name})"
+            verdict.violations.append(f"the run did not complete all steps{where}")
     verdict.completed = returncode == 0 and not verdict.violations
 
     # 2. Exactly-once data, from the raw step events.
@@ -174,13 +178,17 @@ def check_run(
         verdict.violations.append(
             f"{verdict.data.disagreements} step events disagree on a committed step's slices"
         )
-    claimed = summary.get("data") or {}
-    if claimed.get("duplicates") or claimed.get("missing"):
-        verdict.violations.append(f"summary.json reports data loss: {claimed}")
+    # A host's summary counts only the steps its own replicas took part in: with hosts,
+    # the fleet's data is the merged events' (above), and no summary speaks for the fleet.
+    for summary in summaries if outputs == (run_dir,) else []:
+        claimed = summary.get("data") or {}
+        if claimed.get("duplicates") or claimed.get("missing"):
+            verdict.violations.append(f"summary.json reports data loss: {claimed}")
 
     # 3. Exact math against the one-process reference.
-    if (run_dir / "model.safetensors").exists():
-        verdict.max_param_diff = max_param_diff(run_dir, reference_dir)
+    models = [out for out in outputs if (out / "model.safetensors").exists()]
+    if models:  # every host's final parameters must be the reference's
+        verdict.max_param_diff = max(max_param_diff(out, reference_dir) for out in models)
         if not verdict.max_param_diff < EXACT_TOLERANCE:
             verdict.violations.append(f"max |param - reference| = {verdict.max_param_diff:.3g}")
     reference = step_losses(read_events(reference_dir))
@@ -209,6 +217,23 @@ def check_run(
         if not any(s <= event["step"] and c in CORRUPTIONS for s, c in fired_by.get(culprit, [])):
             verdict.false_blames.append(f"{event['check']} on {culprit} at step {event['step']}")
     return verdict
+
+
+def _fault_target(event: dict[str, Any]) -> str:
+    """The replica a fired fault hit, by the name its other events use.
+
+    A worker's injector writes `replica` as the fault's index on its own launcher
+    (`r0` on every host of a hosts run), so its `source`, the worker's name, is
+    used; the launcher's and the campaign's fault events name their target.
+    """
+    if event.get("source") not in (None, "launcher", "chaos"):
+        return str(event["source"])
+    return str(event.get("replica", event.get("target", "fleet")))
+
+
+def _summary(out: Path) -> dict[str, Any]:
+    path = out / "summary.json"
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def _rejoined(events: list[dict[str, Any]]) -> int:

@@ -22,6 +22,8 @@ DESCRIPTIONS = {
     "sdc_grad": "bit flip in the gradient",
     "sdc_weight": "bit flip in a weight",
     "nan": "NaN in the gradient",
+    "lighthouse": "lighthouse killed (SIGKILL), restarted by the launcher",
+    "netcut": "network cut: a host's link down, then up",
 }
 
 
@@ -37,6 +39,7 @@ def totals(records: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "schedules": len(records),
         "passed": sum(1 for r in records if not r["violations"]),
+        "hosts": sum(1 for r in records if r.get("hosts")),
         "faults": {
             c: {"planned": planned[c], "injected": fired[c], "survived": survived[c]}
             for c in CATEGORIES
@@ -72,7 +75,9 @@ def markdown(campaign: dict[str, Any], records: list[dict[str, Any]]) -> str:
         f"{campaign['workload']['steps']} float64 steps each, fleets of 3-4 emulated chips, "
         f"`--timeout-s {campaign['workload']['timeout_s']:g}`): "
         f"{t['passed']} passed every invariant, {t['schedules'] - t['passed']} had "
-        f"{t['violations']} violation(s).",
+        f"{t['violations']} violation(s). {t['hosts']} of them ran each replica as a host of "
+        f"its own (network namespaces), for the network cuts; up to "
+        f"{campaign.get('jobs', 1)} schedules ran at once.",
         "",
         "| fault | planned | injected | survived |",
         "|---|---:|---:|---:|",
@@ -102,6 +107,8 @@ def markdown(campaign: dict[str, Any], records: list[dict[str, Any]]) -> str:
         f"| wall time per schedule: median / max | {t['wall_s_median']} s / {t['wall_s_max']} s |",
         "",
     ]
+    for category, why in campaign.get("left_out", {}).items():
+        lines += [f"Not injected: {DESCRIPTIONS[category]} ({why}).", ""]
     failing = [r for r in records if r["violations"]]
     if failing:
         lines += ["Violations (each with the command that reproduces it):", ""]

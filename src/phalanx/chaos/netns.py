@@ -1,0 +1,131 @@
+"""Hosts on one machine: Linux network namespaces on a bridge, whose links can be cut.
+
+Each host is a namespace with one veth pair: the inner end (addressed) inside
+the namespace, the outer end on a bridge in the root namespace. Taking the
+outer end down cuts the host off from every other host while its processes
+keep running; bringing it up restores the link. The root namespace gets no
+address on the bridge, so several networks (parallel schedules, a test) may
+reuse the same subnet without seeing each other.
+
+Needs root and iproute2 (`ip`); `unavailable()` says why not, for a skip or a
+category left out. The same layout as tests/e2e/test_multihost_netns.py, as a
+library: the chaos campaign runs a schedule's replicas as hosts here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", *args], check=check, capture_output=True, text=True, timeout=30)
+
+
+def unavailable() -> str | None:
+    """Why network namespaces cannot be used here, or None when they can."""
+    if not sys.platform.startswith("linux"):
+        return "network namespaces are Linux only"
+    if os.geteuid() != 0:
+        return "needs root to create network namespaces (ip netns add)"
+    if shutil.which("ip") is None:
+        return "needs iproute2 (ip)"
+    probe = f"phx-probe-{secrets.token_hex(3)}"
+    made = ip("netns", "add", probe, check=False)
+    ip("netns", "del", probe, check=False)
+    if made.returncode != 0:
+        return f"`ip netns add` does not work here: {made.stderr.strip()}"
+    return None
+
+
+@dataclass
+class Host:
+    label: str
+    ns: str
+    address: str
+    outer: str  # veth end on the bridge (root namespace): down = cut off
+    inner: str  # veth end inside the namespace
+
+
+@dataclass
+class Network:
+    """Namespaces on one bridge, all named with one random token: networks do not collide."""
+
+    token: str = field(default_factory=lambda: secrets.token_hex(3))
+    hosts: list[Host] = field(default_factory=list)
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def bridge(self) -> str:
+        return f"pb{self.token}"  # interface names are at most 15 characters
+
+    def create_bridge(self) -> None:
+        ip("link", "add", self.bridge, "type", "bridge")
+        ip("link", "set", self.bridge, "up")
+
+    def add_host(self, label: str, address: str) -> Host:
+        index = len(self.hosts)
+        host = Host(
+            label,
+            f"phx-{self.token}-{label}",
+            address,
+            f"pv{self.token}{index}",
+            f"pn{self.token}{index}",
+        )
+        self.hosts.append(host)  # registered first: cleanup must see half-made hosts too
+        ip("netns", "add", host.ns)
+        ip("-n", host.ns, "link", "set", "lo", "up")
+        ip("link", "add", host.outer, "type", "veth", "peer", "name", host.inner)
+        ip("link", "set", host.inner, "netns", host.ns)
+        ip("-n", host.ns, "addr", "add", f"{address}/24", "dev", host.inner)
+        ip("-n", host.ns, "link", "set", host.inner, "up")
+        ip("link", "set", host.outer, "master", self.bridge, "up")
+        return host
+
+    def cut(self, host: Host) -> None:
+        """Take the host's link down: its packets go nowhere, its processes run on."""
+        ip("link", "set", host.outer, "down")
+
+    def restore(self, host: Host) -> None:
+        ip("link", "set", host.outer, "up")
+
+    def spawn(
+        self, host: Host, argv: list[str], log: Path, cwd: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Run `argv` inside the host's namespace, in its own session (killed as a group)."""
+        with log.open("w") as sink:
+            process = subprocess.Popen(
+                ["ip", "netns", "exec", host.ns, *argv],
+                cwd=cwd,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.processes.append(process)
+        return process
+
+    def cleanup(self) -> None:
+        """Kill whatever runs in the namespaces, then remove them and the bridge."""
+        for process in self.processes:
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=30)
+        for host in self.hosts:
+            # Workers die with their launcher (PDEATHSIG); anything left in the namespace goes now.
+            listed = subprocess.run(
+                ["ip", "netns", "pids", host.ns], capture_output=True, text=True, timeout=30
+            )
+            for pid in listed.stdout.split():
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+            ip("netns", "del", host.ns, check=False)
+            ip("link", "del", host.outer, check=False)  # gone with the namespace, normally
+        ip("link", "del", self.bridge, check=False)
