@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,8 +19,13 @@ _KIND_KEYS: dict[str, dict[str, tuple[type, bool]]] = {
     "slow": {"speed": (float, True)},
     "sdc": {"target": (str, False), "bit": (int, False)},  # target: grad (default) | weight
     "nan": {"target": (str, False)},
+    # SIGKILL the fleet's lighthouse once the fleet reaches `step`; the launcher restarts
+    # it after restart_s (default 0). Not a replica's fault: it has no `replica` key.
+    "lighthouse": {"restart_s": (float, False)},
 }
 _COMMON_KEYS: dict[str, tuple[type, bool]] = {"replica": (int, True), "step": (int, True)}
+FLEET_KINDS = ("lighthouse",)  # faults of the fleet's services, fired by the launcher
+NO_REPLICA = -1  # FaultSpec.replica of a fleet-service fault
 
 KINDS = tuple(_KIND_KEYS)
 
@@ -78,14 +84,17 @@ def parse_fault(spec: str, num_replicas: int | None = None) -> FaultSpec:
     kind, sep, body = spec.partition(":")
     kind = kind.strip()
     if kind not in _KIND_KEYS:
+        close = difflib.get_close_matches(kind, KINDS, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
         raise UsageError(
-            "--fault", f"unknown fault kind {kind!r}", f"use one of {', '.join(KINDS)}", spec
+            "--fault", f"unknown fault kind {kind!r}", f"{hint}use one of {', '.join(KINDS)}", spec
         )
+    fleet_kind = kind in FLEET_KINDS
     if not sep or not body.strip():
-        raise UsageError(
-            f"--fault {spec!r}", "has no keys", f"write {kind}:replica=R,step=S[,...]", spec
-        )
-    allowed = {**_COMMON_KEYS, **_KIND_KEYS[kind]}
+        example = f"{kind}:step=S" if fleet_kind else f"{kind}:replica=R,step=S"
+        raise UsageError(f"--fault {spec!r}", "has no keys", f"write {example}[,...]", spec)
+    common = {"step": _COMMON_KEYS["step"]} if fleet_kind else _COMMON_KEYS
+    allowed = {**common, **_KIND_KEYS[kind]}
     values: dict[str, Any] = {}
     for item in body.split(","):
         key, eq, raw = item.partition("=")
@@ -95,9 +104,10 @@ def parse_fault(spec: str, num_replicas: int | None = None) -> FaultSpec:
                 f"--fault {spec!r}", f"item {item!r} is not key=value", "write key=value"
             )
         if key not in allowed:
+            aside = " (the lighthouse is not a replica)" if fleet_kind and key == "replica" else ""
             raise UsageError(
                 f"--fault {spec!r}",
-                f"unknown key {key!r} for kind {kind}",
+                f"unknown key {key!r} for kind {kind}{aside}",
                 f"use keys {', '.join(sorted(allowed))}",
             )
         if key in values:
@@ -112,12 +122,12 @@ def parse_fault(spec: str, num_replicas: int | None = None) -> FaultSpec:
         raise UsageError(
             f"--fault {spec!r}", f"missing {', '.join(missing)}", f"add {missing[0]}=<value>"
         )
-    phase = values.pop("phase", "compute")
+    phase = values.pop("phase", "start" if fleet_kind else "compute")
     if phase not in PHASES:
         raise UsageError(
             f"--fault {spec!r}: phase", "unknown phase", f"use one of {', '.join(PHASES)}", phase
         )
-    replica = values.pop("replica")
+    replica = values.pop("replica", NO_REPLICA)
     step = values.pop("step")
     if num_replicas is not None and replica >= num_replicas:
         raise UsageError(

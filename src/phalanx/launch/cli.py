@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import sys
-import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -57,6 +57,10 @@ def run_command(
     ] = 5.0,
     checkpoint_every: Annotated[
         int | None, typer.Option(help="Durable checkpoint every N steps (overrides the script).")
+    ] = None,
+    secret_file: Annotated[
+        Path | None,
+        typer.Option(help="The fleet secret (mode 600). Default: a new one per run in --out."),
     ] = None,
     quiet: Annotated[bool, typer.Option(help="Print nothing but errors.")] = False,
     dashboard: Annotated[
@@ -171,6 +175,7 @@ def run_command(
         resume=resume,
         timeout_s=timeout_s,
         checkpoint_every=checkpoint_every,
+        secret_file=secret_file,
         quiet=quiet,
         dashboard_port=dashboard,
         guard=guard,
@@ -399,27 +404,62 @@ def lighthouse_command(
         int,
         typer.Option(help="No quorum (and no step) with fewer replicas, the first one included."),
     ] = 1,
+    secret_file: Annotated[
+        Path | None,
+        typer.Option(help="The fleet secret; created (mode 600) if missing. Default: see docs."),
+    ] = None,
 ) -> None:
-    """Run the quorum server as a service; replicas join with --lighthouse HOST:PORT."""
-    from phalanx.launch.lighthouse import Lighthouse, LighthouseSettings
+    """Run the quorum server as a service; replicas join with --lighthouse HOST:PORT.
+
+    Only replicas that hold the fleet secret are admitted (docs/security.md).
+    If the lighthouse process dies it is restarted; replicas wait and go on.
+    """
+    from phalanx.launch.fleet_secret import default_secret_path, load_or_create
+    from phalanx.launch.lighthouse import LighthouseSettings
 
     host, sep, port_text = bind.rpartition(":")
     if not sep or not port_text.isdigit() or not host or int(port_text) > 65535:
         raise UsageError("--bind", "is not HOST:PORT", "write e.g. --bind 127.0.0.1:29510", bind)
     if min_replicas < 1:
         raise UsageError("--min-replicas", "must be >= 1", "e.g. --min-replicas 2", min_replicas)
-    server = Lighthouse(
-        LighthouseSettings(
-            bind_host=host,
-            port=int(port_text),
-            heartbeat_timeout_ms=heartbeat_timeout_ms,
-            min_replicas=min_replicas,
-        )
+    secret_path = (secret_file or default_secret_path()).absolute()
+    secret, created = load_or_create(secret_path)
+    settings = LighthouseSettings(
+        bind_host=host,
+        port=int(port_text),
+        heartbeat_timeout_ms=heartbeat_timeout_ms,
+        min_replicas=min_replicas,
     )
+    _serve_gated(settings, secret, secret_path, created)
+
+
+def _serve_gated(settings: Any, secret: bytes, secret_path: Path, created: bool) -> None:
+    """The admission gate on the public address; the lighthouse behind it, restarted if it dies."""
+    import tempfile
+    import time
+
+    from phalanx.launch.coordinator import GatedLighthouse
+
+    def report(kind: str, **fields: Any) -> None:
+        details = ", ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+        typer.echo(f"{time.strftime('%H:%M:%S')} {kind}: {details}", file=sys.stderr)
+
+    log_path = Path(tempfile.gettempdir()) / f"phalanx-lighthouse-{os.getpid()}.log"
+    server = GatedLighthouse(settings, secret, log_path, on_event=report)
+    typer.echo(
+        f"fleet secret: {secret_path} ({'created' if created else 'existing'}; copy it, mode 600, "
+        "to each training host: phalanx run --lighthouse ... --secret-file FILE)",
+        file=sys.stdout,
+    )
+    typer.echo(f"lighthouse log: {log_path}", file=sys.stdout)
     typer.echo(f"lighthouse serving at {server.address}", file=sys.stdout)
     try:
-        threading.Event().wait()
+        while True:
+            server.poll()
+            time.sleep(0.2)  # supervisor tick: restart a dead lighthouse, not synchronisation
     except KeyboardInterrupt:
+        pass
+    finally:
         server.shutdown()
 
 

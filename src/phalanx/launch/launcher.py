@@ -11,14 +11,16 @@ from pathlib import Path
 from rich.console import Console
 
 from phalanx.errors import EXIT_FATAL, EXIT_QUARANTINED, EXIT_USAGE, UsageError
-from phalanx.faults.spec import FaultSpec
+from phalanx.faults.spec import FLEET_KINDS, FaultSpec
+from phalanx.launch.coordinator import GatedLighthouse
 from phalanx.launch.energy_setup import (
     EnergySettings,
     apply_energy_plan,
     describe,
     effective_speeds,
 )
-from phalanx.launch.lighthouse import LighthouseProcess, LighthouseSettings
+from phalanx.launch.fleet_secret import default_secret_path, generate_secret_file, load_secret
+from phalanx.launch.lighthouse import LighthouseSettings
 from phalanx.launch.workers import WorkerSlot
 from phalanx.observe.console import fleet_progress, print_summary
 from phalanx.observe.dashboard import Dashboard, start_dashboard
@@ -31,6 +33,8 @@ from phalanx.runtime.checkpoint import list_checkpoints
 from phalanx.runtime.worker_config import WorkerConfig
 
 POLL_S = 0.05
+SECRET_FILE = ".fleet-secret"  # a run's own fleet secret (mode 0600), when none is given
+MARKER_DIR = ".faults"  # as the workers' FaultInjector: each fault fires once per run
 
 
 @dataclass
@@ -51,6 +55,9 @@ class RunPlan:
     advertise_host: str = "127.0.0.1"  # where other hosts reach this host's replicas
     crash_restart_s: float = 1.0  # restart delay for a crash that was not injected
     max_restarts: int = 5
+    # Admission (launch/admission.py): the fleet secret's file. None: a new secret for
+    # each run, in the run dir; with --lighthouse, the default path (fleet_secret.py).
+    secret_file: Path | None = None
     checkpoint_every: int | None = None
     quiet: bool = False
     progress_every: int = 10
@@ -110,6 +117,29 @@ def validate_plan(plan: RunPlan) -> None:
                 f"use replica=0..{len(plan.speeds) - 1}",
                 fault.key,
             )
+    _validate_admission(plan)
+
+
+def _validate_admission(plan: RunPlan) -> None:
+    """The secret file is checked before anything starts; an unsafe one stops the run."""
+    if plan.lighthouse is not None:
+        if any(f.kind in FLEET_KINDS for f in plan.faults):
+            raise UsageError(
+                "--fault",
+                "lighthouse faults need the lighthouse this launcher runs",
+                "drop --lighthouse, or kill the `phalanx lighthouse` process yourself",
+            )
+        if plan.secret_file is None:
+            default = default_secret_path()
+            if not default.exists():
+                raise UsageError(
+                    "--secret-file",
+                    f"is needed with --lighthouse (there is none at {default})",
+                    "pass the file `phalanx lighthouse` printed, or copy it to that path",
+                )
+            plan.secret_file = default
+    if plan.secret_file is not None:
+        load_secret(plan.secret_file)
 
 
 def emulation_time_scale(speeds: list[float | None], cores: int | None = None) -> float:
@@ -143,24 +173,34 @@ class Launcher:
         self.events = EventLog(plan.out_dir, source="launcher")
         self.tail = EventTail(plan.out_dir)
         self._fired_kills: dict[str, list[dict]] = {}
+        self.lighthouse: GatedLighthouse | None = None
+        self._lighthouse_faults = [f for f in plan.faults if f.kind in FLEET_KINDS]
 
     def run(self) -> int:
         plan = self.plan
         # Many hosts: this host's replicas join the fleet's lighthouse; none runs here.
-        lighthouse: LighthouseProcess | None = None
+        lighthouse: GatedLighthouse | None = None
         lighthouse_address = plan.lighthouse
+        # One secret per run unless the fleet has one: workers read it from this 0600 file.
+        secret_file = plan.secret_file or generate_secret_file(plan.out_dir / SECRET_FILE)
         if lighthouse_address is None:
-            lighthouse = LighthouseProcess(
+            # Replicas dial the admission gate; the lighthouse behind it is restarted if it dies.
+            lighthouse = GatedLighthouse(
                 LighthouseSettings(heartbeat_timeout_ms=plan.heartbeat_timeout_ms),
+                load_secret(secret_file),
                 plan.out_dir / "logs" / "lighthouse.log",
+                on_event=self.events.emit,
             )
             lighthouse_address = lighthouse.address
+        self.lighthouse = lighthouse
         from torch.distributed import TCPStore  # the start barrier; imported late (slow import)
 
         barrier = TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
         self.tail.read_new()  # a resumed run: do not replay the old run's events as progress
         # The start barrier only spans this host; across hosts `--min-replicas` does its job.
         slots = self._make_slots(lighthouse_address, f"127.0.0.1:{barrier.port}")
+        for slot in slots:
+            slot.config.secret_file = str(secret_file)
         self.events.emit(
             "run_start",
             script=str(plan.script),
@@ -197,6 +237,7 @@ class Launcher:
             for slot in slots:
                 slot.stop()
             if lighthouse is not None:
+                self.events.emit("admission", **lighthouse.admission())
                 lighthouse.shutdown()
             del barrier
             self.printer.close()
@@ -263,13 +304,34 @@ class Launcher:
             self.view.apply(event)
             if event.get("kind") == "fault" and event.get("fault") == "kill":
                 self._fired_kills.setdefault(event["replica"], []).append(event)
+        self._fire_lighthouse_faults()
         self.printer.maybe_print(self.view)
         if self.dashboard is not None:
             self.dashboard.publish(self.view)
 
+    def _fire_lighthouse_faults(self) -> None:
+        """`--fault lighthouse:step=S`: kill the lighthouse once the fleet has committed S steps."""
+        for fault in list(self._lighthouse_faults):
+            if self.lighthouse is None or self.view.last_step + 1 < fault.step:
+                continue
+            self._lighthouse_faults.remove(fault)
+            marker = self.plan.out_dir / MARKER_DIR / fault.key
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            try:  # once per run, also across --resume (as the workers' faults)
+                os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                continue
+            restart_s = fault.params.get("restart_s")
+            self.events.emit(
+                "fault", fault=fault.kind, step=fault.step, target="lighthouse", restart_s=restart_s
+            )
+            self.lighthouse.kill(restart_after_s=restart_s, step=fault.step)
+
     def _supervise(self, slots: list[WorkerSlot]) -> int:
         while True:
             self._follow_events()
+            if self.lighthouse is not None:
+                self.lighthouse.poll()  # restarts a dead lighthouse (from this thread: PDEATHSIG)
             now = time.monotonic()
             for slot in slots:
                 code = slot.poll()

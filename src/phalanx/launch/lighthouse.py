@@ -7,12 +7,15 @@ and restarted on its own.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
 import subprocess
 import sys
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from phalanx.launch.orphans import die_with_parent
@@ -33,12 +36,34 @@ class LighthouseSettings:
     quorum_tick_ms: int = 20
 
 
+def _server_class() -> Any:
+    """torchft's LighthouseServer, without importing torch where that can be avoided.
+
+    `torchft.coordination` imports torchft's package, which imports torch: about
+    5 s on a busy host, all of it in the pause of a lighthouse restart. The
+    server is a self-contained Rust extension, so a process that has not
+    imported torchft yet loads the extension alone (about 0.1 s).
+    """
+    if "torchft" not in sys.modules:
+        with contextlib.suppress(Exception):
+            package = importlib.util.find_spec("torchft")
+            for folder in (package.submodule_search_locations or []) if package else []:
+                for path in sorted(Path(folder).glob("_torchft*.so")):
+                    spec = importlib.util.spec_from_file_location("torchft._torchft", path)
+                    if spec is not None and spec.loader is not None:
+                        module = importlib.util.module_from_spec(spec)
+                        spec.loader.exec_module(module)
+                        return module.LighthouseServer
+    from torchft.coordination import LighthouseServer
+
+    return LighthouseServer
+
+
 class Lighthouse:
     """An in-process lighthouse (for `phalanx lighthouse` and tests)."""
 
     def __init__(self, settings: LighthouseSettings) -> None:
-        from torchft.coordination import LighthouseServer
-
+        LighthouseServer = _server_class()
         self._server = LighthouseServer(
             bind=f"{settings.bind_host}:{settings.port}",
             min_replicas=settings.min_replicas,
@@ -81,6 +106,14 @@ class LighthouseProcess:
         info = json.loads(line)
         self.address: str = info["address"]
         self.port: int = info["port"]
+
+    @property
+    def alive(self) -> bool:
+        return self._process.poll() is None
+
+    @property
+    def exit_code(self) -> int | None:
+        return self._process.poll()
 
     def shutdown(self) -> None:
         if self._process.poll() is None:

@@ -82,7 +82,12 @@ def print_summary(console: Console, summary: dict[str, Any], run_dir: str) -> No
         )
     injected = faults.get("injected", [])
     if injected:
-        kinds = ", ".join(f"{f['kind']} of {f['replica']} at step {f['step']}" for f in injected)
+        kinds = ", ".join(
+            f"{f['kind']} of {f['replica']} at step {f['step']}"
+            if f.get("replica") is not None
+            else f"{f['kind']} kill at step {f['step']}"  # a fleet service (the lighthouse)
+            for f in injected
+        )
         console.print(
             f"Faults injected: {kinds}; survived {faults.get('survived', 0)} of {len(injected)}.",
             highlight=False,
@@ -93,6 +98,29 @@ def print_summary(console: Console, summary: dict[str, Any], run_dir: str) -> No
         console.print(
             "Cost of each fault (fleet stalled): "
             + ", ".join(f"{r['kind']} {r['stall_s']:.1f}s" for r in stalls),
+            highlight=False,
+            soft_wrap=True,
+        )
+    restarts = summary.get("lighthouse_restarts") or []
+    if restarts:
+        console.print(
+            f"Lighthouse lost {len(restarts)}x and restarted; training paused "
+            + ", ".join(
+                f"{r['pause_s']:.1f}s at step {r['at_step']}"
+                if r["pause_s"] is not None
+                else f"until the end at step {r['at_step']}"
+                for r in restarts
+            )
+            + " (loss -> next commit).",
+            highlight=False,
+            soft_wrap=True,
+        )
+    admission = summary.get("admission") or {}
+    if admission.get("refused"):
+        peers = ", ".join(sorted(admission.get("refused_by_peer") or {}))
+        console.print(
+            f"Admission: refused {admission['refused']} connection(s) without the fleet secret "
+            f"(from {peers}).",
             highlight=False,
             soft_wrap=True,
         )

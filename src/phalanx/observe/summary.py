@@ -146,6 +146,8 @@ def build_summary(run_dir: str | Path) -> dict[str, Any]:
             "survived": len(faults) if finished else 0,
         },
         "recoveries": _recoveries(events, step_times),
+        "lighthouse_restarts": _lighthouse_restarts(events, step_times),
+        "admission": _last(events, "admission", skip={"t", "source", "kind"}),
         "retries": sum(1 for e in events if e.get("kind") == "retry"),
         "checkpoints": [e["step"] for e in events if e.get("kind") == "checkpoint"],
         "data": data,
@@ -153,6 +155,39 @@ def build_summary(run_dir: str | Path) -> dict[str, Any]:
         "energy": energy,
         "energy_j": energy["energy_j"] if energy else None,
     }
+
+
+def _lighthouse_restarts(
+    events: list[dict[str, Any]], step_times: list[tuple[float, int]]
+) -> list[dict[str, Any]]:
+    """Each loss of the lighthouse: where the fleet was, how long it was down, the pause.
+
+    pause_s runs from the loss (a kill, or the launcher seeing it dead) to the
+    first commit of a step no replica had committed before the loss: what the
+    fleet lost, one step's own compute included.
+    """
+    restarts = []
+    ups = [e for e in events if e.get("kind") == "lighthouse_restart"]
+    for down in (e for e in events if e.get("kind") == "lighthouse_down"):
+        t = down["t"]
+        done = [step for step_t, step in step_times if step_t <= t]
+        last = max(done) if done else -1
+        later = [step_t for step_t, step in step_times if step_t > t and step > last]
+        up = next((u for u in ups if u["t"] >= t), None)
+        restarts.append(
+            {
+                "at_step": last + 1,
+                "cause": down.get("cause"),
+                "down_s": up["down_s"] if up else None,
+                "pause_s": round(later[0] - t, 4) if later else None,
+            }
+        )
+    return restarts
+
+
+def _last(events: list[dict[str, Any]], kind: str, skip: set[str]) -> dict[str, Any] | None:
+    found = [e for e in events if e.get("kind") == kind]
+    return {k: v for k, v in found[-1].items() if k not in skip} if found else None
 
 
 def _fault_view(event: dict[str, Any]) -> dict[str, Any]:

@@ -9,8 +9,11 @@ replica then loads its state at quorum time and takes part in the same step.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import re
 import socket
+import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -20,24 +23,64 @@ from torch.distributed import ReduceOp
 from phalanx.runtime.state import TrainState
 from phalanx.runtime.worker_config import WorkerConfig
 
+QUORUM_RETRY_S = 0.1  # between quorum attempts while no lighthouse answers
+# torchft's ManagerServer retries a failed lighthouse call about every 0.1 s, on a new
+# connection: a lighthouse restart then costs no error at all. With no retries left it
+# leaves our call hanging until the quorum timeout, so never let it run out first:
+# the quorum timeout, not this count, bounds each call.
+QUORUM_RETRIES = 100_000
+
 
 class _QuorumRecorder:
     """Wraps torchft's ManagerClient to keep the last quorum result.
 
     Manager reads `replica_ids` (the ordered members) from the quorum result
     and throws it away; we need it to derive everybody's slice.
+
+    With an admission tunnel it also makes quorum ids unique across lighthouse
+    restarts (see `_EpochQuorum`).
     """
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, incarnation: Callable[[], int | None] | None = None) -> None:
         self._client = client
+        self._incarnation = incarnation
         self.last: Any = None
 
     def _quorum(self, *args: Any, **kwargs: Any) -> Any:
-        self.last = self._client._quorum(*args, **kwargs)
+        result = self._client._quorum(*args, **kwargs)
+        incarnation = self._incarnation() if self._incarnation is not None else None
+        self.last = result if incarnation is None else _EpochQuorum(result, incarnation)
         return self.last
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
+
+
+class _EpochQuorum:
+    """A quorum result whose id names the lighthouse incarnation that formed it.
+
+    A restarted lighthouse numbers its quorums from 1 again. torchft's Manager
+    rebuilds the process group only when the quorum id changes, under the
+    store prefix `torchft/<quorum id>/`: a reused id would keep a process
+    group whose membership changed, or rendezvous over an older quorum's keys
+    in the same store and connect to stale peers. The incarnation (which the
+    tunnel learns from the gate) goes into the high bits, so ids stay
+    distinct across restarts and every member of one quorum derives the same.
+    """
+
+    def __init__(self, result: Any, incarnation: int) -> None:
+        self._result = result
+        self.raw_quorum_id = int(result.quorum_id)
+        self.quorum_id = (_epoch(incarnation) << 32) | self.raw_quorum_id
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._result, name)
+
+
+def _epoch(incarnation: int) -> int:
+    """30 nonzero bits from an incarnation: a Python int torchft logs and formats, < 2**62."""
+    digest = hashlib.sha256(incarnation.to_bytes(8, "big")).digest()
+    return (int.from_bytes(digest[:4], "big") & 0x3FFF_FFFF) or 1
 
 
 def _natural_key(name: str) -> tuple[str, int]:
@@ -62,6 +105,16 @@ class FleetSync:
         # What peers on other hosts dial: our store, ManagerServer and checkpoint server.
         host = host or config.advertise_host
         self.name = config.replica
+        self.lighthouse_wait_s = config.lighthouse_wait_s
+        # Admission: torchft's client dials our tunnel, which proves the fleet secret to the gate.
+        self._tunnel: Any = None
+        lighthouse_addr = config.lighthouse
+        if config.secret_file:
+            from phalanx.launch.admission import AdmissionTunnel
+            from phalanx.launch.fleet_secret import load_secret
+
+            self._tunnel = AdmissionTunnel(load_secret(config.secret_file), config.lighthouse)
+            lighthouse_addr = self._tunnel.address
         self.state = state
         timeout = timedelta(seconds=config.timeout_s)
         # Each replica group (here: one process) owns a store for its PG rendezvous.
@@ -80,14 +133,18 @@ class FleetSync:
             world_size=1,
             store_addr=host,
             store_port=self._store.port,
-            lighthouse_addr=config.lighthouse,
+            lighthouse_addr=lighthouse_addr,
             replica_id=config.replica,
             hostname=host if host != "0.0.0.0" else socket.gethostname(),
             heartbeat_interval=timedelta(milliseconds=config.heartbeat_ms),
             init_sync=True,
+            quorum_retries=QUORUM_RETRIES,
             checkpoint_transport=checkpoint_transport(host, timeout),
         )
-        self._recorder = _QuorumRecorder(self.manager._client)
+        tunnel = self._tunnel
+        self._recorder = _QuorumRecorder(
+            self.manager._client, (lambda: tunnel.incarnation) if tunnel is not None else None
+        )
         self.manager._client = self._recorder  # type: ignore[assignment]
         self.quorum_id: int | None = None
         self._last_error = ""
@@ -98,7 +155,7 @@ class FleetSync:
 
     def begin_step(self) -> list[str]:
         """Join the next quorum (healing first if behind); return the ordered participants."""
-        self.manager.start_quorum()
+        self._start_quorum()
         result = self._recorder.last
         self.quorum_id = result.quorum_id
         names = {stable_name(rid) for rid in result.replica_ids}
@@ -110,6 +167,41 @@ class FleetSync:
                 "give every host its own --host-id"
             )
         return sorted(names, key=_natural_key)
+
+    def _start_quorum(self) -> None:
+        """torchft's quorum, retried while no lighthouse answers (it may be restarting).
+
+        A step needs the lighthouse only for its quorum: a replica that loses it
+        finishes its step, then waits here. After `lighthouse_wait_s` it gives
+        up; the launcher then restarts it from the newest durable checkpoint.
+        """
+        lost_at: float | None = None
+        while True:
+            attempt_t0 = time.monotonic()
+            try:
+                self.manager.start_quorum()
+            except Exception as err:
+                now = time.monotonic()
+                if lost_at is None:
+                    lost_at = attempt_t0
+                    first_line = (str(err).splitlines() or [type(err).__name__])[0]
+                    print(
+                        f"{self.name}: the quorum failed ({first_line}); "
+                        f"retrying for up to {self.lighthouse_wait_s:g} s",
+                        flush=True,
+                    )
+                if now - lost_at > self.lighthouse_wait_s:
+                    raise RuntimeError(
+                        f"no lighthouse answered for {self.lighthouse_wait_s:g} s"
+                    ) from err
+                # torchft keeps the failed quorum's future and re-raises it on the next call.
+                self.manager._quorum_future = None
+                time.sleep(QUORUM_RETRY_S)  # back-off between attempts, not synchronisation
+                continue
+            if lost_at is not None:
+                waited_s = time.monotonic() - lost_at
+                print(f"{self.name}: a quorum again after {waited_s:.2f} s", flush=True)
+            return
 
     def allreduce(self, tensor: torch.Tensor) -> Any:
         return self.manager.allreduce(tensor, reduce_op=ReduceOp.SUM)
@@ -132,3 +224,5 @@ class FleetSync:
         # Shutting down after peers vanished must not fail a finished run.
         with contextlib.suppress(Exception):
             self.manager.shutdown(wait=False)
+        if self._tunnel is not None:
+            self._tunnel.close()
