@@ -3,7 +3,8 @@
 torchft's HTTPTransport listens on every interface but tells peers to fetch
 from `http://<socket.gethostname()>:<port>`: across hosts (or in a network
 namespace) the hostname may resolve to an address the healing peer cannot
-reach, and healing then fails. This subclass only changes the advertised host.
+reach, and healing then fails. This subclass only changes the advertised host
+(its base, SafeHTTPTransport, loads what a peer sends without full pickle).
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from torchft.checkpointing import HTTPTransport
-
 from phalanx.launch.hosts import url_host
+from phalanx.runtime.heal_transport import SafeHTTPTransport
 
 
-class AdvertisedHTTPTransport(HTTPTransport):  # type: ignore[type-arg]
+class AdvertisedHTTPTransport(SafeHTTPTransport):  # type: ignore[type-arg]
     def __init__(self, host: str, timeout: timedelta, num_chunks: int = 0) -> None:
         self._advertise_host = host  # set first: the base constructor logs address()
         super().__init__(timeout=timeout, num_chunks=num_chunks)
