@@ -250,7 +250,10 @@ def test_a_full_disk_part_way_through_a_save_loses_nothing_already_saved(
     message = str(err.value)
     assert "\n" not in message
     assert message.startswith("checkpoint of step 11 not written to ")
-    assert "the disk is full" in message and "older checkpoints are intact" in message
+    assert (
+        "the disk is full" in message
+        and "checkpoints already on disk are untouched (newest: step_00000009)" in message
+    )
     # Nothing new under any name a later load could pick, nothing old changed or pruned.
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
         older.name,
@@ -366,6 +369,7 @@ def test_a_trainer_on_a_full_disk_warns_in_one_line_and_trains_on(tmp_path, monk
     warnings = [line for line in capsys.readouterr().out.splitlines() if "warning" in line]
     assert len(warnings) == 2, warnings  # one line per failed checkpoint (steps 2 and 4)
     assert warnings[0].startswith("warning: checkpoint of step 2 not written to ")
+    assert "there is no older checkpoint" in warnings[0]
     assert "the disk is full" in warnings[0] and warnings[0].endswith(
         "training goes on from memory"
     )

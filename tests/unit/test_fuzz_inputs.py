@@ -4,8 +4,8 @@ Property: every parser either accepts its input or raises `UsageError` (one line
 field + fix); the CLI exits with code 2 and one error message. Inputs are built
 from each format's own grammar (known keys, near-miss keys, hostile values) so
 that hypothesis reaches the validation code, not just the first syntax check.
-Known bugs are pinned by `xfail(strict=True)` tests at the bottom: when one is
-fixed its test passes unexpectedly and fails the suite, so the mark is removed.
+What fuzzing found is kept at the bottom as plain repro tests (they were
+`xfail(strict=True)` while the bugs were open); a new one goes there the same way.
 """
 
 from __future__ import annotations

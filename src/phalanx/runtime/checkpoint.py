@@ -12,7 +12,7 @@ checkpoint is parsed in full and checked against the model before any of it
 is applied, so a refused one leaves the training state as it was. Loading
 never deletes anything: a damaged checkpoint stays on disk for a person to
 look at. Saving raises `CheckpointSaveError` (an OSError) with one line that
-says what was not written and that the older checkpoints are intact; what a
+says what was not written and that the older checkpoints are untouched; what a
 worker does then (train on, from memory) is the trainer's decision.
 """
 
@@ -49,7 +49,7 @@ class CheckpointError(Exception):
 
 
 class CheckpointSaveError(OSError):
-    """A checkpoint could not be written (a full disk, a lost mount); older ones are intact.
+    """A checkpoint could not be written (a full disk, a lost mount); older ones are untouched.
 
     `str()` is one line for a user; `errno` is the cause's (ENOSPC for a full disk).
     """
@@ -200,7 +200,11 @@ def _save_failure(step: int, root: Path, err: OSError) -> str:
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
         why = f"the disk is full ({why})"
     kept = [p.name for p in list_checkpoints(root.parent)]
-    older = f"the older checkpoints are intact (newest: {kept[0]})" if kept else "none is on disk"
+    older = (
+        f"the checkpoints already on disk are untouched (newest: {kept[0]})"
+        if kept
+        else "there is no older checkpoint"
+    )
     return f"checkpoint of step {step} not written to {root}: {why}; {older}"
 
 
