@@ -121,3 +121,15 @@ def test_formatting():
     assert format_duration(None) == "-"
     assert format_energy(1500) == "1.5 kJ"
     assert format_energy(7.2e6) == "2.00 kWh"
+
+
+def test_thermal_guard_actions_show_in_the_fleet_view():
+    from phalanx.observe.fleet_view import FleetView
+
+    view = FleetView()
+    view.apply({"kind": "thermal", "replica": "r2", "source": "r2", "step": 9, "t": 1.0,
+                "action": "derate", "derate": 0.25, "temperature_c": 74.1, "throttle_c": 85.0})  # fmt: skip
+    assert "share cut, 75% off at 74.1 °C" in view.replica("r2").last_event
+    view.apply({"kind": "device_failure", "replica": "r2", "source": "r2", "t": 2.0,
+                "reason": "thermal shutdown at 100.1 °C"})  # fmt: skip
+    assert "thermal shutdown" in view.replica("r2").last_event

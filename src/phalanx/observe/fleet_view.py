@@ -193,6 +193,18 @@ class FleetView:
         view.state = "done"
         view.last_event = f"done at step {event.get('step')}"
 
+    def _thermal(self, event: dict[str, Any], name: str | None) -> None:
+        view = self.replica(name or "?")
+        cut = 1.0 - float(event.get("derate", 1.0))
+        verb = "share cut" if event.get("action") == "derate" else "share restored"
+        view.last_event = (
+            f"hot: {verb}, {cut:.0%} off at {event.get('temperature_c')} °C "
+            f"(throttles at {event.get('throttle_c')} °C)"
+        )
+
+    def _device_failure(self, event: dict[str, Any], name: str | None) -> None:
+        self.replica(name or "?").last_event = f"device failed: {event.get('reason')}"
+
     def _run_end(self, _event: dict[str, Any], _name: str | None) -> None:
         self.finished = True
 
@@ -264,4 +276,6 @@ _HANDLERS = {
     "worker_restart": FleetView._worker_restart,
     "worker_done": FleetView._worker_done,
     "run_end": FleetView._run_end,
+    "thermal": FleetView._thermal,
+    "device_failure": FleetView._device_failure,
 }
