@@ -26,7 +26,9 @@ EXACT_TOLERANCE = 1e-9  # float64: summation order moves results by ~1e-15
 class DataCount:
     duplicates: int = 0
     missing: int = 0
-    disagreements: int = 0  # participants of one commit that report different slices
+    # Step events of one committed step that report other slices or other participants:
+    # two quorums committed the same step (a second history), or members disagree.
+    disagreements: int = 0
     rollbacks: int = 0  # tie restores: committed steps undone and redone from a checkpoint
 
 
@@ -74,7 +76,9 @@ def committed_history(events: list[dict[str, Any]], data: DataCount) -> dict[int
                 del history[step]
         elif kind == "step":
             first = history.setdefault(event["step"], event)
-            if first["ranges"] != event["ranges"]:
+            if first["ranges"] != event["ranges"] or sorted(first["participants"]) != sorted(
+                event["participants"]
+            ):
                 data.disagreements += 1
     return history
 
@@ -176,7 +180,8 @@ def check_run(
         )
     if verdict.data.disagreements:
         verdict.violations.append(
-            f"{verdict.data.disagreements} step events disagree on a committed step's slices"
+            f"{verdict.data.disagreements} step events disagree on a committed step's slices "
+            "or participants"
         )
     # A host's summary counts only the steps its own replicas took part in: with hosts,
     # the fleet's data is the merged events' (above), and no summary speaks for the fleet.
