@@ -379,3 +379,28 @@ def test_a_trainer_on_a_full_disk_warns_in_one_line_and_trains_on(tmp_path, monk
         e for e in phalanx.observe.events.read_events(tmp_path) if e["kind"] == "checkpoint_failed"
     ]
     assert [e["step"] for e in failed] == [2, 4]
+
+
+def test_a_full_disk_at_the_final_model_write_is_one_line_and_exit_4(tmp_path, monkeypatch, capsys):
+    """The run's last write fails: one clear line, exit code 4, no partial file left."""
+    import phalanx.runtime.trainer as trainer_module
+    from phalanx.errors import EXIT_FATAL
+
+    def full_disk(model, path):
+        with open(path, "wb") as f:
+            f.write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(trainer_module, "save_model", full_disk)
+    trainer = trainer_module.Trainer.__new__(trainer_module.Trainer)
+    trainer.steps = 1
+    trainer.out_dir = tmp_path
+    trainer.model = torch.nn.Linear(2, 2)
+    trainer.state = type("S", (), {"fleet": type("F", (), {"step": 1})()})()
+    with pytest.raises(SystemExit) as stopped:
+        trainer._write_model()
+    assert stopped.value.code == EXIT_FATAL
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith("error: the final model could not be written")
+    assert "No space left" in out[0] and "--resume" in out[0]
+    assert list(tmp_path.iterdir()) == []

@@ -304,6 +304,11 @@ class Launcher:
             self.view.apply(event)
             if event.get("kind") == "fault" and event.get("fault") == "kill":
                 self._fired_kills.setdefault(event["replica"], []).append(event)
+            elif event.get("kind") == "checkpoint_failed":  # a full disk: say so, training goes on
+                self.printer.say(
+                    f"warning: {event.get('replica')}: checkpoint of step {event.get('step')} "
+                    f"not written ({event.get('reason')}); training goes on from memory"
+                )
         self._fire_lighthouse_faults()
         self.printer.maybe_print(self.view)
         if self.dashboard is not None:

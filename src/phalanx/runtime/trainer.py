@@ -173,7 +173,8 @@ class Trainer:
             raise UsageError(
                 "checkpoints",
                 f"none can be loaded ({err})",
-                "remove the damaged checkpoints or use a new out dir",
+                "restore a good checkpoint from a backup, or move the damaged ones away "
+                "to start again from step 0",
             ) from None
         if loaded is None:
             return
@@ -569,8 +570,20 @@ class Trainer:
             return
         final = self.out_dir / "model.safetensors"
         tmp = self.out_dir / f".model.{os.getpid()}.safetensors"
-        save_model(self.model, str(tmp))
-        os.replace(tmp, final)
+        try:
+            save_model(self.model, str(tmp))
+            os.replace(tmp, final)
+        except Exception as err:  # safetensors reports a full disk as its own error type
+            tmp.unlink(missing_ok=True)
+            newest = ckpt.list_checkpoints(self.out_dir)
+            held = f"; the newest checkpoint is {newest[0]}" if newest else ""
+            print(
+                f"error: the final model could not be written to {final} "
+                f"({str(err).splitlines()[0] if str(err) else type(err).__name__}){held}. "
+                "Fix: free disk space, then run again with --resume",
+                flush=True,
+            )
+            raise SystemExit(EXIT_FATAL) from None
 
 
 def _default_device(model: torch.nn.Module) -> str:
