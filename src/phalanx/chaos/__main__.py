@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -103,7 +104,13 @@ def main(argv: list[str] | None = None) -> int:
         f" --jobs {args.jobs}"
         + ("" if args.budget_min is None else f" --budget-min {args.budget_min:g}"),
     )
-    records = run_campaign(config, log=lambda line: print(line, flush=True))
+    # SIGTERM as Ctrl-C: the campaign stops its fleets and namespaces before it exits.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        records = run_campaign(config, log=lambda line: print(line, flush=True))
+    except KeyboardInterrupt:
+        print("stopped; the results of the finished schedules are written", file=sys.stderr)
+        return 130
     return 0 if all(not r["violations"] for r in records) else 1
 
 

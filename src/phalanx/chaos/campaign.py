@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from phalanx.chaos import netns, report
+from phalanx.chaos import netns, report, runner
 from phalanx.chaos.invariants import Verdict, check_run
 from phalanx.chaos.runner import (
     Workload,
@@ -181,6 +181,7 @@ def run_campaign(config: CampaignConfig, log: Any = print) -> list[dict[str, Any
     schedule ends: the output does not depend on which job finished first.
     """
     config.out_dir.mkdir(parents=True, exist_ok=True)
+    runner.STOP.clear()
     started = time.monotonic()
     reference = run_reference(config.workload, config.out_dir / "reference")  # once per campaign
     info = campaign_info(config)
@@ -202,9 +203,17 @@ def run_campaign(config: CampaignConfig, log: Any = print) -> list[dict[str, Any
         for _ in range(config.jobs):
             submit_next()
         while running:
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            try:
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stop every fleet, keep the results
+                log("interrupted: stopping the running schedules")
+                runner.STOP.set()
+                upcoming = iter(())
+                continue
             for future in finished:
                 index = running.pop(future)
+                if runner.STOP.is_set():
+                    continue  # cut short by the stop, not by its faults: no record
                 record = done[index] = future.result()
                 _publish(config, info, started, done)
                 fired = sum(record["fired"].values())
@@ -219,6 +228,8 @@ def run_campaign(config: CampaignConfig, log: Any = print) -> list[dict[str, Any
                     f"{status}"
                 )
                 submit_next()
+    if runner.STOP.is_set():
+        raise KeyboardInterrupt  # the results so far are written; the caller says it stopped
     return [done[i] for i in sorted(done)]
 
 

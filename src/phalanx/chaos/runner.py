@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,10 @@ from typing import Any
 
 from phalanx.chaos import netns
 from phalanx.chaos.schedule import HARNESS_CATEGORIES, Schedule
+
+# Set when the campaign is interrupted: every running schedule kills its fleet and ends
+# (as at its deadline), so no fleet, namespace or bridge outlives the campaign.
+STOP = threading.Event()
 
 
 @dataclass(frozen=True)
@@ -95,13 +100,17 @@ def _run(argv: list[str], deadline_s: float) -> tuple[int | None, str]:
         text=True,
         start_new_session=True,
     )
-    try:
-        output, _ = process.communicate(timeout=deadline_s)
-        return process.returncode, output[-4000:]
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-        return None, (output or "")[-4000:]
+    end = time.monotonic() + deadline_s
+    while True:
+        try:  # in slices, so that a stopped campaign (STOP) does not wait for the deadline
+            output, _ = process.communicate(timeout=min(1.0, max(0.0, end - time.monotonic())))
+            return process.returncode, output[-4000:]
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= end or STOP.is_set():
+                break
+    os.killpg(process.pid, signal.SIGKILL)
+    output, _ = process.communicate()
+    return None, (output or "")[-4000:]
 
 
 def run_schedule(
@@ -226,7 +235,7 @@ def run_hosts_schedule(
 
 def _serving_port(log: Path, service: subprocess.Popen[bytes], deadline: float) -> int | None:
     """The port `phalanx lighthouse` printed, once it serves; None if it died or never did."""
-    while time.monotonic() < deadline and service.poll() is None:
+    while time.monotonic() < deadline and service.poll() is None and not STOP.is_set():
         text = log.read_text(errors="replace") if log.exists() else ""
         if "serving at" in text:
             return int(text.split("serving at", 1)[1].split()[0].rsplit(":", 1)[1])
@@ -251,8 +260,8 @@ def _drive_cuts(
     watch = _StepWatch([out / "events.jsonl" for out in outputs])
     while any(p.poll() is None for p in processes):
         now = time.monotonic()
-        if now > deadline:
-            return None
+        if now > deadline or STOP.is_set():
+            return None  # the caller's cleanup kills the hosts
         step = watch.poll()
         for fault in [f for f in pending if step + 1 >= f.step]:
             pending.remove(fault)
