@@ -156,7 +156,7 @@ def test_wrong_secret_never_reaches_the_lighthouse(gate):
     try:
         assert _closed_without_data(tunnel.port)
         assert gate.admitted == 0 and gate.refused == 1
-        assert tunnel.refused == 1 and tunnel.incarnation is None
+        assert tunnel.refused == tunnel.secret_rejected == 1 and tunnel.incarnation is None
         assert "not the fleet's secret" in lines[0]
         (refusal,) = gate.refusals
         assert refusal.peer.startswith("127.0.0.1:") and "wrong proof" in refusal.reason

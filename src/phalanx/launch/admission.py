@@ -66,6 +66,10 @@ class AdmissionRefused(Exception):
     """The other side did not prove it holds the fleet secret."""
 
 
+class SecretRejected(AdmissionRefused):
+    """The gate closed the connection on our proof: we do not hold its secret."""
+
+
 class LighthouseUnavailable(Exception):
     """The gate admitted us, but no lighthouse is up behind it right now."""
 
@@ -103,7 +107,7 @@ async def client_handshake(
     try:
         status = await reader.readexactly(1)
     except asyncio.IncompleteReadError:
-        raise AdmissionRefused(
+        raise SecretRejected(
             "the gate refused our proof: this --secret-file is not the fleet's secret"
         ) from None
     if status == _NO_LIGHTHOUSE:
@@ -359,6 +363,7 @@ class AdmissionTunnel:
         self._report = _RateLimit(REPORT_EVERY_S)
         self.incarnation: int | None = None
         self.refused = 0
+        self.secret_rejected = 0  # of those refusals: the gate did not take our proof
         self.unavailable = 0
         self._loop = _LoopThread("phalanx-admission-tunnel")
         try:
@@ -393,6 +398,7 @@ class AdmissionTunnel:
             )
         except AdmissionRefused as err:
             self.refused += 1
+            self.secret_rejected += isinstance(err, SecretRejected)
             self._say("refused", f"admission: {err}")
             incarnation = None
         except LighthouseUnavailable:

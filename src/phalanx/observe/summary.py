@@ -163,26 +163,35 @@ def _lighthouse_restarts(
     """Each loss of the lighthouse: where the fleet was, how long it was down, the pause.
 
     pause_s runs from the loss (a kill, or the launcher seeing it dead) to the
-    first commit of a step no replica had committed before the loss: what the
-    fleet lost, one step's own compute included.
+    first commit of a step whose quorum was answered after the loss: what the
+    fleet lost, one step's own compute included. (A step in flight at the loss
+    needs no lighthouse to commit, so its commit does not end the pause.)
     """
     restarts = []
     ups = [e for e in events if e.get("kind") == "lighthouse_restart"]
+    steps = [e for e in events if e.get("kind") == "step"]
     for down in (e for e in events if e.get("kind") == "lighthouse_down"):
         t = down["t"]
         done = [step for step_t, step in step_times if step_t <= t]
-        last = max(done) if done else -1
-        later = [step_t for step_t, step in step_times if step_t > t and step > last]
+        recovered = [e["t"] for e in steps if _quorum_answered_t(e) > t]
         up = next((u for u in ups if u["t"] >= t), None)
         restarts.append(
             {
-                "at_step": last + 1,
+                "at_step": (max(done) + 1) if done else 0,
                 "cause": down.get("cause"),
                 "down_s": up["down_s"] if up else None,
-                "pause_s": round(later[0] - t, 4) if later else None,
+                "pause_s": round(min(recovered) - t, 4) if recovered else None,
             }
         )
     return restarts
+
+
+def _quorum_answered_t(step: dict[str, Any]) -> float:
+    """When this step's quorum was answered: its commit time less the phases after it."""
+    after_s = sum(
+        float(step.get(k) or 0.0) for k in ("compute_s", "allreduce_s", "commit_s", "guard_s")
+    )
+    return float(step["t"]) - after_s
 
 
 def _last(events: list[dict[str, Any]], kind: str, skip: set[str]) -> dict[str, Any] | None:

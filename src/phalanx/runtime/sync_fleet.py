@@ -29,6 +29,7 @@ QUORUM_RETRY_S = 0.1  # between quorum attempts while no lighthouse answers
 # leaves our call hanging until the quorum timeout, so never let it run out first:
 # the quorum timeout, not this count, bounds each call.
 QUORUM_RETRIES = 100_000
+ADMISSION_CHECK_S = 10.0  # how long a new worker waits for its first handshake's verdict
 
 
 class _QuorumRecorder:
@@ -148,6 +149,32 @@ class FleetSync:
         self.manager._client = self._recorder  # type: ignore[assignment]
         self.quorum_id: int | None = None
         self._last_error = ""
+        if self._tunnel is not None:
+            self._check_admitted(config)
+
+    def _check_admitted(self, config: WorkerConfig) -> None:
+        """A wrong secret is a usage error, said at once (not a quorum that never comes).
+
+        torchft's heartbeats dial the tunnel right after the Manager starts; the
+        first handshake tells whether the gate takes our secret.
+        """
+        from phalanx.errors import UsageError
+
+        deadline = time.monotonic() + ADMISSION_CHECK_S
+        tunnel = self._tunnel
+        while (
+            tunnel.incarnation is None
+            and not tunnel.secret_rejected
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.02)  # polling the tunnel's first handshake, with a deadline
+        if tunnel.incarnation is None and tunnel.secret_rejected:
+            raise UsageError(
+                "--secret-file",
+                f"is not the secret of the fleet at {config.lighthouse} (its gate refused us)",
+                "pass the file `phalanx lighthouse` printed for that fleet",
+                config.secret_file,
+            )
 
     def set_step(self, step: int) -> None:
         """Tell torchft where a checkpoint left us, before the first quorum."""
@@ -157,6 +184,12 @@ class FleetSync:
         """Join the next quorum (healing first if behind); return the ordered participants."""
         self._start_quorum()
         result = self._recorder.last
+        if self.quorum_id is not None and result.quorum_id >> 32 != self.quorum_id >> 32:
+            print(
+                f"{self.name}: quorum {result.quorum_id} from a restarted lighthouse: "
+                "torchft rebuilds the process group under a new prefix",
+                flush=True,
+            )
         self.quorum_id = result.quorum_id
         names = {stable_name(rid) for rid in result.replica_ids}
         if len(names) < len(result.replica_ids):
