@@ -49,7 +49,8 @@ class FaultInjector:
             data = fault.to_json()
             data.pop("replica")
             data["fault"] = data.pop("kind")
-            self.events.emit("fault", replica=f"r{fault.replica}", **data)
+            # The worker's name (its events' source): `hN-r0` on a host, not the spec's index.
+            self.events.emit("fault", replica=self.events.source, **data)
 
     def at(self, phase: str, step: int) -> None:
         """Fire any kill or hang planned for this step and phase."""
