@@ -93,7 +93,14 @@ def run_one(
     result = run(schedule, config.workload, run_dir, config.deadline_s)
     w = config.workload
     verdict = check_run(
-        run_dir, result.returncode, reference, w.steps, w.batch, w.timeout_s, result.outputs
+        run_dir,
+        result.returncode,
+        reference,
+        w.steps,
+        w.batch,
+        w.timeout_s,
+        result.outputs,
+        result.host_codes,
     )
     repro = shlex.join(_repro(schedule, w))
     record = _record(schedule, verdict, result.wall_s, result.returncode, repro)

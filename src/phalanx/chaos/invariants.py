@@ -140,8 +140,14 @@ def check_run(
     batch: int,
     timeout_s: float,
     outputs: tuple[Path, ...] = (),
+    host_codes: tuple[int | None, ...] = (),
 ) -> Verdict:
-    """Check one run; `outputs` are the hosts' run dirs (default: `run_dir`, one host)."""
+    """Check one run; `outputs` are the hosts' run dirs (default: `run_dir`, one host).
+
+    With hosts (`host_codes`, one replica each), a host whose replica was killed for
+    good or quarantined has nothing to finish: its `phalanx run` exits 1, as designed.
+    Every other host must exit 0 with the final model.
+    """
     verdict = Verdict()
     events = read_events(run_dir)
     outputs = outputs or (run_dir,)
@@ -161,7 +167,17 @@ def check_run(
         verdict.violations.append("did not finish before the deadline")
     elif returncode != 0:
         verdict.violations.append(f"phalanx run exited with code {returncode}")
+    gone = {
+        name
+        for name, fired in fired_by.items()
+        if any(category == "kill_down" for _, category in fired)
+    } | {e["replica"] for e in events if e.get("kind") == "quarantine"}
+    for out, code in zip(outputs, host_codes, strict=False):
+        if f"{out.name}-r0" not in gone and code != 0:
+            verdict.violations.append(f"host {out.name} exited with code {code}")
     for out, summary in zip(outputs, summaries, strict=True):
+        if host_codes and f"{out.name}-r0" in gone:
+            continue  # down for good (as planned) or quarantined (checked below)
         if not summary.get("completed") or not (out / "model.safetensors").exists():
             where = "" if out == run_dir else f" ({out.name})"
             verdict.violations.append(f"the run did not complete all steps{where}")

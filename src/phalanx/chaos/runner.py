@@ -58,6 +58,7 @@ class RunResult:
     wall_s: float
     output_tail: str
     outputs: tuple[Path, ...] = ()  # where summary.json and model.safetensors are: every host
+    host_codes: tuple[int | None, ...] = ()  # each host's `phalanx run` exit code (hosts runs)
 
 
 def fleet_command(schedule: Schedule, workload: Workload, run_dir: Path) -> list[str]:
@@ -219,8 +220,9 @@ def run_hosts_schedule(
             for i, host in enumerate(hosts):
                 argv = host_command(schedule, workload, i, outputs[i], f"{subnet}.1:{port}", secret)
                 processes.append(net.spawn(host, argv, logs[i]))
-            code = _drive_cuts(schedule, net, hosts, processes, outputs, harness_events,
-                               started + deadline_s)  # fmt: skip
+            finished = _drive_cuts(schedule, net, hosts, processes, outputs, harness_events,
+                                   started + deadline_s)  # fmt: skip
+            code = 0 if finished else None  # each host's own code is checked on its own
     finally:
         net.cleanup()
     wall_s = time.monotonic() - started
@@ -230,7 +232,8 @@ def run_hosts_schedule(
         for log in [run_dir / "lighthouse.out", *logs]
         if log.exists()
     )
-    return RunResult(run_dir, code, wall_s, tail, outputs)
+    codes = tuple(p.returncode for p in processes)
+    return RunResult(run_dir, code, wall_s, tail, outputs, codes)
 
 
 def _serving_port(log: Path, service: subprocess.Popen[bytes], deadline: float) -> int | None:
@@ -251,8 +254,8 @@ def _drive_cuts(
     outputs: tuple[Path, ...],
     harness_events: list[dict[str, Any]],
     deadline: float,
-) -> int | None:
-    """Fire the network cuts at their steps until every host exits; the hosts' exit code."""
+) -> bool:
+    """Fire the network cuts at their steps until every host exits (True), or the deadline."""
     pending = sorted(
         (f.parsed() for f in schedule.faults if f.category == "netcut"), key=lambda f: f.step
     )
@@ -261,7 +264,7 @@ def _drive_cuts(
     while any(p.poll() is None for p in processes):
         now = time.monotonic()
         if now > deadline or STOP.is_set():
-            return None  # the caller's cleanup kills the hosts
+            return False  # the caller's cleanup kills the hosts
         step = watch.poll()
         for fault in [f for f in pending if step + 1 >= f.step]:
             pending.remove(fault)
@@ -283,8 +286,7 @@ def _drive_cuts(
                      "replica": f"h{replica}-r0"}
                 )  # fmt: skip
         time.sleep(POLL_S)  # polling tick over the hosts' events, not synchronisation
-    codes = [p.returncode for p in processes]
-    return next((c for c in codes if c != 0), 0)
+    return True
 
 
 def _merge_events(
