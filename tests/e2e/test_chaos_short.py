@@ -55,23 +55,25 @@ def test_concurrent_jobs_keep_records_in_index_order(tmp_path: Path, monkeypatch
 
     from phalanx.chaos import campaign
 
-    one_done = threading.Event()
+    finished: list[str] = []
+    one_logged = threading.Event()  # set once the campaign has taken schedule 1's record
 
     def fake_check(config, index, reference):
         if index == 0:
-            assert one_done.wait(timeout=60)  # finish after schedule 1 (a test hang fails)
+            assert one_logged.wait(timeout=60)  # finish after schedule 1 (a test hang fails)
         schedule = generate(config.seed, index, STEPS, 2.0, fleets=SMALL_FLEETS)
-        record = {**schedule.to_json(), "planned": {}, "fired": {}, "survived": {},
-                  "completed": True, "exact": True, "data": {"duplicates": 0, "missing": 0,
-                  "rollbacks": 0}, "quarantined": [], "false_blames": [], "violations": [],
-                  "wall_s": 1.0}  # fmt: skip
-        if index == 1:
-            one_done.set()
-        return record
+        return {**schedule.to_json(), "planned": {}, "fired": {}, "survived": {},
+                "completed": True, "exact": True, "data": {"duplicates": 0, "missing": 0,
+                "rollbacks": 0}, "quarantined": [], "false_blames": [], "violations": [],
+                "wall_s": 1.0}  # fmt: skip
+
+    def log(line: str) -> None:
+        finished.append(line)
+        if line.startswith("schedule 1 "):
+            one_logged.set()
 
     monkeypatch.setattr(campaign, "check_schedule", fake_check)
     monkeypatch.setattr(campaign, "run_reference", lambda workload, run_dir: run_dir)
-    finished: list[str] = []
     config = CampaignConfig(
         schedules=3,
         seed=SEED,
@@ -80,7 +82,7 @@ def test_concurrent_jobs_keep_records_in_index_order(tmp_path: Path, monkeypatch
         results_json=tmp_path / "chaos.json",
         jobs=2,
     )
-    records = run_campaign(config, log=finished.append)
+    records = run_campaign(config, log=log)
     assert [r["index"] for r in records] == [0, 1, 2]
     assert finished[0].startswith("schedule 1 ")  # 1 really finished first
     import json
@@ -167,3 +169,31 @@ def test_guard_vetoes_a_flipped_gradient_without_history() -> None:
     grad[0] = 0.0
     flip_bit(grad, None)
     assert GradientSanity().check(float(grad.norm()), share=1, global_batch_size=48) is not None
+
+
+def test_continue_keeps_earlier_records_and_runs_the_rest(tmp_path: Path, monkeypatch) -> None:
+    """--continue: a campaign cut short by its budget is completed, not restarted."""
+    from phalanx.chaos import campaign
+
+    ran: list[int] = []
+
+    def fake_check(config, index, reference):
+        ran.append(index)
+        return {"index": index, "emulate": "1", "faults": [], "fired": {}, "violations": [],
+                "wall_s": 1.0}  # fmt: skip
+
+    monkeypatch.setattr(campaign, "check_schedule", fake_check)
+    monkeypatch.setattr(campaign, "run_reference", lambda workload, run_dir: run_dir)
+    earlier = {"index": 1, "emulate": "1", "faults": [], "fired": {}, "violations": ["kept"]}
+    config = CampaignConfig(
+        schedules=3,
+        seed=SEED,
+        out_dir=tmp_path / "chaos",
+        workload=Workload(script=MLP, steps=STEPS),
+        previous=(earlier,),
+        code_label="later",
+    )
+    records = run_campaign(config, log=lambda line: None)
+    assert sorted(ran) == [0, 2]
+    assert [r["index"] for r in records] == [0, 1, 2]
+    assert records[1]["violations"] == ["kept"] and records[0]["code"] == "later"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 from pathlib import Path
@@ -50,6 +51,13 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated fault categories to leave out (e.g. netcut)",
     )
     parser.add_argument(
+        "--continue",
+        dest="resume",
+        action="store_true",
+        help="keep the schedules already in --results (same seed and steps), run the rest",
+    )
+    parser.add_argument("--code-label", default=None, help="what code is under test (recorded)")
+    parser.add_argument(
         "--jobs", type=int, default=1, help="schedules run at once (each its own fleet and ports)"
     )
     return parser
@@ -73,6 +81,16 @@ def _validate(args: argparse.Namespace) -> None:
         raise UsageError("--script", "does not exist", "pass examples/mlp.py", str(args.script))
 
 
+def _previous(args: argparse.Namespace) -> tuple[tuple[dict, ...], str | None]:
+    """The records and command of an earlier run of this campaign in --results."""
+    if not args.results.exists():
+        return (), None
+    document = json.loads(args.results.read_text())
+    if document.get("seed") != args.seed or document["workload"]["steps"] != args.steps:
+        raise UsageError("--continue", "--results holds another campaign", "drop --continue")
+    return tuple(document["schedules"]), document.get("command")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -84,6 +102,16 @@ def main(argv: list[str] | None = None) -> int:
     for category, why in left_out.items():
         print(f"{category}: {why}", flush=True)
     only = None if args.only is None else tuple(int(i) for i in args.only.split(","))
+    try:
+        previous, before = _previous(args) if args.resume else ((), None)
+    except UsageError as err:
+        print(f"error: {err.message()}", file=sys.stderr)
+        return EXIT_USAGE
+    command = (
+        f"--schedules {args.schedules} --seed {args.seed} --steps {args.steps} --jobs {args.jobs}"
+        + ("" if args.budget_min is None else f" --budget-min {args.budget_min:g}")
+        + (" --continue" if args.resume else "")
+    )
     config = CampaignConfig(
         schedules=args.schedules,
         seed=args.seed,
@@ -100,9 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         categories=categories,
         only=only,
         left_out=tuple(left_out.items()),
-        command=f"--schedules {args.schedules} --seed {args.seed} --steps {args.steps}"
-        f" --jobs {args.jobs}"
-        + ("" if args.budget_min is None else f" --budget-min {args.budget_min:g}"),
+        previous=previous,
+        code_label=args.code_label,
+        command=command if before is None else f"{before}, then {command}",
     )
     # SIGTERM as Ctrl-C: the campaign stops its fleets and namespaces before it exits.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

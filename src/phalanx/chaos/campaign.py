@@ -44,6 +44,10 @@ class CampaignConfig:
     jobs: int = 1  # schedules run at once (emulated chips mostly sleep)
     categories: tuple[str, ...] = CATEGORIES  # fault categories drawn (see available_categories)
     only: tuple[int, ...] | None = None  # run just these schedule indices (a repro)
+    # Records of an earlier, interrupted run of the same campaign (--continue): kept,
+    # and their indices not run again.
+    previous: tuple[dict[str, Any], ...] = ()
+    code_label: str | None = None  # what code was under test, kept on each new record
     left_out: tuple[tuple[str, str], ...] = ()  # (category, why): shown beside the table
 
 
@@ -192,9 +196,9 @@ def run_campaign(config: CampaignConfig, log: Any = print) -> list[dict[str, Any
     started = time.monotonic()
     reference = run_reference(config.workload, config.out_dir / "reference")  # once per campaign
     info = campaign_info(config)
-    done: dict[int, dict[str, Any]] = {}
+    done: dict[int, dict[str, Any]] = {r["index"]: r for r in config.previous}
     indices = config.only if config.only is not None else tuple(range(config.schedules))
-    upcoming = iter(indices)
+    upcoming = iter(i for i in indices if i not in done)
     with ThreadPoolExecutor(max_workers=config.jobs, thread_name_prefix="chaos") as pool:
         running: dict[Future[dict[str, Any]], int] = {}
 
@@ -222,6 +226,8 @@ def run_campaign(config: CampaignConfig, log: Any = print) -> list[dict[str, Any
                 if runner.STOP.is_set():
                     continue  # cut short by the stop, not by its faults: no record
                 record = done[index] = future.result()
+                if config.code_label is not None:
+                    record["code"] = config.code_label
                 _publish(config, info, started, done)
                 fired = sum(record["fired"].values())
                 status = (

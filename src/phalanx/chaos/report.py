@@ -107,6 +107,10 @@ def markdown(campaign: dict[str, Any], records: list[dict[str, Any]]) -> str:
         f"| wall time per schedule: median / max | {t['wall_s_median']} s / {t['wall_s_max']} s |",
         "",
     ]
+    labels = Counter(str(r.get("code", "unlabelled")) for r in records)
+    if len(labels) > 1 or "unlabelled" not in labels:
+        parts = ", ".join(f"{label}: {n}" for label, n in sorted(labels.items()))
+        lines += [f"Code under test (schedules): {parts}.", ""]
     for category, why in campaign.get("left_out", {}).items():
         lines += [f"Not injected: {DESCRIPTIONS[category]} ({why}).", ""]
     failing = [r for r in records if r["violations"]]
