@@ -194,11 +194,15 @@ def run_campaign(config: CampaignConfig, log: Any = print) -> list[dict[str, Any
     config.out_dir.mkdir(parents=True, exist_ok=True)
     runner.STOP.clear()
     started = time.monotonic()
-    reference = run_reference(config.workload, config.out_dir / "reference")  # once per campaign
     info = campaign_info(config)
     done: dict[int, dict[str, Any]] = {r["index"]: r for r in config.previous}
     indices = config.only if config.only is not None else tuple(range(config.schedules))
-    upcoming = iter(i for i in indices if i not in done)
+    todo = [i for i in indices if i not in done]
+    upcoming = iter(todo)
+    if not todo:  # nothing left to run (--continue): just write the results again
+        _publish(config, info, started, done)
+        return [done[i] for i in sorted(done)]
+    reference = run_reference(config.workload, config.out_dir / "reference")  # once per campaign
     with ThreadPoolExecutor(max_workers=config.jobs, thread_name_prefix="chaos") as pool:
         running: dict[Future[dict[str, Any]], int] = {}
 
@@ -213,6 +217,8 @@ def run_campaign(config: CampaignConfig, log: Any = print) -> list[dict[str, Any
 
         for _ in range(config.jobs):
             submit_next()
+        if not running:  # the budget was spent before any schedule started
+            _publish(config, info, started, done)
         while running:
             try:
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)

@@ -47,6 +47,8 @@ def totals(records: list[dict[str, Any]]) -> dict[str, Any]:
         "duplicates": sum(r["data"]["duplicates"] for r in records),
         "missing": sum(r["data"]["missing"] for r in records),
         "rollbacks": sum(r["data"]["rollbacks"] for r in records),
+        "disagreements": sum(r["data"].get("disagreements", 0) for r in records),
+        "second_history": sum(1 for r in records if r["data"].get("disagreements", 0)),
         "quarantined": sum(len(r["quarantined"]) for r in records),
         "rejoined": sum(r.get("rejoined", 0) for r in records),
         "false_blames": sum(len(r["false_blames"]) for r in records),
@@ -98,6 +100,8 @@ def markdown(campaign: dict[str, Any], records: list[dict[str, Any]]) -> str:
         f"| exact math (max abs param diff < 1e-9 vs one process) | "
         f"{sum(1 for r in records if r['exact'])} of {t['schedules']} |",
         f"| data lost: duplicate / missing samples | {t['duplicates']} / {t['missing']} |",
+        f"| runs where step events disagree on a committed step (slices or participants; "
+        f"e.g. a second history) | {t['second_history']} ({t['disagreements']} events) |",
         f"| healthy replicas quarantined | "
         f"{sum(1 for r in records for v in r['violations'] if 'quarantined' in v)} |",
         f"| replicas quarantined (each after 3 injected corruptions) | {t['quarantined']} |",
