@@ -56,6 +56,11 @@ def test_lighthouse_killed_mid_run_training_completes_exact(tmp_path, reference_
     assert not [
         e for e in all_events if e["kind"] in ("worker_exit", "worker_restart") and e.get("code")
     ]
+    # The launcher said so as it happened (an event, and a line on its console).
+    (recovered,) = [e for e in all_events if e["kind"] == "lighthouse_recovered"]
+    assert recovered["pause_s"] == pytest.approx(restart["pause_s"], abs=0.05)  # same measure
+    assert "lighthouse lost (injected)" in result.stdout
+    assert "training goes on at step" in result.stdout
     restart_t = next(e["t"] for e in all_events if e["kind"] == "lighthouse_restart")
     steps_after = [e for e in all_events if e["kind"] == "step" and e["t"] > restart_t]
     assert len({e["replica"] for e in steps_after}) >= 2  # the fleet trained on, not one survivor

@@ -27,7 +27,7 @@ from phalanx.observe.dashboard import Dashboard, start_dashboard
 from phalanx.observe.events import EventLog
 from phalanx.observe.fleet_view import FleetView
 from phalanx.observe.report import write_report_safely
-from phalanx.observe.summary import build_summary, write_summary
+from phalanx.observe.summary import build_summary, follows_restart, write_summary
 from phalanx.observe.tail import EventTail
 from phalanx.runtime.checkpoint import list_checkpoints
 from phalanx.runtime.worker_config import WorkerConfig
@@ -175,6 +175,8 @@ class Launcher:
         self._fired_kills: dict[str, list[dict]] = {}
         self.lighthouse: GatedLighthouse | None = None
         self._lighthouse_faults = [f for f in plan.faults if f.kind in FLEET_KINDS]
+        # The lighthouse_down event and the restart's time, until a step follows the restart.
+        self._lighthouse_lost: tuple[dict, float | None] | None = None
 
     def run(self) -> int:
         plan = self.plan
@@ -302,6 +304,7 @@ class Launcher:
     def _follow_events(self) -> None:
         for event in self.tail.read_new():
             self.view.apply(event)
+            self._note_lighthouse(event)
             if event.get("kind") == "fault" and event.get("fault") == "kill":
                 self._fired_kills.setdefault(event["replica"], []).append(event)
             elif event.get("kind") == "checkpoint_failed":  # a full disk: say so, training goes on
@@ -313,6 +316,22 @@ class Launcher:
         self.printer.maybe_print(self.view)
         if self.dashboard is not None:
             self.dashboard.publish(self.view)
+
+    def _note_lighthouse(self, event: dict) -> None:
+        """Say when training goes on after a lighthouse loss, and what the pause was."""
+        kind = event.get("kind")
+        if kind == "lighthouse_down":
+            self._lighthouse_lost = (event, None)
+            self.printer.say(f"lighthouse lost ({event.get('cause')}); replicas wait for a new one")
+        elif kind == "lighthouse_restart" and self._lighthouse_lost is not None:
+            self._lighthouse_lost = (self._lighthouse_lost[0], event["t"])
+        elif kind == "step" and self._lighthouse_lost is not None:
+            lost, restart_t = self._lighthouse_lost
+            if restart_t is not None and follows_restart(event, restart_t):
+                pause_s = round(event["t"] - lost["t"], 4)
+                self._lighthouse_lost = None
+                self.events.emit("lighthouse_recovered", step=event["step"], pause_s=pause_s)
+                self.printer.say(f"training goes on at step {event['step']}: paused {pause_s:.1f}s")
 
     def _fire_lighthouse_faults(self) -> None:
         """`--fault lighthouse:step=S`: kill the lighthouse once the fleet has committed S steps."""

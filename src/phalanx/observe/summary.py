@@ -15,6 +15,8 @@ from phalanx.observe.events import read_events
 from phalanx.observe.guard_summary import guard_summary
 
 SCHEMA = "phalanx.summary/1"
+# The lighthouse_restart event is written just after the gate turns to the new lighthouse.
+RESTART_EVENT_SLACK_S = 0.05
 SUMMARY_FILE = "summary.json"
 
 
@@ -163,7 +165,7 @@ def _lighthouse_restarts(
     """Each loss of the lighthouse: where the fleet was, how long it was down, the pause.
 
     pause_s runs from the loss (a kill, or the launcher seeing it dead) to the
-    first commit of a step whose quorum was answered after the loss: what the
+    first commit of a step whose quorum the new lighthouse answered: what the
     fleet lost, one step's own compute included. (A step in flight at the loss
     needs no lighthouse to commit, so its commit does not end the pause.)
     """
@@ -173,8 +175,8 @@ def _lighthouse_restarts(
     for down in (e for e in events if e.get("kind") == "lighthouse_down"):
         t = down["t"]
         done = [step for step_t, step in step_times if step_t <= t]
-        recovered = [e["t"] for e in steps if _quorum_answered_t(e) > t]
         up = next((u for u in ups if u["t"] >= t), None)
+        recovered = [e["t"] for e in steps if up is not None and follows_restart(e, up["t"])]
         restarts.append(
             {
                 "at_step": (max(done) + 1) if done else 0,
@@ -186,12 +188,19 @@ def _lighthouse_restarts(
     return restarts
 
 
-def _quorum_answered_t(step: dict[str, Any]) -> float:
-    """When this step's quorum was answered: its commit time less the phases after it."""
+def follows_restart(step: dict[str, Any], restart_t: float) -> bool:
+    """Whether this step's quorum came from the lighthouse (re)started at `restart_t`.
+
+    The quorum was answered at the commit time less the phases after it, or
+    earlier (what runs between the phases is not counted, so the estimate is
+    never early); a new lighthouse answers nothing before it is up. A step in
+    flight at the loss was answered before it: at least one lighthouse start
+    (0.3 s and more) earlier than any restart, far beyond the slack.
+    """
     after_s = sum(
         float(step.get(k) or 0.0) for k in ("compute_s", "allreduce_s", "commit_s", "guard_s")
     )
-    return float(step["t"]) - after_s
+    return float(step["t"]) - after_s > restart_t - RESTART_EVENT_SLACK_S
 
 
 def _last(events: list[dict[str, Any]], kind: str, skip: set[str]) -> dict[str, Any] | None:
