@@ -30,14 +30,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.fleet_helpers import MLP, events, phalanx, summary  # noqa: E402
+from tests.fleet_helpers import MLP, events, phalanx, qualified_fleet, summary  # noqa: E402
 
-QUALIFIED = '[device.qualification]\npassed = true\nlevel = "quick"\n'
-NEW = "speed = 1.0\n[device.power]\nidle_w = 60\nmax_w = 300\n"
-OLD = "speed = 0.35\n[device.power]\nidle_w = 50\nmax_w = 300\n"
-POWER_FLEET = "".join(
-    f'[[device]]\nid = "{name}"\nkind = "emulated"\n{body}{QUALIFIED}\n'
-    for name, body in (("new-0", NEW), ("new-1", NEW), ("old-0", OLD), ("old-1", OLD))
+NEW = "[device.power]\nidle_w = 60\nmax_w = 300\n"
+OLD = "[device.power]\nidle_w = 50\nmax_w = 300\n"
+POWER_FLEET = qualified_fleet(
+    ("new-0", 1.0, NEW), ("new-1", 1.0, NEW), ("old-0", 0.35, OLD), ("old-1", 0.35, OLD)
 )
 # 0.25 chip-seconds per core-second over the full fleet's 2.7 units of speed, on 2 cores:
 # the launcher's own choice for the full-power fleet, fixed so every config shares it.
@@ -55,12 +53,11 @@ BATCH = 256
 POWER_MLP_ARGS = ["--width", "256", "--repeat", "16", "--samples", "4096"]
 WARMUP_STEPS = 5
 
-HOT_FLEET = (
-    '[[device]]\nid = "cool-0"\nkind = "emulated"\nspeed = 0.05\n' + QUALIFIED
-    + '[[device]]\nid = "cool-1"\nkind = "emulated"\nspeed = 0.05\n' + QUALIFIED
-    + '[[device]]\nid = "hot"\nkind = "emulated"\nspeed = 0.05\n'
-    + "[device.thermal]\nresistance_c_per_w = 0.7\ntime_constant_s = 3.0\n" + QUALIFIED
-)  # fmt: skip
+HOT_FLEET = qualified_fleet(
+    ("cool-0", 0.05, ""),
+    ("cool-1", 0.05, ""),
+    ("hot", 0.05, "[device.thermal]\nresistance_c_per_w = 0.7\ntime_constant_s = 3.0\n"),
+)
 MLP_ARGS = ["--dtype", "float64", "--steps", "100", "--batch", "48", "--samples", "500",
             "--repeat", "6", "--checkpoint-every", "10"]  # fmt: skip
 

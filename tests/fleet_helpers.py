@@ -137,3 +137,12 @@ def wait_for(predicate, timeout_s: float, what: str) -> None:
 def kill_tree(process: subprocess.Popen) -> None:
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
+
+
+def qualified_fleet(*devices: tuple[str, float, str]) -> str:
+    """A fleet.toml of emulated chips marked as qualified: (id, speed, extra TOML tables)."""
+    return "".join(
+        f'[[device]]\nid = "{device_id}"\nkind = "emulated"\nspeed = {speed}\n{extra}'
+        '[device.qualification]\npassed = true\nlevel = "quick"\n\n'
+        for device_id, speed, extra in devices
+    )
