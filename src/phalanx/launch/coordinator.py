@@ -42,8 +42,9 @@ class GatedLighthouse:
         self._emit: EventSink = on_event or (lambda kind, **fields: None)
         self.restart_delay_s = restart_delay_s
         self.gate = AdmissionGate(
-            secret, settings.bind_host, settings.port, on_refused=self._on_refused
+            secret, settings.bind_host.strip("[]"), settings.port, on_refused=self._on_refused
         )
+        self.incarnation = 0  # of the lighthouse behind the gate (set by each start)
         self.restarts = 0
         self._down_since: float | None = None  # wall-clock time the lighthouse was lost
         self._restart_at: float | None = None  # monotonic time of the next restart attempt
@@ -56,13 +57,9 @@ class GatedLighthouse:
     @property
     def address(self) -> str:
         """What replicas dial (the gate), as http://HOST:PORT."""
-        wildcard = self._bound_host() in ("0.0.0.0", "::", "[::]")
-        host = "127.0.0.1" if wildcard else self._bound_host()
+        host = "127.0.0.1" if self.gate.host in ("0.0.0.0", "::") else self.gate.host
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.gate.port}"
-
-    def _bound_host(self) -> str:
-        return self.gate.host
 
     @property
     def up(self) -> bool:
