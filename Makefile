@@ -59,12 +59,12 @@ clean:
 
 # Chaos campaign (issue 9): randomised fault schedules against an emulated fleet, each
 # checked for completion, exact math, exactly-once data and no healthy replica quarantined.
-# chaos: the long run (200 schedules, CHAOS_JOBS at once; about 2 hours on 2 busy cores),
+# chaos: the long run (200 schedules, CHAOS_JOBS at once; about 95 minutes on 2 busy cores),
 # writes bench/results/chaos.json and docs/_generated/chaos_table.md and the table in
 # docs/reliability.md. CHAOS_BUDGET_MIN=M starts no schedule after M minutes. Network cuts
 # need root (network namespaces); without it they are left out and the table says so.
 # chaos-quick: 3 schedules, results beside them.
-CHAOS_JOBS ?= 3
+CHAOS_JOBS ?= 4
 .PHONY: chaos chaos-quick
 chaos: $(STAMP)
 	$(BIN)/python -m phalanx.chaos --schedules 200 --seed 1 --jobs $(CHAOS_JOBS) --out runs/chaos \
