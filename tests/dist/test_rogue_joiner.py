@@ -61,7 +61,9 @@ def test_only_an_admitted_tunnel_reaches_the_lighthouse_over_grpc(tmp_path):
                 LighthouseClient(address, connect_timeout=timeout).quorum(
                     replica_id="rogue", timeout=timeout
                 )
-        assert coordinator.gate.refused == 2 and coordinator.gate.admitted == 1
+        # (torchft's client may dial more than once: count kinds, not connections)
+        assert coordinator.gate.refused >= 2 and bad.secret_rejected >= 1
+        assert bad.incarnation is None and good.incarnation == coordinator.incarnation
     finally:
         good.close()
         bad.close()
