@@ -81,14 +81,14 @@ def _validate(args: argparse.Namespace) -> None:
         raise UsageError("--script", "does not exist", "pass examples/mlp.py", str(args.script))
 
 
-def _previous(args: argparse.Namespace) -> tuple[tuple[dict, ...], str | None]:
-    """The records and command of an earlier run of this campaign in --results."""
+def _previous(args: argparse.Namespace) -> tuple[tuple[dict, ...], str | None, float]:
+    """The records, command and wall time of an earlier run of this campaign in --results."""
     if not args.results.exists():
-        return (), None
+        return (), None, 0.0
     document = json.loads(args.results.read_text())
     if document.get("seed") != args.seed or document["workload"]["steps"] != args.steps:
         raise UsageError("--continue", "--results holds another campaign", "drop --continue")
-    return tuple(document["schedules"]), document.get("command")
+    return tuple(document["schedules"]), document.get("command"), float(document.get("wall_s", 0))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{category}: {why}", flush=True)
     only = None if args.only is None else tuple(int(i) for i in args.only.split(","))
     try:
-        previous, before = _previous(args) if args.resume else ((), None)
+        previous, before, wall_s = _previous(args) if args.resume else ((), None, 0.0)
     except UsageError as err:
         print(f"error: {err.message()}", file=sys.stderr)
         return EXIT_USAGE
@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         only=only,
         left_out=tuple(left_out.items()),
         previous=previous,
+        previous_wall_s=wall_s,
         code_label=args.code_label,
         command=command if before is None else f"{before}, then {command}",
     )

@@ -48,6 +48,7 @@ class CampaignConfig:
     # and their indices not run again.
     previous: tuple[dict[str, Any], ...] = ()
     code_label: str | None = None  # what code was under test, kept on each new record
+    previous_wall_s: float = 0.0  # the earlier run's wall time (--continue)
     left_out: tuple[tuple[str, str], ...] = ()  # (category, why): shown beside the table
 
 
@@ -257,7 +258,8 @@ def _publish(
 ) -> None:
     """Rewrite the results after every schedule, so an interrupted campaign keeps them."""
     records = [done[i] for i in sorted(done)]
-    info["wall_s"] = round(time.monotonic() - started, 1)
+    # With --continue, the earlier run's wall time counts too.
+    info["wall_s"] = round(config.previous_wall_s + time.monotonic() - started, 1)
     if config.results_json is not None:
         report.write_json(config.results_json, info, records)
     if config.table_md is not None:
