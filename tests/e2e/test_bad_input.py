@@ -4,7 +4,7 @@ import pytest
 
 from tests.fleet_helpers import MLP, phalanx
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 
 def _one_clear_line(result, *needles):
@@ -87,7 +87,7 @@ def test_standalone_script_with_bad_argument_has_no_traceback(tmp_path):
         [sys.executable, str(MLP), "--batch", "0", "--out", str(tmp_path)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=280,
     )
     _one_clear_line(result, "global_batch_size", "positive")
 
@@ -126,7 +126,7 @@ def test_resume_when_every_checkpoint_is_damaged(tmp_path):
         [sys.executable, str(MLP), *args, "--width", "16", "--out", str(run)],
         check=True,
         capture_output=True,
-        timeout=120,
+        timeout=280,
     )
     newest, older = sorted((run / "checkpoints").iterdir(), reverse=True)
     data = bytearray((newest / "model.safetensors").read_bytes())
