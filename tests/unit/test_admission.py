@@ -18,6 +18,14 @@ from phalanx.launch.admission import (
     AdmissionTunnel,
     split_address,
 )
+from phalanx.launch.fleet_progress import (
+    ANSWER_BYTES,
+    PURPOSE_PROGRESS,
+    REPORT_BYTES,
+    FleetProgress,
+    ProgressRecord,
+    ProgressReport,
+)
 from phalanx.launch.fleet_secret import generate_secret_file, load_or_create, load_secret
 
 pytestmark = pytest.mark.timeout(60)
@@ -174,8 +182,10 @@ def test_a_fake_gate_is_not_trusted_by_the_tunnel():
         with conn:
             conn.recv(HELLO_BYTES)
             conn.sendall(MAGIC + bytes([VERSION]) + os.urandom(32))
-            conn.recv(32)
-            conn.sendall(b"\x01" + os.urandom(32) + (1).to_bytes(8, "big"))  # "admitted"
+            wanted = 32 + REPORT_BYTES  # the tunnel's proof and its report
+            while wanted > 0:
+                wanted -= len(conn.recv(wanted))
+            conn.sendall(b"\x01" + os.urandom(32) + bytes(ANSWER_BYTES))  # "admitted"
             while data := conn.recv(4096):
                 received.append(data)
 
@@ -335,3 +345,55 @@ def test_quorum_ids_carry_the_lighthouse_incarnation():
     incarnation["now"] = 2_000  # a restarted lighthouse numbers its quorums from 1 again
     assert recorder._quorum().quorum_id not in (before, 1)
     assert _QuorumRecorder(Client())._quorum().quorum_id == 1  # no tunnel: torchft's own id
+
+
+# ------------------------------------------------------------- fleet progress
+def test_progress_record_keeps_the_highest_step_and_the_completion():
+    record = ProgressRecord()
+    assert record.update(ProgressReport(PURPOSE_PROGRESS, 7), now_s=10.0) == FleetProgress(7)
+    assert record.update(ProgressReport(PURPOSE_PROGRESS, 3), now_s=11.0) == FleetProgress(7)
+    done = ProgressReport(PURPOSE_PROGRESS, 30, complete=True, launcher_age_s=20.0)
+    assert record.update(done, now_s=12.0) == FleetProgress(30, complete=True)
+    # A replica of that run (its launcher started 30 s ago), back late: told the run is done.
+    late = ProgressReport(PURPOSE_PROGRESS, 0, launcher_age_s=30.0)
+    assert record.update(late, now_s=40.0) == FleetProgress(30, complete=True)
+    assert record.runs == 1
+
+
+def test_a_launcher_started_after_the_completion_starts_a_new_run():
+    record = ProgressRecord()
+    record.update(ProgressReport(PURPOSE_PROGRESS, 30, complete=True), now_s=100.0)
+    fresh = ProgressReport(PURPOSE_PROGRESS, 0, launcher_age_s=5.0)  # launched at 195 > 100
+    assert record.update(fresh, now_s=200.0) == FleetProgress(0, complete=False)
+    assert record.runs == 2 and record.progress == FleetProgress(0)
+
+
+def test_report_round_trips_and_clamps_negative_values():
+    report = ProgressReport(PURPOSE_PROGRESS, 12, True, 3.25)
+    assert ProgressReport.unpack(report.pack()) == report
+    assert ProgressReport.unpack(ProgressReport(step=-1, launcher_age_s=-2).pack()).step == 0
+
+
+def test_tunnel_exchanges_progress_with_the_gate_without_the_lighthouse(gate):
+    gate.clear_upstream()  # progress needs no lighthouse
+    finisher = AdmissionTunnel(SECRET, gate.address)
+    late = AdmissionTunnel(SECRET, gate.address, launched_at_s=finisher.launched_at_s)
+    try:
+        assert late.exchange_progress(0, complete=False) == FleetProgress(0)
+        assert finisher.exchange_progress(30, complete=True) == FleetProgress(30, True)
+        assert late.exchange_progress(2, complete=False) == FleetProgress(30, True)
+        assert gate.admitted == 0 and gate.refused == 0  # nothing reached a lighthouse
+    finally:
+        finisher.close()
+        late.close()
+
+
+def test_a_wrong_secret_cannot_declare_the_run_complete(gate):
+    lines: list[str] = []
+    rogue = AdmissionTunnel(WRONG, gate.address, log=lines.append)
+    try:
+        assert rogue.exchange_progress(30, complete=True) is None
+        assert gate.progress.progress == FleetProgress(0) and gate.refused == 1
+        assert "could not exchange progress" in lines[0]
+    finally:
+        rogue.close()

@@ -146,7 +146,9 @@ def check_run(
 
     With hosts (`host_codes`, one replica each), a host whose replica was killed for
     good or quarantined has nothing to finish: its `phalanx run` exits 1, as designed.
-    Every other host must exit 0 with the final model.
+    Every other host must exit 0 with the final model, except one whose replica
+    came back after the fleet had finished (the gate told it so; its summary says
+    `finished_elsewhere`): it has no final model to write.
     """
     verdict = Verdict()
     events = read_events(run_dir)
@@ -178,9 +180,12 @@ def check_run(
     for out, summary in zip(outputs, summaries, strict=True):
         if host_codes and f"{out.name}-r0" in gone:
             continue  # down for good (as planned) or quarantined (checked below)
-        if not summary.get("completed") or not (out / "model.safetensors").exists():
+        has_model = (out / "model.safetensors").exists() or summary.get("finished_elsewhere")
+        if not summary.get("completed") or not has_model:
             where = "" if out == run_dir else f" ({out.name})"
             verdict.violations.append(f"the run did not complete all steps{where}")
+    if host_codes and not any((out / "model.safetensors").exists() for out in outputs):
+        verdict.violations.append("no host wrote the final model")
     verdict.completed = returncode == 0 and not verdict.violations
 
     # 2. Exactly-once data, from the raw step events.

@@ -12,18 +12,23 @@ A process without the secret never completes the handshake, so it never
 reaches the lighthouse, never enters a quorum, and its gradients are never in
 an allreduce: torchft builds each step's process group from the quorum.
 
-Handshake (version 1), all fields of fixed length:
+Handshake (version 2), all fields of fixed length:
 
     tunnel -> gate   MAGIC | version | client nonce (32 bytes)
     gate -> tunnel   MAGIC | version | gate nonce (32 bytes)
-    tunnel -> gate   HMAC-SHA256(secret, "tunnel" | version | client nonce | gate nonce)
-    gate             checks it (constant time), connects to the lighthouse, then
-    gate -> tunnel   1 | HMAC-SHA256(secret, "gate" | version | ...) | incarnation (8 bytes)
+    tunnel -> gate   HMAC-SHA256(secret, "tunnel" | version | nonces | report) | report
+    gate             checks it (constant time); for a lighthouse connection it
+                     connects to the lighthouse, then
+    gate -> tunnel   1 | HMAC-SHA256(secret, "gate" | version | nonces | answer) | answer
                      or 0: admitted, but no lighthouse is up right now
 
-The role inside each MAC keeps one side's answer from being replayed as the
-other's, and the two fresh nonces keep any old answer from being replayed at
-all. The gate reveals nothing keyed before the client has proved itself; the
+The report says what the connection is for (the lighthouse, or only the
+fleet's progress) and the replica's progress; the answer carries the
+lighthouse's incarnation and the fleet's progress (`fleet_progress.py`). Both
+are inside the MACs, so nobody without the secret can declare the run
+complete. The role inside each MAC keeps one side's answer from being replayed
+as the other's, and the two fresh nonces keep any old answer from being
+replayed at all. The gate reveals nothing keyed before the client has proved itself; the
 tunnel checks the gate's proof too, so a replica never talks to a fake gate.
 The incarnation names the lighthouse process the connection reaches (it
 changes when the lighthouse is restarted): see `FleetSync`'s use of it.
@@ -47,8 +52,20 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
+from phalanx.launch.fleet_progress import (
+    ANSWER_BYTES,
+    PURPOSE_LIGHTHOUSE,
+    PURPOSE_PROGRESS,
+    REPORT_BYTES,
+    FleetProgress,
+    ProgressRecord,
+    ProgressReport,
+    pack_answer,
+    unpack_answer,
+)
+
 MAGIC = b"PHLXADM\x00"
-VERSION = 1
+VERSION = 2
 NONCE_BYTES = 32
 MAC_BYTES = 32
 HELLO_BYTES = len(MAGIC) + 1 + NONCE_BYTES
@@ -74,8 +91,10 @@ class LighthouseUnavailable(Exception):
     """The gate admitted us, but no lighthouse is up behind it right now."""
 
 
-def _proof(secret: bytes, role: bytes, client_nonce: bytes, gate_nonce: bytes) -> bytes:
-    message = role + bytes([VERSION]) + client_nonce + gate_nonce
+def _proof(
+    secret: bytes, role: bytes, client_nonce: bytes, gate_nonce: bytes, payload: bytes
+) -> bytes:
+    message = role + bytes([VERSION]) + client_nonce + gate_nonce + payload
     return hmac.new(secret, message, hashlib.sha256).digest()
 
 
@@ -92,9 +111,13 @@ def _parse_hello(data: bytes) -> bytes:
 
 
 async def client_handshake(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, secret: bytes
-) -> int:
-    """The tunnel's side. Returns the incarnation of the lighthouse behind the gate."""
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    secret: bytes,
+    report: ProgressReport | None = None,
+) -> tuple[int, FleetProgress]:
+    """The tunnel's side: the lighthouse's incarnation and the fleet's progress."""
+    request = (report or ProgressReport()).pack()
     client_nonce = secrets.token_bytes(NONCE_BYTES)
     writer.write(_hello(client_nonce))
     await writer.drain()
@@ -102,7 +125,7 @@ async def client_handshake(
         gate_nonce = _parse_hello(await reader.readexactly(HELLO_BYTES))
     except asyncio.IncompleteReadError:
         raise AdmissionRefused("the gate closed the connection before its hello") from None
-    writer.write(_proof(secret, b"tunnel", client_nonce, gate_nonce))
+    writer.write(_proof(secret, b"tunnel", client_nonce, gate_nonce, request) + request)
     await writer.drain()
     try:
         status = await reader.readexactly(1)
@@ -113,13 +136,14 @@ async def client_handshake(
     if status == _NO_LIGHTHOUSE:
         raise LighthouseUnavailable("no lighthouse is up behind the gate")
     try:
-        answer = await reader.readexactly(MAC_BYTES + 8)
+        answer = await reader.readexactly(MAC_BYTES + ANSWER_BYTES)
     except asyncio.IncompleteReadError:
         raise AdmissionRefused("the gate closed the connection before its proof") from None
-    expected = _proof(secret, b"gate", client_nonce, gate_nonce)
+    payload = answer[MAC_BYTES:]
+    expected = _proof(secret, b"gate", client_nonce, gate_nonce, payload)
     if status != _ADMITTED or not hmac.compare_digest(answer[:MAC_BYTES], expected):
         raise AdmissionRefused("the gate does not hold the fleet secret (or is not a gate)")
-    return int.from_bytes(answer[MAC_BYTES:], "big")
+    return unpack_answer(payload)
 
 
 async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -236,6 +260,7 @@ class AdmissionGate:
         self.refused_by_peer: dict[str, int] = {}
         self.admitted = 0
         self.unavailable = 0  # admitted while no lighthouse was up
+        self.progress = ProgressRecord()  # the fleet's progress, as its replicas report it
         self._pending = 0
         self._report = _RateLimit(REPORT_EVERY_S)
         self._loop = _LoopThread("phalanx-admission-gate")
@@ -317,26 +342,32 @@ class AdmissionGate:
         gate_nonce = secrets.token_bytes(NONCE_BYTES)
         writer.write(_hello(gate_nonce))
         await writer.drain()
-        claimed = await reader.readexactly(MAC_BYTES)
+        claimed = await reader.readexactly(MAC_BYTES + REPORT_BYTES)
+        request = claimed[MAC_BYTES:]
         if not hmac.compare_digest(
-            claimed, _proof(self._secret, b"tunnel", client_nonce, gate_nonce)
+            claimed[:MAC_BYTES], _proof(self._secret, b"tunnel", client_nonce, gate_nonce, request)
         ):
             raise AdmissionRefused("wrong proof: the peer does not hold the fleet secret")
+        report = ProgressReport.unpack(request)
+        if report.purpose not in (PURPOSE_LIGHTHOUSE, PURPOSE_PROGRESS):
+            raise AdmissionRefused(f"unknown purpose {report.purpose}")
+        progress = self.progress.update(report)
         target, incarnation = self._upstream, self.incarnation
         upstream = None
-        if target is not None:
+        if report.purpose == PURPOSE_LIGHTHOUSE and target is not None:
             with contextlib.suppress(OSError):
                 upstream = await asyncio.open_connection(*target)
-        if upstream is None:
+        if report.purpose == PURPOSE_LIGHTHOUSE and upstream is None:
             self.unavailable += 1
             writer.write(_NO_LIGHTHOUSE)
             await writer.drain()
             return None
-        self.admitted += 1
-        proof = _proof(self._secret, b"gate", client_nonce, gate_nonce)
-        writer.write(_ADMITTED + proof + incarnation.to_bytes(8, "big"))
+        self.admitted += report.purpose == PURPOSE_LIGHTHOUSE
+        answer = pack_answer(incarnation, progress)
+        proof = _proof(self._secret, b"gate", client_nonce, gate_nonce, answer)
+        writer.write(_ADMITTED + proof + answer)
         await writer.drain()
-        return upstream
+        return upstream  # None for a progress report: the gate closes it
 
 
 class AdmissionTunnel:
@@ -355,13 +386,17 @@ class AdmissionTunnel:
         gate: str,
         handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
         log: Callable[[str], None] | None = None,
+        launched_at_s: float | None = None,
     ) -> None:
         self._secret = secret
         self._gate = split_address(gate)
+        # Wall-clock start of this replica's launcher (the gate tells runs apart by it).
+        self.launched_at_s = time.time() if launched_at_s is None else launched_at_s
         self.handshake_timeout_s = handshake_timeout_s
         self._log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self._report = _RateLimit(REPORT_EVERY_S)
         self.incarnation: int | None = None
+        self.fleet: FleetProgress | None = None  # the newest progress the gate told us
         self.refused = 0
         self.secret_rejected = 0  # of those refusals: the gate did not take our proof
         self.unavailable = 0
@@ -383,6 +418,38 @@ class AdmissionTunnel:
             self._server.close()
         self._loop.stop()
 
+    def _progress_report(
+        self, purpose: int, step: int = 0, complete: bool = False
+    ) -> ProgressReport:
+        return ProgressReport(purpose, step, complete, time.time() - self.launched_at_s)
+
+    def exchange_progress(self, step: int, complete: bool) -> FleetProgress | None:
+        """Tell the gate our committed steps (and that we finished); return the fleet's.
+
+        None when the gate cannot be reached or refuses us: the caller carries on
+        as if it had not asked (the lighthouse decides whether it can train).
+        """
+        report = self._progress_report(PURPOSE_PROGRESS, step, complete)
+        try:
+            return self._loop.run(self._exchange(report), timeout_s=2 * self.handshake_timeout_s)
+        except Exception as err:  # unreachable, refused, timed out: not knowing is not fatal
+            self._say("progress", f"admission: could not exchange progress with the gate ({err!r})")
+            return None
+
+    async def _exchange(self, report: ProgressReport) -> FleetProgress:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(*self._gate), timeout=self.handshake_timeout_s
+        )
+        try:
+            _, progress = await asyncio.wait_for(
+                client_handshake(reader, writer, self._secret, report),
+                timeout=self.handshake_timeout_s,
+            )
+        finally:
+            await _close(writer)
+        self.fleet = progress
+        return progress
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(asyncio.CancelledError):  # the tunnel closing
             await self._serve_one(reader, writer)
@@ -393,8 +460,11 @@ class AdmissionTunnel:
             gate = await asyncio.wait_for(
                 asyncio.open_connection(*self._gate), timeout=self.handshake_timeout_s
             )
-            incarnation = await asyncio.wait_for(
-                client_handshake(gate[0], gate[1], self._secret), timeout=self.handshake_timeout_s
+            incarnation, self.fleet = await asyncio.wait_for(
+                client_handshake(
+                    gate[0], gate[1], self._secret, self._progress_report(PURPOSE_LIGHTHOUSE)
+                ),
+                timeout=self.handshake_timeout_s,
             )
         except AdmissionRefused as err:
             self.refused += 1

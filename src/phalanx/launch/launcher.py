@@ -201,8 +201,10 @@ class Launcher:
         self.tail.read_new()  # a resumed run: do not replay the old run's events as progress
         # The start barrier only spans this host; across hosts `--min-replicas` does its job.
         slots = self._make_slots(lighthouse_address, f"127.0.0.1:{barrier.port}")
+        launched_at_s = time.time()
         for slot in slots:
             slot.config.secret_file = str(secret_file)
+            slot.config.launched_at_s = launched_at_s
         self.events.emit(
             "run_start",
             script=str(plan.script),
@@ -307,6 +309,11 @@ class Launcher:
             self._note_lighthouse(event)
             if event.get("kind") == "fault" and event.get("fault") == "kill":
                 self._fired_kills.setdefault(event["replica"], []).append(event)
+            elif event.get("kind") == "straggler_exit" and event.get("fleet_finished"):
+                self.printer.say(
+                    f"{event.get('replica')}: the fleet finished step {event.get('fleet_step')} "
+                    "while this replica was away; the final model is on the hosts that finished"
+                )
             elif event.get("kind") == "checkpoint_failed":  # a full disk: say so, training goes on
                 self.printer.say(
                     f"warning: {event.get('replica')}: checkpoint of step {event.get('step')} "

@@ -101,7 +101,17 @@ def build_summary(run_dir: str | Path) -> dict[str, Any]:
     reached_end = any(
         e.get("kind") == "worker_done" and int(e.get("step") or 0) >= planned_steps for e in events
     )
-    finished = planned_steps > 0 and (len(steps) >= planned_steps or reached_end)
+    # Or the fleet finished while this host's replica was away (the gate told it so):
+    # the run is complete, and its final model is on the hosts that finished it.
+    finished_elsewhere = any(
+        e.get("kind") == "straggler_exit"
+        and e.get("fleet_finished")
+        and int(e.get("fleet_step") or 0) >= planned_steps
+        for e in events
+    )
+    finished = planned_steps > 0 and (
+        len(steps) >= planned_steps or reached_end or finished_elsewhere
+    )
     last_status = _replica_status(events, replicas, finished)
     energy = energy_summary(events, samples, start)
     per_device_j = energy["per_device_j"] if energy else {}
@@ -134,6 +144,7 @@ def build_summary(run_dir: str | Path) -> dict[str, Any]:
         "steps": len(steps),
         "planned_steps": planned_steps,
         "completed": finished,
+        "finished_elsewhere": finished_elsewhere and not reached_end,
         "global_batch_size": global_batch_size,
         "samples": samples,
         "wall_s": round(wall_s, 3),

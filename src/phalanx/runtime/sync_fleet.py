@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch.distributed import ReduceOp
 
+from phalanx.launch.fleet_progress import FleetProgress
 from phalanx.runtime.state import TrainState
 from phalanx.runtime.worker_config import WorkerConfig
 
@@ -114,7 +115,11 @@ class FleetSync:
             from phalanx.launch.admission import AdmissionTunnel
             from phalanx.launch.fleet_secret import load_secret
 
-            self._tunnel = AdmissionTunnel(load_secret(config.secret_file), config.lighthouse)
+            self._tunnel = AdmissionTunnel(
+                load_secret(config.secret_file),
+                config.lighthouse,
+                launched_at_s=config.launched_at_s,
+            )
             lighthouse_addr = self._tunnel.address
         self.state = state
         timeout = timedelta(seconds=config.timeout_s)
@@ -252,6 +257,17 @@ class FleetSync:
     @property
     def last_error(self) -> str:
         return self._last_error.splitlines()[0] if self._last_error else ""
+
+    def exchange_progress(self, step: int, complete: bool) -> FleetProgress | None:
+        """Tell the admission gate our progress; return the fleet's (None: no gate, or unreachable).
+
+        On a host of its own a replica sees the fleet's progress only through
+        the gate (launch/fleet_progress.py).
+        """
+        if self._tunnel is None:
+            return None
+        progress: FleetProgress | None = self._tunnel.exchange_progress(step, complete)
+        return progress
 
     def close(self) -> None:
         # Shutting down after peers vanished must not fail a finished run.

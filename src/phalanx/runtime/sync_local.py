@@ -32,5 +32,8 @@ class LocalSync:
     def last_error(self) -> str:
         return ""
 
+    def exchange_progress(self, step: int, complete: bool) -> None:
+        return None  # one process: no fleet to ask
+
     def close(self) -> None:
         pass

@@ -239,7 +239,9 @@ class Trainer:
         self._start_barrier()
         participants: list[str] = []
         try:
-            while self.state.fleet.step < self.steps:
+            while self.state.fleet.step < self.steps and not (
+                worker is not None and not participants and self._fleet_done(sync, events, name)
+            ):
                 if worker is not None and (self.out_dir / COMPLETE_MARKER).exists():
                     # A straggler (e.g. one that was frozen) must not redo the last steps
                     # alone after the fleet finished: that would be a second history.
@@ -266,6 +268,8 @@ class Trainer:
                         quorum_id=getattr(sync, "quorum_id", None),
                     )
                     participants = members
+                    if worker is not None and self._fleet_done(sync, events, name):
+                        break  # e.g. back after the other hosts finished: a quorum of one
                 quorum_s = time.time() - quorum_t0
                 if worker is not None and (self.out_dir / COMPLETE_MARKER).exists():
                     # The fleet finished while we waited for this quorum (it may hold only us).
@@ -377,6 +381,9 @@ class Trainer:
                 self._guard_heat(events, name, step, readings.get("temperature_c"))
                 self._maybe_checkpoint(events, name, members)
                 self._maybe_rescreen(events, name, step)
+            if self.state.fleet.step >= self.steps:
+                # Before our heartbeats stop: a quorum that leaves us out comes after this.
+                sync.exchange_progress(self.state.fleet.step, complete=True)
         finally:
             sync.close()
         self._write_model()
@@ -388,6 +395,24 @@ class Trainer:
             write_summary(self.out_dir, summary)
             write_report_safely(self.out_dir)
         return summary
+
+    def _fleet_done(self, sync: Any, events: EventLog, name: str) -> bool:
+        """Has the fleet finished the run without us? Asked through the admission gate.
+
+        A local straggler sees the `.complete` marker in the shared out dir; a
+        replica on a host of its own can only ask the gate (launch/fleet_progress.py).
+        """
+        progress = sync.exchange_progress(self.state.fleet.step, complete=False)
+        if progress is None or not progress.complete or self.state.fleet.step >= self.steps:
+            return False
+        events.emit(
+            "straggler_exit",
+            replica=name,
+            step=self.state.fleet.step,
+            fleet_step=progress.step,
+            fleet_finished=True,
+        )
+        return True
 
     def _install_guard(self, name: str) -> None:
         worker = self.worker

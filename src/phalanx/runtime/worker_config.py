@@ -47,6 +47,8 @@ class WorkerConfig:
     # config is world-readable). None: dial `lighthouse` directly, without a tunnel.
     secret_file: str | None = None
     lighthouse_wait_s: float = 300.0  # retry the quorum this long while no lighthouse answers
+    # Wall-clock start of the launcher: the gate tells a finished run from a new one by it.
+    launched_at_s: float | None = None
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=1))

@@ -1,0 +1,88 @@
+"""A host whose replica comes back after the fleet finished does not train the run again.
+
+Each host keeps its own checkpoints and `.complete` marker, so a replica
+restarted on a host of its own learns that the run is over only from the
+admission gate (launch/fleet_progress.py). Before that, the lighthouse gave it
+a quorum of one and it trained every step again, alone (docs/reliability.md,
+bug 6). Real processes, real signals: host h1 is frozen (SIGSTOP) mid-run, h0
+finishes alone, then h1's worker is killed and its launcher woken, so the
+launcher restarts the worker after the fleet has finished, every time.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from tests.fleet_helpers import EXACT_ARGS, MLP, events, kill_tree, max_param_diff, summary, wait_for
+
+pytestmark = [pytest.mark.dist, pytest.mark.timeout(300)]
+
+
+def _start(argv: list[str], log) -> subprocess.Popen:
+    with log.open("w") as sink:
+        return subprocess.Popen(
+            [sys.executable, "-m", "phalanx", *argv],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _steps(run) -> list[int]:
+    if not (run / "events.jsonl").exists():
+        return []
+    return [e["step"] for e in events(run) if e["kind"] == "step"]
+
+
+def test_a_host_back_after_the_fleet_finished_does_not_train_again(tmp_path, reference_run):
+    secret = tmp_path / "fleet.secret"
+    service_log = tmp_path / "lighthouse.out"
+    service = _start(
+        ["lighthouse", "--bind", "127.0.0.1:0", "--secret-file", str(secret)], service_log
+    )
+    hosts: list[subprocess.Popen] = []
+    try:
+        wait_for(lambda: "serving at" in service_log.read_text(), 60, "the lighthouse service")
+        address = service_log.read_text().split("serving at", 1)[1].split()[0]
+        runs = [tmp_path / f"h{i}" for i in range(2)]
+        for i, run in enumerate(runs):
+            argv = ["run", str(MLP), "--out", str(run), "--lighthouse", address,
+                    "--host-id", f"h{i}", "--secret-file", str(secret), "--emulate", "1",
+                    "--", *EXACT_ARGS]  # fmt: skip
+            hosts.append(_start(argv, tmp_path / f"h{i}.out"))
+        h0, h1 = hosts
+        wait_for(lambda: any(s >= 3 for s in _steps(runs[1])), 180, "h1 to commit step 3")
+        (worker_pid,) = {
+            e["pid"] for e in events(runs[1]) if e["kind"] == "worker_start"
+        }  # its first and only worker so far
+        os.killpg(h1.pid, signal.SIGSTOP)  # the launcher (the worker has a session of its own)
+        os.kill(worker_pid, signal.SIGSTOP)
+        frozen_at = max(_steps(runs[1]))
+        assert h0.wait(timeout=240) == 0, (tmp_path / "h0.out").read_text()[-2000:]
+
+        os.kill(worker_pid, signal.SIGKILL)  # the launcher will restart it: the fleet is done
+        os.killpg(h1.pid, signal.SIGCONT)
+        code = h1.wait(timeout=240)
+        output = (tmp_path / "h1.out").read_text()
+        assert code == 0, output[-2000:]
+    finally:
+        for process in [*hosts, service]:
+            if process.poll() is None:
+                kill_tree(process)
+
+    restarted = [e for e in events(runs[1]) if e["kind"] == "worker_start" and e["restarted"]]
+    assert restarted, "h1's launcher did not restart its worker"
+    after = [e for e in events(runs[1]) if e["t"] > restarted[0]["t"]]
+    (exit_event,) = [e for e in after if e["kind"] == "straggler_exit"]
+    assert exit_event["fleet_finished"] and exit_event["fleet_step"] == 100
+    assert not [e for e in after if e["kind"] == "step"]  # no second history
+    assert max(_steps(runs[1])) == frozen_at
+    assert summary(runs[1])["completed"] and summary(runs[1])["finished_elsewhere"]
+    assert not (runs[1] / "model.safetensors").exists()
+    assert "while this replica was away" in output
+    assert max_param_diff(runs[0], reference_run) < 1e-9
