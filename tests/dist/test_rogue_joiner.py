@@ -186,11 +186,6 @@ def test_rogue_joiners_never_take_part_in_a_step(tmp_path, reference_run):
             assert not [e for e in events(rogue_events.parent) if e["kind"] in ("quorum", "step")]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="once in a full CI run the launcher printed its generic 'rejected its input' line "
-    "and the worker's own line was not found; cause not yet known (passes alone)",
-)
 def test_a_replica_with_the_wrong_secret_is_told_so_at_once(tmp_path):
     """Not a quorum that never comes: one line naming the flag, exit code 2."""
     from phalanx.launch.coordinator import GatedLighthouse
@@ -209,15 +204,9 @@ def test_a_replica_with_the_wrong_secret_is_told_so_at_once(tmp_path):
     finally:
         coordinator.shutdown()
     assert result.returncode == 2, result.stdout + result.stderr
-    # torch's c10d may print its own warnings to stderr around ours, in any order.
-    lines = result.stderr.strip().splitlines()
-    errors = [line for line in lines if line.startswith("error:")]
-    assert len(errors) == 1, lines
+    # torch's c10d may print its own warnings to stderr around ours, in any order (once
+    # in CI, mid-line in the worker's log; the launcher now reads runtime/error_line.py's file).
     told = "error: --secret-file: is not the secret of the fleet at"
-    if not errors[0].startswith(told):
-        # Seen once in CI: the launcher read the worker's log before the worker's own
-        # line was in it and printed its generic line; the worker still said why.
-        assert "rejected its input" in errors[0], lines
-        logs = "".join(p.read_text() for p in (tmp_path / "run" / "logs").glob("*.log"))
-        assert told in logs, logs[-2000:]
+    assert result.stderr.count("error:") == 1 and told in result.stderr, result.stderr
+    assert "rejected its input" not in result.stderr and "Traceback" not in result.stderr
     assert coordinator.gate.refused >= 1 and coordinator.gate.admitted == 0

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from phalanx.launch.hosts import gloo_interface
 from phalanx.launch.orphans import die_with_parent
+from phalanx.runtime.error_line import ERROR_FILE_ENV
 from phalanx.runtime.worker_config import ENV_VAR, WorkerConfig
 
 
@@ -36,6 +37,11 @@ class WorkerSlot:
     def log_path(self) -> Path:
         return self.log_dir / f"{self.name}.log"
 
+    @property
+    def error_path(self) -> Path:
+        """Where the worker writes its one-line error (runtime/error_line.py)."""
+        return self.log_dir / f"{self.name}.error"
+
     def launch(self, restarted: bool) -> None:
         self.config.restarted = restarted
         config_path = self.log_dir.parent / ".workers" / f"{self.name}.json"
@@ -49,8 +55,10 @@ class WorkerSlot:
             env.setdefault("GLOO_SOCKET_IFNAME", interface)
         env.setdefault("OMP_NUM_THREADS", "1")
         env.setdefault("PYTHONUNBUFFERED", "1")
+        env[ERROR_FILE_ENV] = str(self.error_path)
         # The script's own directory first on the path, as `python script.py` would have it.
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.error_path.unlink(missing_ok=True)  # a line from an earlier launch is not this one's
         log = self.log_path.open("ab")
         log.write(f"--- launch {self.launches + 1} at {time.strftime('%H:%M:%S')} ---\n".encode())
         log.flush()
@@ -89,6 +97,9 @@ class WorkerSlot:
         self.process = None
 
     def last_error_line(self) -> str | None:
+        with contextlib.suppress(OSError):
+            if line := self.error_path.read_text(errors="replace").strip():
+                return line
         try:
             lines = self.log_path.read_text(errors="replace").splitlines()
         except OSError:

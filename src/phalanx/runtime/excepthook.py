@@ -7,6 +7,7 @@ import sys
 from types import TracebackType
 
 from phalanx.errors import EXIT_USAGE, UsageError
+from phalanx.runtime.error_line import say_error
 
 _installed = False
 
@@ -20,8 +21,7 @@ def install() -> None:
     def hook(kind: type[BaseException], err: BaseException, tb: TracebackType | None) -> None:
         if isinstance(err, UsageError):
             sys.stdout.flush()
-            sys.stderr.write(f"error: {err.message()}\n")
-            sys.stderr.flush()
+            say_error(err.message())
             # Exiting from inside an excepthook: SystemExit would be reported, not obeyed.
             os._exit(EXIT_USAGE)
         previous(kind, err, tb)

@@ -9,6 +9,7 @@ vote -> optimizer step. An uncommitted step is retried with the same samples.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,7 @@ from phalanx.observe.summary import build_summary, write_summary
 from phalanx.runtime import checkpoint as ckpt
 from phalanx.runtime import excepthook, validate
 from phalanx.runtime.compute import FlatBuffer, LossFn, trainable_parameters
+from phalanx.runtime.error_line import say_error
 from phalanx.runtime.profile_mode import ProfileRequest, run_profile
 from phalanx.runtime.state import TrainState
 from phalanx.runtime.step_round import StepRound
@@ -550,7 +552,7 @@ class Trainer:
                 "learning rate, clip gradients, or check this step's samples"
             )
         events.emit("unrecoverable", replica=name, step=step, reason=message)
-        print(f"error: {message}", flush=True)
+        say_error(message, sys.stdout)
         os._exit(EXIT_FATAL)
 
     def _restore_after_tie(self, events: EventLog, sync: Any, name: str, step: int) -> None:
@@ -602,11 +604,11 @@ class Trainer:
             tmp.unlink(missing_ok=True)
             newest = ckpt.list_checkpoints(self.out_dir)
             held = f"; the newest checkpoint is {newest[0]}" if newest else ""
-            print(
-                f"error: the final model could not be written to {final} "
+            say_error(
+                f"the final model could not be written to {final} "
                 f"({str(err).splitlines()[0] if str(err) else type(err).__name__}){held}. "
                 "Fix: free disk space, then run again with --resume",
-                flush=True,
+                sys.stdout,
             )
             raise SystemExit(EXIT_FATAL) from None
 
