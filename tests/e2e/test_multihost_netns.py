@@ -11,21 +11,16 @@ reference. Addresses are 10.77.0.0/24 inside the namespaces only.
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
-import os
-import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from phalanx.chaos import netns
 from tests.fleet_helpers import (
     EXACT_ARGS,
     EXACT_STEPS,
@@ -52,155 +47,11 @@ STEPS_WITHOUT = 8  # the others commit this many steps alone before the link ret
 SPEED = "0.03"
 
 
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", *args], check=check, capture_output=True, text=True, timeout=30)
-
-
 def _netns_unavailable() -> str | None:
-    if not sys.platform.startswith("linux"):
-        return "network namespaces are Linux only"
-    if os.geteuid() != 0:
-        return "needs root: the test creates network namespaces (ip netns add)"
-    if shutil.which("ip") is None or shutil.which("tc") is None:
-        return "needs iproute2 (ip, tc)"
-    probe = f"phx-probe-{secrets.token_hex(3)}"
-    made = _ip("netns", "add", probe, check=False)
-    _ip("netns", "del", probe, check=False)
-    if made.returncode != 0:
-        return f"`ip netns add` does not work here: {made.stderr.strip()}"
-    return None
-
-
-def _gate_args(tmp_path: Path) -> list[str]:
-    """The fleet secret for the admission gate, where this phalanx has one.
-
-    `phalanx lighthouse --secret-file F` creates F (mode 600); every host passes the
-    same F (the namespaces share the file system, as hosts would share a copy).
-    """
-    if importlib.util.find_spec("phalanx.launch.fleet_secret") is None:
-        return []  # before the admission gate: the fleet is not authenticated
-    return ["--secret-file", str(tmp_path / "fleet.secret")]
-
-
-@dataclass
-class Host:
-    label: str
-    ns: str
-    address: str
-    outer: str  # veth end on the bridge (root namespace): down = cut off
-    inner: str  # veth end inside the namespace
-    process: subprocess.Popen | None = None
-    out: Path | None = None
-
-
-@dataclass
-class Network:
-    """Namespaces on a bridge, all named with one random token: parallel runs do not collide."""
-
-    token: str = field(default_factory=lambda: secrets.token_hex(3))
-    hosts: list[Host] = field(default_factory=list)
-    degradation: str = "none"
-
-    @property
-    def bridge(self) -> str:
-        return f"pb{self.token}"
-
-    def create_bridge(self) -> None:
-        _ip("link", "add", self.bridge, "type", "bridge")
-        _ip("link", "set", self.bridge, "up")
-
-    def add_host(self, label: str, address: str) -> Host:
-        index = len(self.hosts)
-        host = Host(
-            label,
-            f"phx-{self.token}-{label}",
-            address,
-            f"pv{self.token}{index}",
-            f"pn{self.token}{index}",
-        )
-        self.hosts.append(host)  # registered first: cleanup must see half-made hosts too
-        _ip("netns", "add", host.ns)
-        _ip("-n", host.ns, "link", "set", "lo", "up")
-        _ip("link", "add", host.outer, "type", "veth", "peer", "name", host.inner)
-        _ip("link", "set", host.inner, "netns", host.ns)
-        _ip("-n", host.ns, "addr", "add", f"{address}/24", "dev", host.inner)
-        _ip("-n", host.ns, "link", "set", host.inner, "up")
-        _ip("link", "set", host.outer, "master", self.bridge, "up")
-        return host
-
-    def degrade(self, host: Host) -> None:
-        """Latency and loss both ways (netem); without netem, a bandwidth limit."""
-        netem = ["netem", "delay", "20ms", "5ms", "loss", "1%"]
-        outer = ["tc", "qdisc", "add", "dev", host.outer, "root", *netem]
-        inner = [
-            "ip",
-            "netns",
-            "exec",
-            host.ns,
-            "tc",
-            "qdisc",
-            "add",
-            "dev",
-            host.inner,
-            "root",
-            *netem,
-        ]
-        if subprocess.run(outer, capture_output=True, timeout=30).returncode == 0:
-            subprocess.run(inner, check=True, capture_output=True, timeout=30)
-            self.degradation = "netem delay 20ms ±5ms, loss 1%"
-            return
-        warnings.warn(
-            "tc netem is not available (kernel without sch_netem): the latency-and-loss part "
-            "is not tested; that link is limited to 20 Mbit/s (htb) instead",
-            stacklevel=2,
-        )
-        for prefix, dev in (([], host.outer), (["ip", "netns", "exec", host.ns], host.inner)):
-            for command in (
-                ["tc", "qdisc", "add", "dev", dev, "root", "handle", "1:", "htb", "default", "1"],
-                [
-                    "tc",
-                    "class",
-                    "add",
-                    "dev",
-                    dev,
-                    "parent",
-                    "1:",
-                    "classid",
-                    "1:1",
-                    "htb",
-                    "rate",
-                    "20mbit",
-                ],
-            ):
-                subprocess.run([*prefix, *command], check=True, capture_output=True, timeout=30)
-        self.degradation = "htb 20 Mbit/s (no netem in this kernel)"
-
-    def spawn(self, host: Host, args: list[str], log: Path) -> subprocess.Popen:
-        with log.open("w") as sink:
-            return subprocess.Popen(
-                ["ip", "netns", "exec", host.ns, sys.executable, "-m", "phalanx", *args],
-                cwd=ROOT,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def cleanup(self) -> None:
-        for host in self.hosts:
-            if host.process is not None and host.process.poll() is None:
-                os.killpg(host.process.pid, signal.SIGKILL)
-                host.process.wait(timeout=30)
-        for host in self.hosts:
-            # Workers die with their launcher (PDEATHSIG); anything left in the namespace goes now.
-            listed = subprocess.run(
-                ["ip", "netns", "pids", host.ns], capture_output=True, text=True, timeout=30
-            )
-            for pid in listed.stdout.split():
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid), signal.SIGKILL)
-            _ip("netns", "del", host.ns, check=False)
-            _ip("link", "del", host.outer, check=False)  # gone with the namespace, normally
-        _ip("link", "del", self.bridge, check=False)
+    reason = netns.unavailable()
+    if reason is None and shutil.which("tc") is None:
+        return "needs tc (iproute2) for the degraded link"
+    return reason
 
 
 @pytest.fixture
@@ -208,12 +59,16 @@ def network():
     reason = _netns_unavailable()
     if reason is not None:
         pytest.skip(reason)
-    net = Network()
+    net = netns.Network()
     try:
         net.create_bridge()
         yield net
     finally:
         net.cleanup()
+
+
+def _spawn(network: netns.Network, host: netns.Host, args: list[str], log: Path):
+    return network.spawn(host, [sys.executable, "-m", "phalanx", *args], log, cwd=ROOT)
 
 
 def _steps(run: Path) -> list[dict]:
@@ -236,12 +91,21 @@ def test_three_hosts_one_cut_off_and_back(tmp_path, network, request):
     request.addfinalizer(reference_run.kill)
     lighthouse = network.add_host("lh", LIGHTHOUSE_IP)
     hosts = [network.add_host(f"h{i}", f"{SUBNET}.{11 + i}") for i in range(HOSTS)]
-    network.degrade(hosts[DEGRADED])
+    degradation = network.degrade(hosts[DEGRADED])
+    if "netem" not in degradation:
+        warnings.warn(
+            "tc netem is not available (kernel without sch_netem): the latency-and-loss part "
+            f"is not tested; that link has {degradation} instead",
+            stacklevel=1,
+        )
 
     # The fleet's lighthouse as a service: no quorum with fewer than two replicas.
     lighthouse_log = tmp_path / "lighthouse.out"
-    gate = _gate_args(tmp_path)
-    lighthouse.process = network.spawn(
+    # The fleet secret: `phalanx lighthouse` creates the file (mode 600); every host passes
+    # the same file (the namespaces share the file system, as hosts would share a copy).
+    gate = ["--secret-file", str(tmp_path / "fleet.secret")]
+    _spawn(
+        network,
         lighthouse,
         ["lighthouse", "--bind", f"{LIGHTHOUSE_IP}:0", "--min-replicas", "2", *gate],
         lighthouse_log,
@@ -249,12 +113,14 @@ def test_three_hosts_one_cut_off_and_back(tmp_path, network, request):
     wait_for(lambda: "serving at" in lighthouse_log.read_text(), 60, "the lighthouse to start")
     port = lighthouse_log.read_text().split("serving at", 1)[1].split()[0].rsplit(":", 1)[1]
     started = time.time()
+    outs = {host.label: tmp_path / host.label for host in hosts}
+    processes = {}
     for host in hosts:
-        host.out = tmp_path / host.label
-        host.process = network.spawn(
+        processes[host.label] = _spawn(
+            network,
             host,
             [
-                "run", str(MLP), "--out", str(host.out), "--lighthouse", f"{LIGHTHOUSE_IP}:{port}",
+                "run", str(MLP), "--out", str(outs[host.label]), "--lighthouse", f"{LIGHTHOUSE_IP}:{port}",
                 "--host-id", host.label, "--emulate", SPEED, "--timeout-s", "2", "--quiet", *gate,
                 "--", *EXACT_ARGS,
             ],
@@ -263,21 +129,21 @@ def test_three_hosts_one_cut_off_and_back(tmp_path, network, request):
     watcher, cut = hosts[0], hosts[CUT]
     cut_name = f"{cut.label}-r0"
     everyone = sorted(f"{h.label}-r0" for h in hosts)
-    assert watcher.out is not None and cut.out is not None
+    watcher_out, cut_out = outs[watcher.label], outs[cut.label]
 
     def _committed_with_everyone() -> bool:
         return any(
             e["step"] >= CUT_AT_STEP and sorted(e["participants"]) == everyone
-            for e in _steps(watcher.out)
+            for e in _steps(watcher_out)
         )
 
     wait_for(_committed_with_everyone, 150, f"step {CUT_AT_STEP} with all three hosts")
     cut_t = time.time()
-    _ip("link", "set", cut.outer, "down")
+    network.cut(cut)
 
     def _without_cut() -> list[dict]:
         return [
-            e for e in _steps(watcher.out) if e["t"] > cut_t and cut_name not in e["participants"]
+            e for e in _steps(watcher_out) if e["t"] > cut_t and cut_name not in e["participants"]
         ]
 
     wait_for(
@@ -286,16 +152,14 @@ def test_three_hosts_one_cut_off_and_back(tmp_path, network, request):
         f"{STEPS_WITHOUT} steps without {cut_name}",
     )
     back_t = time.time()
-    _ip("link", "set", cut.outer, "up")
+    network.restore(cut)
 
-    for host in hosts:
-        assert host.process is not None
-        host.process.wait(timeout=180)
+    for process in processes.values():
+        process.wait(timeout=180)
     wall_s = time.time() - started
     logs = {h.label: (tmp_path / f"{h.label}.out").read_text() for h in hosts}
-    for host in hosts:
-        assert host.process is not None
-        assert host.process.returncode == 0, f"{host.label}: {logs[host.label]}"
+    for label, process in processes.items():
+        assert process.returncode == 0, f"{label}: {logs[label]}"
 
     # Exact math on every host, against the one-process float64 reference.
     assert reference_run.wait(timeout=120) == 0
@@ -317,9 +181,9 @@ def test_three_hosts_one_cut_off_and_back(tmp_path, network, request):
     assert independent_data_check(merged, num_samples=500) == (0, 0)
 
     # The cut-off host healed from a live peer and trained again after its link came back.
-    healed = [e for e in events(cut.out) if e["kind"] == "heal" and e["t"] > back_t]
+    healed = [e for e in events(cut_out) if e["kind"] == "heal" and e["t"] > back_t]
     assert healed, "the cut-off host never healed"
-    steps = _steps(watcher.out)
+    steps = _steps(watcher_out)
     rejoined = [e for e in steps if e["t"] > back_t and cut_name in e["participants"]]
     assert rejoined, "the cut-off host never took part again"
 
@@ -328,7 +192,7 @@ def test_three_hosts_one_cut_off_and_back(tmp_path, network, request):
     alone = _without_cut()
     typical_s = (before[-1]["t"] - before[0]["t"]) / max(1, len(before) - 1)
     print(
-        f"\nmany hosts: {network.degradation}; wall {wall_s:.1f}s; typical step {typical_s:.3f}s; "
+        f"\nmany hosts: {degradation}; wall {wall_s:.1f}s; typical step {typical_s:.3f}s; "
         f"first step without {cut_name} {alone[0]['t'] - cut_t:.2f}s after the cut; "
         f"back in the fleet {rejoined[0]['t'] - back_t:.2f}s after the link returned "
         f"(healed at step {healed[0]['step']}); largest parameter difference from the "

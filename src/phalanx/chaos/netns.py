@@ -8,8 +8,8 @@ address on the bridge, so several networks (parallel schedules, a test) may
 reuse the same subnet without seeing each other.
 
 Needs root and iproute2 (`ip`); `unavailable()` says why not, for a skip or a
-category left out. The same layout as tests/e2e/test_multihost_netns.py, as a
-library: the chaos campaign runs a schedule's replicas as hosts here.
+category left out. The chaos campaign runs a schedule's replicas as hosts here, and
+tests/e2e/test_multihost_netns.py builds its hosts with it.
 """
 
 from __future__ import annotations
@@ -88,6 +88,37 @@ class Network:
         ip("-n", host.ns, "link", "set", host.inner, "up")
         ip("link", "set", host.outer, "master", self.bridge, "up")
         return host
+
+    def degrade(self, host: Host) -> str:
+        """Slow the host's link both ways; returns what was applied.
+
+        Latency and loss (tc netem) where the kernel has sch_netem, otherwise a
+        20 Mbit/s bandwidth limit (htb), which still exercises a slow link.
+        """
+        netem = ["netem", "delay", "20ms", "5ms", "loss", "1%"]
+        outer = ["tc", "qdisc", "add", "dev", host.outer, "root", *netem]
+        if subprocess.run(outer, capture_output=True, timeout=30).returncode == 0:
+            inner = ["ip", "netns", "exec", host.ns, "tc", "qdisc", "add", "dev", host.inner]
+            subprocess.run([*inner, "root", *netem], check=True, capture_output=True, timeout=30)
+            return "netem delay 20ms ±5ms, loss 1%"
+        for prefix, dev in (([], host.outer), (["ip", "netns", "exec", host.ns], host.inner)):
+            qdisc = [
+                "tc",
+                "qdisc",
+                "add",
+                "dev",
+                dev,
+                "root",
+                "handle",
+                "1:",
+                "htb",
+                "default",
+                "1",
+            ]
+            rate = ["tc", "class", "add", "dev", dev, "parent", "1:", "classid", "1:1"]
+            for command in (qdisc, [*rate, "htb", "rate", "20mbit"]):
+                subprocess.run([*prefix, *command], check=True, capture_output=True, timeout=30)
+        return "htb 20 Mbit/s (no netem in this kernel)"
 
     def cut(self, host: Host) -> None:
         """Take the host's link down: its packets go nowhere, its processes run on."""
