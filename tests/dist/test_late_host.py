@@ -86,3 +86,62 @@ def test_a_host_back_after_the_fleet_finished_does_not_train_again(tmp_path, ref
     assert not (runs[1] / "model.safetensors").exists()
     assert "while this replica was away" in output
     assert max_param_diff(runs[0], reference_run) < 1e-9
+
+
+def test_a_quorum_behind_the_fleet_waits_for_the_replica_that_holds_the_newer_state(
+    tmp_path, reference_run
+):
+    """h1 trains alone first, then freezes; h0 starts, is behind the fleet, and waits.
+
+    Before the gate kept the fleet's newest step, h0 got a quorum of one and trained
+    the same steps again from step 0 (chaos schedule 133 in docs/reliability.md, where a
+    host cut off right after a lone start was then quarantined as diverged).
+    """
+    secret = tmp_path / "fleet.secret"
+    service_log = tmp_path / "lighthouse.out"
+    service = _start(
+        ["lighthouse", "--bind", "127.0.0.1:0", "--secret-file", str(secret)], service_log
+    )
+    hosts: dict[str, subprocess.Popen] = {}
+    runs = {label: tmp_path / label for label in ("h0", "h1")}
+
+    def start_host(label: str) -> None:
+        argv = ["run", str(MLP), "--out", str(runs[label]), "--lighthouse", address,
+                "--host-id", label, "--secret-file", str(secret), "--emulate", "1",
+                "--quiet", "--", *EXACT_ARGS]  # fmt: skip
+        hosts[label] = _start(argv, tmp_path / f"{label}.out")
+
+    try:
+        wait_for(lambda: "serving at" in service_log.read_text(), 60, "the lighthouse service")
+        address = service_log.read_text().split("serving at", 1)[1].split()[0]
+        start_host("h1")
+        wait_for(lambda: any(s >= 3 for s in _steps(runs["h1"])), 180, "h1 to commit step 3")
+        (worker_pid,) = {e["pid"] for e in events(runs["h1"]) if e["kind"] == "worker_start"}
+        os.kill(worker_pid, signal.SIGSTOP)
+        start_host("h0")
+        wait_for(
+            lambda: (runs["h0"] / "events.jsonl").exists()
+            and any(e["kind"] == "behind_fleet" for e in events(runs["h0"])),
+            180,
+            "h0 to find itself behind the fleet",
+        )
+        os.kill(worker_pid, signal.SIGCONT)
+        for label, process in hosts.items():
+            assert process.wait(timeout=240) == 0, (tmp_path / f"{label}.out").read_text()[-2000:]
+    finally:
+        for process in [*hosts.values(), service]:
+            if process.poll() is None:
+                kill_tree(process)
+
+    h0_events = events(runs["h0"])
+    assert not [e for e in h0_events if e["kind"] == "rewind"]
+    # One history: every step committed once, and every host agrees on who took part.
+    seen: dict[int, list[str]] = {}
+    for run in runs.values():
+        for event in events(run):
+            if event["kind"] == "step":
+                first = seen.setdefault(event["step"], event["participants"])
+                assert first == event["participants"], (event["step"], first, event)
+    assert sorted(seen) == list(range(100))
+    for run in runs.values():
+        assert max_param_diff(run, reference_run) < 1e-9

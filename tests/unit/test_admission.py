@@ -6,6 +6,7 @@ import os
 import socket
 import stat
 import threading
+import time
 
 import pytest
 
@@ -21,6 +22,7 @@ from phalanx.launch.admission import (
 from phalanx.launch.fleet_progress import (
     ANSWER_BYTES,
     PURPOSE_PROGRESS,
+    PURPOSE_REWIND,
     REPORT_BYTES,
     FleetProgress,
     ProgressRecord,
@@ -397,3 +399,25 @@ def test_a_wrong_secret_cannot_declare_the_run_complete(gate):
         assert "could not exchange progress" in lines[0]
     finally:
         rogue.close()
+
+
+def test_a_rewind_lowers_the_fleets_step_but_not_a_finished_run():
+    record = ProgressRecord()
+    record.update(ProgressReport(PURPOSE_PROGRESS, 12), now_s=1.0)
+    assert record.update(ProgressReport(PURPOSE_REWIND, 10), now_s=2.0) == FleetProgress(10)
+    record.update(ProgressReport(PURPOSE_PROGRESS, 30, complete=True), now_s=3.0)
+    late = ProgressReport(PURPOSE_REWIND, 5, launcher_age_s=4.0)  # a replica of that run
+    assert record.update(late, now_s=4.0) == FleetProgress(30, True)
+
+
+def test_step_reports_reach_the_gate_without_waiting(gate):
+    tunnel = AdmissionTunnel(SECRET, gate.address)
+    try:
+        tunnel.report_step(7)
+        deadline = time.monotonic() + DEADLINE_S
+        while gate.progress.progress.step != 7 and time.monotonic() < deadline:
+            time.sleep(0.01)  # polling the gate's record, with a deadline
+        assert gate.progress.progress == FleetProgress(7)
+        assert tunnel.exchange_progress(3, complete=False, rewind=True) == FleetProgress(3)
+    finally:
+        tunnel.close()

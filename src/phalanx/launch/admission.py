@@ -56,6 +56,8 @@ from phalanx.launch.fleet_progress import (
     ANSWER_BYTES,
     PURPOSE_LIGHTHOUSE,
     PURPOSE_PROGRESS,
+    PURPOSE_REWIND,
+    PURPOSES,
     REPORT_BYTES,
     FleetProgress,
     ProgressRecord,
@@ -349,7 +351,7 @@ class AdmissionGate:
         ):
             raise AdmissionRefused("wrong proof: the peer does not hold the fleet secret")
         report = ProgressReport.unpack(request)
-        if report.purpose not in (PURPOSE_LIGHTHOUSE, PURPOSE_PROGRESS):
+        if report.purpose not in PURPOSES:
             raise AdmissionRefused(f"unknown purpose {report.purpose}")
         progress = self.progress.update(report)
         target, incarnation = self._upstream, self.incarnation
@@ -397,6 +399,7 @@ class AdmissionTunnel:
         self._report = _RateLimit(REPORT_EVERY_S)
         self.incarnation: int | None = None
         self.fleet: FleetProgress | None = None  # the newest progress the gate told us
+        self._step_report: Any = None  # the step report on its way (concurrent Future)
         self.refused = 0
         self.secret_rejected = 0  # of those refusals: the gate did not take our proof
         self.unavailable = 0
@@ -423,18 +426,41 @@ class AdmissionTunnel:
     ) -> ProgressReport:
         return ProgressReport(purpose, step, complete, time.time() - self.launched_at_s)
 
-    def exchange_progress(self, step: int, complete: bool) -> FleetProgress | None:
+    def exchange_progress(
+        self, step: int, complete: bool, rewind: bool = False
+    ) -> FleetProgress | None:
         """Tell the gate our committed steps (and that we finished); return the fleet's.
 
         None when the gate cannot be reached or refuses us: the caller carries on
         as if it had not asked (the lighthouse decides whether it can train).
+        `rewind`: our step replaces the fleet's newest (see fleet_progress.py).
         """
-        report = self._progress_report(PURPOSE_PROGRESS, step, complete)
+        purpose = PURPOSE_REWIND if rewind else PURPOSE_PROGRESS
+        report = self._progress_report(purpose, step, complete)
         try:
             return self._loop.run(self._exchange(report), timeout_s=2 * self.handshake_timeout_s)
         except Exception as err:  # unreachable, refused, timed out: not knowing is not fatal
             self._say("progress", f"admission: could not exchange progress with the gate ({err!r})")
             return None
+
+    def report_step(self, step: int) -> None:
+        """Tell the gate a step we committed, without waiting for its answer.
+
+        One report at a time: while one is on its way, newer steps are dropped (the
+        next one after it carries a newer step anyway).
+        """
+        if self._step_report is not None and not self._step_report.done():
+            return
+        report = self._progress_report(PURPOSE_PROGRESS, step)
+        self._step_report = asyncio.run_coroutine_threadsafe(
+            self._quietly(self._exchange(report)), self._loop.loop
+        )
+
+    async def _quietly(self, exchange: Coroutine[Any, Any, FleetProgress]) -> None:
+        try:
+            await exchange
+        except Exception as err:  # the next step's report tries again
+            self._say("progress", f"admission: a step report did not reach the gate ({err!r})")
 
     async def _exchange(self, report: ProgressReport) -> FleetProgress:
         reader, writer = await asyncio.wait_for(

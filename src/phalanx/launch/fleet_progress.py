@@ -9,6 +9,13 @@ the gate when it finishes, and asks the gate before it trains on a quorum that
 changed; the gate answers with the fleet's highest reported step and whether
 the run is complete.
 
+On many hosts a replica also reports every step it commits, so the gate
+knows the fleet's newest committed step. A quorum whose members are all
+behind it (the replicas that hold the newest state are cut off, or frozen)
+must not train on: that would be a second history of the same steps. It
+waits for them, and only after a bound goes on from its older state and
+says so (`rewind`).
+
 Which run? The gate serves one fleet, but an operator may start a new run
 against the same `phalanx lighthouse` service. A replica belongs to the
 finished run if its launcher started before the run completed; a launcher
@@ -33,6 +40,10 @@ ANSWER_BYTES = _ANSWER.size
 
 PURPOSE_LIGHTHOUSE = 1  # pipe the connection to the lighthouse (torchft's client)
 PURPOSE_PROGRESS = 2  # report and read the fleet's progress, then close
+# As PURPOSE_PROGRESS, and the reported step replaces the fleet's: the replicas that
+# held the newer state stayed away too long, and the fleet goes on from an older one.
+PURPOSE_REWIND = 3
+PURPOSES = (PURPOSE_LIGHTHOUSE, PURPOSE_PROGRESS, PURPOSE_REWIND)
 
 
 @dataclass(frozen=True)
@@ -88,6 +99,8 @@ class ProgressRecord:
                 # Launched after the run finished: a new run on the same service.
                 self._step, self._completed_at = 0, None
                 self.runs += 1
+            if report.purpose == PURPOSE_REWIND and self._completed_at is None:
+                self._step = report.step
             self._step = max(self._step, report.step)
             if report.complete and self._completed_at is None:
                 self._completed_at = now_s

@@ -205,6 +205,7 @@ class Launcher:
         for slot in slots:
             slot.config.secret_file = str(secret_file)
             slot.config.launched_at_s = launched_at_s
+            slot.config.many_hosts = plan.lighthouse is not None
         self.events.emit(
             "run_start",
             script=str(plan.script),

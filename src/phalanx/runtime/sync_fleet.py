@@ -258,7 +258,14 @@ class FleetSync:
     def last_error(self) -> str:
         return self._last_error.splitlines()[0] if self._last_error else ""
 
-    def exchange_progress(self, step: int, complete: bool) -> FleetProgress | None:
+    def report_step(self, step: int) -> None:
+        """Tell the gate a committed step (many hosts: the fleet's newest step)."""
+        if self._tunnel is not None:
+            self._tunnel.report_step(step)
+
+    def exchange_progress(
+        self, step: int, complete: bool, rewind: bool = False
+    ) -> FleetProgress | None:
         """Tell the admission gate our progress; return the fleet's (None: no gate, or unreachable).
 
         On a host of its own a replica sees the fleet's progress only through
@@ -266,7 +273,7 @@ class FleetSync:
         """
         if self._tunnel is None:
             return None
-        progress: FleetProgress | None = self._tunnel.exchange_progress(step, complete)
+        progress: FleetProgress | None = self._tunnel.exchange_progress(step, complete, rewind)
         return progress
 
     def close(self) -> None:

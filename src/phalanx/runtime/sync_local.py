@@ -32,8 +32,11 @@ class LocalSync:
     def last_error(self) -> str:
         return ""
 
-    def exchange_progress(self, step: int, complete: bool) -> None:
+    def exchange_progress(self, step: int, complete: bool, rewind: bool = False) -> None:
         return None  # one process: no fleet to ask
+
+    def report_step(self, step: int) -> None:
+        pass
 
     def close(self) -> None:
         pass

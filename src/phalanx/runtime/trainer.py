@@ -29,6 +29,7 @@ from phalanx.faults.spec import FaultSpec
 from phalanx.guard.abft import AbftMonitor
 from phalanx.guard.defect_hooks import DefectiveLinears
 from phalanx.guard.grad_sanity import GradientSanity
+from phalanx.launch.fleet_progress import FleetProgress
 from phalanx.observe.events import EventLog
 from phalanx.observe.report import write_report_safely
 from phalanx.observe.summary import build_summary, write_summary
@@ -50,6 +51,10 @@ GUARD_LEVELS = ("off", "standard", "full")
 UNRECOVERABLE_ROUNDS = 3
 # Written by the first replica to finish: the run's history is complete.
 COMPLETE_MARKER = ".complete"
+# Many hosts: how long a quorum behind the fleet's newest committed step waits for a
+# replica that holds it, and how often it asks for a new quorum meanwhile.
+BEHIND_WAIT_S = 60.0
+BEHIND_RETRY_S = 0.5
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
 
 
@@ -240,9 +245,12 @@ class Trainer:
         caps = {n: v.get("max_share") for n, v in fleet_info.items()}
         self._start_barrier()
         participants: list[str] = []
+        self._behind_since: float | None = None
         try:
             while self.state.fleet.step < self.steps and not (
-                worker is not None and not participants and self._fleet_done(sync, events, name)
+                worker is not None
+                and not participants
+                and self._fleet_done(self._ask_fleet(sync), events, name)
             ):
                 if worker is not None and (self.out_dir / COMPLETE_MARKER).exists():
                     # A straggler (e.g. one that was frozen) must not redo the last steps
@@ -261,7 +269,8 @@ class Trainer:
                         step=self.state.fleet.step,
                         duration_s=time.time() - quorum_t0,
                     )
-                if members != participants:
+                changed = members != participants
+                if changed:
                     events.emit(
                         "quorum",
                         replica=name,
@@ -270,8 +279,12 @@ class Trainer:
                         quorum_id=getattr(sync, "quorum_id", None),
                     )
                     participants = members
-                    if worker is not None and self._fleet_done(sync, events, name):
+                if worker is not None and (changed or self._behind_since is not None):
+                    progress = self._ask_fleet(sync)
+                    if self._fleet_done(progress, events, name):
                         break  # e.g. back after the other hosts finished: a quorum of one
+                    if self._wait_for_newer_state(progress, sync, events, name, members):
+                        continue
                 quorum_s = time.time() - quorum_t0
                 if worker is not None and (self.out_dir / COMPLETE_MARKER).exists():
                     # The fleet finished while we waited for this quorum (it may hold only us).
@@ -358,6 +371,8 @@ class Trainer:
                 # Every participant reads the same heats: the next shares agree.
                 fleet.derates = {m: 1.0 - h for m, h in zip(members, flat.heats()) if h > 0}
                 fleet.step = step + 1
+                if worker is not None and worker.many_hosts:
+                    sync.report_step(fleet.step)  # the gate keeps the fleet's newest step
                 try:
                     readings = self._device_readings(outcome.compute_s)
                 except DeviceCrashed as crash:  # e.g. an emulated chip's thermal shutdown
@@ -398,13 +413,17 @@ class Trainer:
             write_report_safely(self.out_dir)
         return summary
 
-    def _fleet_done(self, sync: Any, events: EventLog, name: str) -> bool:
-        """Has the fleet finished the run without us? Asked through the admission gate.
+    def _ask_fleet(self, sync: Any) -> FleetProgress | None:
+        """The fleet's progress, from the admission gate (None: no gate, or unreachable)."""
+        progress: FleetProgress | None = sync.exchange_progress(self.state.fleet.step, False)
+        return progress
+
+    def _fleet_done(self, progress: FleetProgress | None, events: EventLog, name: str) -> bool:
+        """Has the fleet finished the run without us? As the admission gate says.
 
         A local straggler sees the `.complete` marker in the shared out dir; a
         replica on a host of its own can only ask the gate (launch/fleet_progress.py).
         """
-        progress = sync.exchange_progress(self.state.fleet.step, complete=False)
         if progress is None or not progress.complete or self.state.fleet.step >= self.steps:
             return False
         events.emit(
@@ -415,6 +434,58 @@ class Trainer:
             fleet_finished=True,
         )
         return True
+
+    def _wait_for_newer_state(
+        self,
+        progress: FleetProgress | None,
+        sync: Any,
+        events: EventLog,
+        name: str,
+        members: list[str],
+    ) -> bool:
+        """Many hosts: hold a quorum whose newest state is older than the fleet's.
+
+        Its members (healed to the quorum's newest step) are behind a step the
+        fleet committed, so the replicas holding that state are away (cut off,
+        frozen). Training on would commit those steps a second time, with other
+        slices. Wait for them; after BEHIND_WAIT_S go on from the older state
+        (`rewind`) and lower the gate's record, so later joiners do not wait too.
+        True: skip this quorum and ask for another.
+        """
+        worker = self.worker
+        behind = (
+            worker is not None
+            and worker.many_hosts
+            and progress is not None
+            and progress.step > self.state.fleet.step
+        )
+        if not behind or progress is None:
+            self._behind_since = None
+            return False
+        now = time.monotonic()
+        if self._behind_since is None:
+            self._behind_since = now
+            events.emit(
+                "behind_fleet",
+                replica=name,
+                step=self.state.fleet.step,
+                fleet_step=progress.step,
+                participants=members,
+                wait_s=BEHIND_WAIT_S,
+            )
+            print(
+                f"{name}: the fleet has committed {progress.step} steps, this quorum's newest "
+                f"state has {self.state.fleet.step}; waiting up to {BEHIND_WAIT_S:g} s for a "
+                "replica that holds the newer state",
+                flush=True,
+            )
+        if now - self._behind_since < BEHIND_WAIT_S:
+            time.sleep(BEHIND_RETRY_S)  # back-off before the next quorum, not synchronisation
+            return True
+        events.emit("rewind", replica=name, step=self.state.fleet.step, fleet_step=progress.step)
+        sync.exchange_progress(self.state.fleet.step, complete=False, rewind=True)
+        self._behind_since = None
+        return False
 
     def _install_guard(self, name: str) -> None:
         worker = self.worker

@@ -49,6 +49,7 @@ class WorkerConfig:
     lighthouse_wait_s: float = 300.0  # retry the quorum this long while no lighthouse answers
     # Wall-clock start of the launcher: the gate tells a finished run from a new one by it.
     launched_at_s: float | None = None
+    many_hosts: bool = False  # joined a fleet's lighthouse (`phalanx run --lighthouse`)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=1))
