@@ -247,15 +247,12 @@ class Trainer:
         participants: list[str] = []
         self._behind_since: float | None = None
         try:
-            while self.state.fleet.step < self.steps and not (
-                worker is not None
-                and not participants
-                and self._fleet_done(self._ask_fleet(sync), events, name)
-            ):
-                if worker is not None and (self.out_dir / COMPLETE_MARKER).exists():
-                    # A straggler (e.g. one that was frozen) must not redo the last steps
-                    # alone after the fleet finished: that would be a second history.
-                    events.emit("straggler_exit", replica=name, step=self.state.fleet.step)
+            while self.state.fleet.step < self.steps:
+                # Before the first quorum, also ask the gate: a replica back after the
+                # other hosts finished need not wait for a quorum to learn it.
+                if worker is not None and self._fleet_done(
+                    events, name, None if participants else self._ask_fleet(sync)
+                ):
                     break
                 injector.at("start", self.state.fleet.step)
                 step_before = self.state.fleet.step
@@ -279,17 +276,13 @@ class Trainer:
                         quorum_id=getattr(sync, "quorum_id", None),
                     )
                     participants = members
-                if worker is not None and (changed or self._behind_since is not None):
-                    progress = self._ask_fleet(sync)
-                    if self._fleet_done(progress, events, name):
-                        break  # e.g. back after the other hosts finished: a quorum of one
-                    if self._wait_for_newer_state(progress, sync, events, name, members):
-                        continue
+                asked = worker is not None and (changed or self._behind_since is not None)
+                progress = self._ask_fleet(sync) if asked else None
+                if worker is not None and self._fleet_done(events, name, progress):
+                    break  # it finished while we waited for this quorum (which may hold only us)
+                if asked and self._wait_for_newer_state(progress, sync, events, name, members):
+                    continue
                 quorum_s = time.time() - quorum_t0
-                if worker is not None and (self.out_dir / COMPLETE_MARKER).exists():
-                    # The fleet finished while we waited for this quorum (it may hold only us).
-                    events.emit("straggler_exit", replica=name, step=self.state.fleet.step)
-                    break
                 step = self.state.fleet.step
                 if step >= self.steps:
                     break
@@ -398,7 +391,7 @@ class Trainer:
                 self._guard_heat(events, name, step, readings.get("temperature_c"))
                 self._maybe_checkpoint(events, name, members)
                 self._maybe_rescreen(events, name, step)
-            if self.state.fleet.step >= self.steps:
+            if worker is not None and worker.many_hosts and self.state.fleet.step >= self.steps:
                 # Before our heartbeats stop: a quorum that leaves us out comes after this.
                 sync.exchange_progress(self.state.fleet.step, complete=True)
         finally:
@@ -414,16 +407,27 @@ class Trainer:
         return summary
 
     def _ask_fleet(self, sync: Any) -> FleetProgress | None:
-        """The fleet's progress, from the admission gate (None: no gate, or unreachable)."""
+        """Many hosts: the fleet's progress, from the admission gate.
+
+        None on one host (the shared out dir's `.complete` marker says all that is
+        needed) and when the gate cannot be reached.
+        """
+        if self.worker is None or not self.worker.many_hosts:
+            return None
         progress: FleetProgress | None = sync.exchange_progress(self.state.fleet.step, False)
         return progress
 
-    def _fleet_done(self, progress: FleetProgress | None, events: EventLog, name: str) -> bool:
-        """Has the fleet finished the run without us? As the admission gate says.
+    def _fleet_done(self, events: EventLog, name: str, progress: FleetProgress | None) -> bool:
+        """Has the fleet finished the run without us? Then leave (`straggler_exit`).
 
-        A local straggler sees the `.complete` marker in the shared out dir; a
-        replica on a host of its own can only ask the gate (launch/fleet_progress.py).
+        A straggler (e.g. one that was frozen) must not redo the last steps alone
+        after the fleet finished: that would be a second history. On one host it
+        sees the `.complete` marker in the shared out dir; on a host of its own
+        only the gate's `progress` can tell it (launch/fleet_progress.py).
         """
+        if (self.out_dir / COMPLETE_MARKER).exists():
+            events.emit("straggler_exit", replica=name, step=self.state.fleet.step)
+            return True
         if progress is None or not progress.complete or self.state.fleet.step >= self.steps:
             return False
         events.emit(
@@ -452,14 +456,7 @@ class Trainer:
         (`rewind`) and lower the gate's record, so later joiners do not wait too.
         True: skip this quorum and ask for another.
         """
-        worker = self.worker
-        behind = (
-            worker is not None
-            and worker.many_hosts
-            and progress is not None
-            and progress.step > self.state.fleet.step
-        )
-        if not behind or progress is None:
+        if progress is None or progress.step <= self.state.fleet.step:  # not behind
             self._behind_since = None
             return False
         now = time.monotonic()
