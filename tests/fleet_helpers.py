@@ -47,6 +47,30 @@ def phalanx(*args: str, timeout_s: float = 240, **kwargs: Any) -> subprocess.Com
     )
 
 
+def spawn_phalanx(argv: list[str], log: Path) -> subprocess.Popen:
+    """`phalanx ARGV` in the background, output to `log`, in a session of its own (kill_tree)."""
+    with log.open("w") as sink:
+        return subprocess.Popen(
+            [sys.executable, "-m", "phalanx", *argv],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def lighthouse_service(secret: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    """`phalanx lighthouse` on loopback (an OS-picked port), once it serves: (process, address)."""
+    service = spawn_phalanx(
+        ["lighthouse", "--bind", "127.0.0.1:0", "--secret-file", str(secret)], log
+    )
+    try:
+        wait_for(lambda: "serving at" in log.read_text(), 60, "the lighthouse service")
+    except BaseException:
+        kill_tree(service)
+        raise
+    return service, log.read_text().split("serving at", 1)[1].split()[0]
+
+
 def run_gpt_fleet(out: Path, flags: list[str], steps: int, batch: int, timeout_s: float) -> None:
     """`phalanx run` of the demo GPT for a bench script; a failed run stops the bench."""
     result = phalanx(

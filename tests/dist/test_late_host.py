@@ -14,23 +14,22 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 
 import pytest
 
-from tests.fleet_helpers import EXACT_ARGS, MLP, events, kill_tree, max_param_diff, summary, wait_for
+from tests.fleet_helpers import (
+    EXACT_ARGS,
+    MLP,
+    events,
+    kill_tree,
+    lighthouse_service,
+    max_param_diff,
+    spawn_phalanx,
+    summary,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.dist, pytest.mark.timeout(300)]
-
-
-def _start(argv: list[str], log) -> subprocess.Popen:
-    with log.open("w") as sink:
-        return subprocess.Popen(
-            [sys.executable, "-m", "phalanx", *argv],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
 
 
 def _steps(run) -> list[int]:
@@ -41,20 +40,15 @@ def _steps(run) -> list[int]:
 
 def test_a_host_back_after_the_fleet_finished_does_not_train_again(tmp_path, reference_run):
     secret = tmp_path / "fleet.secret"
-    service_log = tmp_path / "lighthouse.out"
-    service = _start(
-        ["lighthouse", "--bind", "127.0.0.1:0", "--secret-file", str(secret)], service_log
-    )
+    service, address = lighthouse_service(secret, tmp_path / "lighthouse.out")
     hosts: list[subprocess.Popen] = []
     try:
-        wait_for(lambda: "serving at" in service_log.read_text(), 60, "the lighthouse service")
-        address = service_log.read_text().split("serving at", 1)[1].split()[0]
         runs = [tmp_path / f"h{i}" for i in range(2)]
         for i, run in enumerate(runs):
             argv = ["run", str(MLP), "--out", str(run), "--lighthouse", address,
                     "--host-id", f"h{i}", "--secret-file", str(secret), "--emulate", "1",
                     "--", *EXACT_ARGS]  # fmt: skip
-            hosts.append(_start(argv, tmp_path / f"h{i}.out"))
+            hosts.append(spawn_phalanx(argv, tmp_path / f"h{i}.out"))
         h0, h1 = hosts
         wait_for(lambda: any(s >= 3 for s in _steps(runs[1])), 180, "h1 to commit step 3")
         (worker_pid,) = {
@@ -98,10 +92,7 @@ def test_a_quorum_behind_the_fleet_waits_for_the_replica_that_holds_the_newer_st
     host cut off right after a lone start was then quarantined as diverged).
     """
     secret = tmp_path / "fleet.secret"
-    service_log = tmp_path / "lighthouse.out"
-    service = _start(
-        ["lighthouse", "--bind", "127.0.0.1:0", "--secret-file", str(secret)], service_log
-    )
+    service, address = lighthouse_service(secret, tmp_path / "lighthouse.out")
     hosts: dict[str, subprocess.Popen] = {}
     runs = {label: tmp_path / label for label in ("h0", "h1")}
 
@@ -109,11 +100,9 @@ def test_a_quorum_behind_the_fleet_waits_for_the_replica_that_holds_the_newer_st
         argv = ["run", str(MLP), "--out", str(runs[label]), "--lighthouse", address,
                 "--host-id", label, "--secret-file", str(secret), "--emulate", "1",
                 "--quiet", "--", *EXACT_ARGS]  # fmt: skip
-        hosts[label] = _start(argv, tmp_path / f"{label}.out")
+        hosts[label] = spawn_phalanx(argv, tmp_path / f"{label}.out")
 
     try:
-        wait_for(lambda: "serving at" in service_log.read_text(), 60, "the lighthouse service")
-        address = service_log.read_text().split("serving at", 1)[1].split()[0]
         start_host("h1")
         wait_for(lambda: any(s >= 3 for s in _steps(runs["h1"])), 180, "h1 to commit step 3")
         (worker_pid,) = {e["pid"] for e in events(runs["h1"]) if e["kind"] == "worker_start"}

@@ -4,25 +4,12 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
-import sys
 
 import pytest
 
-from tests.fleet_helpers import kill_tree, phalanx, wait_for
+from tests.fleet_helpers import kill_tree, lighthouse_service, phalanx
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
-
-
-def _serve(secret, log):
-    with log.open("w") as sink:
-        return subprocess.Popen(
-            [sys.executable, "-m", "phalanx", "lighthouse", "--bind", "127.0.0.1:0",
-             "--secret-file", str(secret)],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
 
 
 def test_service_creates_then_reuses_its_secret(tmp_path):
@@ -30,11 +17,8 @@ def test_service_creates_then_reuses_its_secret(tmp_path):
     contents = []
     for run, word in enumerate(("created", "existing")):
         log = tmp_path / f"lighthouse{run}.out"
-        service = _serve(secret, log)
-        try:
-            wait_for(lambda log=log: "serving at" in log.read_text(), 60, "the service to start")
-        finally:
-            kill_tree(service)
+        service, _ = lighthouse_service(secret, log)
+        kill_tree(service)
         text = log.read_text()
         assert f"fleet secret: {secret} ({word};" in text
         assert "lighthouse serving at http://127.0.0.1:" in text
