@@ -42,11 +42,20 @@ def main() -> None:
         default=1,
         help="apply the hidden layer N times: compute per sample, same parameters",
     )
+    parser.add_argument(
+        "--inputs",
+        choices=["normal", "cauchy"],
+        default="normal",
+        help="cauchy: heavy-tailed inputs, so a few samples' gradients are huge",
+    )
     args = parser.parse_args()
 
     dtype = getattr(torch, args.dtype)
     torch.manual_seed(0)  # every replica builds the same initial model
-    inputs = torch.randn(args.samples, 32, dtype=dtype)
+    if args.inputs == "cauchy":
+        inputs = torch.distributions.Cauchy(0.0, 1.0).sample((args.samples, 32)).to(dtype)
+    else:
+        inputs = torch.randn(args.samples, 32, dtype=dtype)
     targets = (inputs[:, :8].sum(dim=1, keepdim=True) > 0).to(dtype)
     dataset = TensorDataset(inputs, targets)
     model = RepeatedMLP(32, args.width, args.repeat).to(dtype)

@@ -328,7 +328,7 @@ def test_gated_lighthouse_is_restarted_behind_the_same_gate(tmp_path):
 
 
 def test_quorum_ids_carry_the_lighthouse_incarnation():
-    from phalanx.runtime.sync_fleet import _QuorumRecorder
+    from phalanx.runtime.torchft_access import QuorumRecorder as _QuorumRecorder
 
     class Result:
         quorum_id = 1

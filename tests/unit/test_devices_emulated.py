@@ -19,9 +19,9 @@ from phalanx.devices.config import (
 )
 from phalanx.devices.emulate_spec import parse_emulate
 from phalanx.devices.emulated import DeviceCrashed, EmulatedChip, HostCPU
-from phalanx.devices.emulated.flips import flip_bits
 from phalanx.devices.emulated.thermal import ThermalModel
 from phalanx.errors import UsageError
+from phalanx.faults.bitflip import flip_random_bits as flip_bits
 
 HOST = HostCPU(slots=1)  # one host: chips share its calibrated op costs
 

@@ -1,9 +1,13 @@
 """The weighted slice gradients of any split sum to the global-batch gradient."""
 
+import math
+
 import torch
 from torch.utils.data import TensorDataset
 
-from phalanx.runtime.compute import FlatBuffer, accumulate_slice_gradient, trainable_parameters
+from phalanx.runtime.compute import Workload, slice_gradient, trainable_parameters
+from phalanx.runtime.control import Control, ControlLayout
+from phalanx.runtime.grad_buffer import GradBuffer
 
 
 def _setup():
@@ -21,35 +25,58 @@ def _setup():
     return data, model, loss_fn
 
 
-def _flat(model, data, loss_fn, indices, micro):
-    params = trainable_parameters(model)
-    loss = accumulate_slice_gradient(
-        model, loss_fn, data, indices, 48, micro, torch.device("cpu"), 0
-    )
-    buffer = FlatBuffer(params, 1)
-    buffer.pack(loss, 0, False, 1.0)
-    return buffer.tensor.clone()
+def _gradient(model, data, loss_fn, indices, micro, buffer):
+    work = Workload(model, loss_fn, data, 64, 48, micro, torch.device("cpu"), 0)
+    buffer.zero_()
+    loss = slice_gradient(work, indices, 0)
+    return torch.cat([b.grads.clone() for b in buffer.buckets]), loss
 
 
 def test_uneven_split_and_microbatches_equal_whole_batch():
     data, model, loss_fn = _setup()
+    buffer = GradBuffer(trainable_parameters(model), control_numel=4)
     indices = list(range(3, 51))
-    whole = _flat(model, data, loss_fn, indices, None)
+    whole, whole_loss = _gradient(model, data, loss_fn, indices, None, buffer)
     parts = [indices[:29], indices[29:41], indices[41:47], indices[47:]]
-    summed = sum(_flat(model, data, loss_fn, part, 5) for part in parts)
-    grad_len = sum(p.numel() for p in model.parameters())
-    assert torch.allclose(whole[: grad_len + 1], summed[: grad_len + 1], atol=1e-14, rtol=0)
+    results = [_gradient(model, data, loss_fn, part, 5, buffer) for part in parts]
+    assert torch.allclose(whole, sum(g for g, _ in results), atol=1e-14, rtol=0)
+    assert math.isclose(whole_loss, sum(loss for _, loss in results), abs_tol=1e-14)
 
 
-def test_flat_buffer_carries_loss_veto_and_throughput():
+def test_gradients_are_views_into_persistent_buckets():
     _, model, _ = _setup()
     params = trainable_parameters(model)
-    buffer = FlatBuffer(params, 3, fingerprint_width=2)
-    buffer.pack(0.5, 2, True, 123.0, [7.0, 9.0])
-    assert buffer.loss() == 0.5
-    assert buffer.vetoes() == [False, False, True]
-    assert buffer.throughputs() == [0.0, 0.0, 123.0]
-    assert buffer.fingerprints() == [(0.0, 0.0), (0.0, 0.0), (7.0, 9.0)]
-    assert buffer.finite()
-    buffer.tensor[0] = float("nan")
-    assert not buffer.finite()
+    buffer = GradBuffer(params, control_numel=10, bucket_bytes=64)  # several buckets
+    assert len(buffer.buckets) > 1
+    storage = {p.grad.data_ptr() for p in params}
+    for param in params:
+        param.grad.add_(1.0)
+    assert all(float(b.grads.sum()) == b.grad_numel for b in buffer.buckets)
+    params[0].grad = None  # user code cleared it: the next attach points it back
+    buffer.attach()
+    assert {p.grad.data_ptr() for p in params} == storage
+    assert buffer.norm_sq() == sum(p.numel() for p in params)
+    # The control block rides in the last bucket (float64 gradients): no extra collective.
+    assert len(buffer.collectives()) == len(buffer.buckets)
+
+
+def test_half_precision_gradients_get_a_float64_control_block():
+    model = torch.nn.Linear(4, 3).half()
+    buffer = GradBuffer(trainable_parameters(model), control_numel=5)
+    assert buffer.control_separate and buffer.control.dtype == torch.float64
+    assert len(buffer.collectives()) == len(buffer.buckets) + 1
+
+
+def test_control_block_carries_named_fields():
+    layout = ControlLayout(participants=3, fingerprint_width=2, buffer_numel=4)
+    control = Control(torch.zeros(layout.numel, dtype=torch.float64), layout)
+    control.put_loss(0.5)
+    control.put("veto", 2, 1.0)
+    control.put("throughput_sps", 1, 123.0)
+    control.put_fingerprint(2, [7.0, 9.0])
+    control.buffers_view().fill_(3.0)
+    assert control.loss() == 0.5
+    assert control.read("veto") == [0.0, 0.0, 1.0]
+    assert control.read("throughput_sps") == [0.0, 123.0, 0.0]
+    assert control.fingerprints() == [(0.0, 0.0), (0.0, 0.0), (7.0, 9.0)]
+    assert float(control.tensor[-4:].sum()) == 12.0

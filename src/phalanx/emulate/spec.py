@@ -1,45 +1,97 @@
-"""`--emulate 1,0.5,0.25x2`: emulated chip speeds relative to the host."""
+"""`--emulate 1,0.5:max_share=4,0.25x2`: emulated chips, speeds relative to the host.
+
+Grammar: comma-separated items `SPEED[xCOUNT][:KEY=VALUE]...`. Options apply to
+every chip of the item:
+
+- `max_share=N`: never give this chip more than N samples of a step (a chip
+  shared with other work, or known to hold no more).
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
 
 from phalanx.errors import UsageError
 
 MAX_EMULATED_REPLICAS = 64
+FIX = "write speeds relative to this host, e.g. --emulate 1,0.5:max_share=8,0.25x2"
 
 
-def parse_emulate(spec: str) -> list[float]:
-    """`1,0.5,0.25x2` -> [1.0, 0.5, 0.25, 0.25]."""
-    fix = "write speeds relative to this host, e.g. --emulate 1,0.5,0.25x2"
-    speeds: list[float] = []
+@dataclass(frozen=True)
+class EmulatedChip:
+    speed: float
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def max_share(self) -> int | None:
+        value = self.options.get("max_share")
+        return None if value is None else int(value)
+
+
+def _positive_int(key: str, raw: str, spec: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise UsageError(f"--emulate: {key}", "must be a whole number >= 1", FIX, spec)
+    return value
+
+
+_OPTIONS = {"max_share": _positive_int}
+
+
+def _options(item: str, texts: list[str], spec: str) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for text in texts:
+        key, eq, raw = text.partition("=")
+        key = key.strip()
+        if not eq or key not in _OPTIONS:
+            raise UsageError(
+                "--emulate",
+                f"option {text!r} of item {item!r} is not one of {', '.join(_OPTIONS)} (KEY=VALUE)",
+                FIX,
+                spec,
+            )
+        if key in options:
+            raise UsageError("--emulate", f"option {key} given twice in {item!r}", FIX, spec)
+        options[key] = _OPTIONS[key](key, raw.strip(), spec)
+    return options
+
+
+def parse_emulate_chips(spec: str) -> list[EmulatedChip]:
+    """`1,0.5:max_share=4,0.25x2` -> four chips, the second capped at 4 samples."""
+    chips: list[EmulatedChip] = []
     if not spec or not spec.strip():
-        raise UsageError("--emulate", "is empty", fix, spec)
+        raise UsageError("--emulate", "is empty", FIX, spec)
     for item in spec.split(","):
         item = item.strip()
-        speed_text, times, count_text = item.partition("x")
+        head, *option_texts = item.split(":")
+        speed_text, times, count_text = head.partition("x")
         try:
             speed = float(speed_text)
             count = int(count_text) if times else 1
         except ValueError:
             raise UsageError(
-                "--emulate", f"item {item!r} is not SPEED or SPEEDxCOUNT", fix, spec
+                "--emulate", f"item {item!r} is not SPEED or SPEEDxCOUNT", FIX, spec
             ) from None
         if not (0 < speed <= 100):
-            raise UsageError("--emulate", f"speed {speed_text} must be in (0, 100]", fix, spec)
+            raise UsageError("--emulate", f"speed {speed_text} must be in (0, 100]", FIX, spec)
         if count < 1:
-            raise UsageError("--emulate", f"count in {item!r} must be >= 1", fix, spec)
-        if len(speeds) + count > MAX_EMULATED_REPLICAS:
+            raise UsageError("--emulate", f"count in {item!r} must be >= 1", FIX, spec)
+        if len(chips) + count > MAX_EMULATED_REPLICAS:
             raise UsageError(
                 "--emulate",
                 "is more chips than this host can emulate",
                 f"use at most {MAX_EMULATED_REPLICAS}",
                 spec,
             )
-        speeds.extend([speed] * count)
-    if len(speeds) > MAX_EMULATED_REPLICAS:
-        raise UsageError(
-            "--emulate",
-            f"{len(speeds)} chips is more than this host can emulate",
-            f"use at most {MAX_EMULATED_REPLICAS}",
-            spec,
-        )
-    return speeds
+        options = _options(item, option_texts, spec)
+        chips.extend(EmulatedChip(speed, options) for _ in range(count))
+    return chips
+
+
+def parse_emulate(spec: str) -> list[float]:
+    """`1,0.5,0.25x2` -> [1.0, 0.5, 0.25, 0.25] (the speeds only)."""
+    return [chip.speed for chip in parse_emulate_chips(spec)]

@@ -4,6 +4,13 @@ Faults are real: a kill is SIGKILL of this process, a hang is SIGSTOP with a
 detached helper that sends SIGCONT after the given seconds. Each fault fires
 once per run: a marker file is created (O_EXCL) before firing, so neither a
 restarted worker nor a resumed fleet repeats it.
+
+A corruption of the gradient (`sdc` on the gradient, `nan`) needs a gradient:
+on a replica that computes no samples at the planned step (a slow chip given
+a share of 0, a replica that was healing) it waits for the first later step
+where the replica computes, and its event names both steps. A weight flip
+likewise fires at the first step at or after the planned one that the
+replica takes part in. A corruption never fires where it could not be seen.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from phalanx.faults.bitflip import flip_bit
 from phalanx.faults.spec import FaultSpec
 from phalanx.observe.events import EventLog
 
@@ -44,11 +52,17 @@ class FaultInjector:
             if f.kind in kinds and f.step == step and (phase is None or f.phase == phase)
         ]
 
-    def _record(self, fault: FaultSpec) -> None:
+    def _pending(self, kinds: tuple[str, ...], step: int) -> list[FaultSpec]:
+        """Corruptions planned at or before `step` (those already fired are claimed)."""
+        return [f for f in self.faults if f.kind in kinds and f.step <= step]
+
+    def _record(self, fault: FaultSpec, step: int | None = None) -> None:
         if self.events is not None:
             data = fault.to_json()
             data.pop("replica")
             data["fault"] = data.pop("kind")
+            if step is not None and step != fault.step:
+                data["planned_step"], data["step"] = fault.step, step
             # The worker's name (its events' source): `hN-r0` on a host, not the spec's index.
             self.events.emit("fault", replica=self.events.source, **data)
 
@@ -83,15 +97,19 @@ class FaultInjector:
         return speed
 
     def corrupt_gradient(self, step: int, params: list[torch.nn.Parameter]) -> None:
-        """`nan` and `sdc:target=grad` faults: poison this replica's gradient once."""
+        """`nan` and `sdc:target=grad` faults: poison this replica's gradient once.
+
+        Call it only when the replica computed samples this step: a planned
+        corruption waits for such a step.
+        """
         grads = [p.grad for p in params if p.grad is not None]
         if not grads:
             return
-        for fault in self._due(("nan", "sdc"), None, step):
+        for fault in self._pending(("nan", "sdc"), step):
             if fault.kind == "sdc" and fault.params.get("target", "grad") != "grad":
                 continue
             if self._claim(fault):
-                self._record(fault)
+                self._record(fault, step)
                 if fault.kind == "nan":
                     grads[0].view(-1)[0] = float("nan")
                 else:
@@ -99,30 +117,8 @@ class FaultInjector:
 
     def corrupt_weights(self, step: int, params: list[torch.nn.Parameter]) -> None:
         """`sdc:target=weight` faults: flip a bit of this replica's first parameter once."""
-        for fault in self._due(("sdc",), None, step):
+        for fault in self._pending(("sdc",), step):
             if fault.params.get("target", "grad") == "weight" and params and self._claim(fault):
-                self._record(fault)
+                self._record(fault, step)
                 with torch.no_grad():
                     flip_bit(params[0], fault.params.get("bit"))
-
-
-def flip_bit(tensor: torch.Tensor, bit: int | None) -> None:
-    """Flip one bit of the element of largest magnitude; by default its top exponent bit.
-
-    The largest element is the one a corruption matters most for; flipping the top
-    exponent bit of a non-zero value makes it astronomically large (of a zero, it
-    would make a plain 2.0, which no norm check can tell from training).
-    """
-    views = {
-        torch.float64: (torch.int64, 62),
-        torch.float32: (torch.int32, 30),
-        torch.float16: (torch.int16, 14),
-        torch.bfloat16: (torch.int16, 14),
-    }
-    int_type, exponent_top = views[tensor.dtype]
-    chosen = exponent_top if bit is None else int(bit)
-    flat = tensor.detach().view(-1)
-    index = int(flat.abs().argmax())
-    bits = flat.view(int_type)
-    mask = torch.ones(1, dtype=int_type).bitwise_left_shift(chosen)
-    bits[index : index + 1] = bits[index : index + 1] ^ mask

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from phalanx.emulate.spec import parse_emulate
+from phalanx.emulate.spec import parse_emulate, parse_emulate_chips
 from phalanx.energy.operating_points import OBJECTIVES
 from phalanx.errors import UsageError
 from phalanx.faults.spec import parse_faults
@@ -180,6 +180,7 @@ def run_command(
         dashboard_port=dashboard,
         guard=guard,
         device_tables=tables,
+        max_shares=[c.max_share for c in parse_emulate_chips(emulate)] if emulate else [],
         rescreen_every_s=rescreen_every_s,
         **many_hosts,
         tariff_per_kwh=_per_kwh("--tariff", tariff),

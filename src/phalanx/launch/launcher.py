@@ -69,6 +69,8 @@ class RunPlan:
     co2_g_per_kwh: float | None = None  # for the CO2 estimate
     # Per replica, from a qualified fleet file: emulated defects and profile hints.
     device_tables: list[dict] = field(default_factory=list)
+    # Per replica: the most samples of a step it may get (`--emulate ...:max_share=N`).
+    max_shares: list[int | None] = field(default_factory=list)
     # --objective / --power-budget-w (None: every device at full power).
     energy: EnergySettings | None = None
     power_limits_w: list[float | None] = field(default_factory=list)  # per replica, set by it
@@ -265,6 +267,7 @@ class Launcher:
             effective_speeds(plan.speeds, plan.device_tables, limits)
         )
         tables = plan.device_tables or [{} for _ in plan.names]
+        max_shares = plan.max_shares or [None for _ in plan.names]
         fleet = {
             # Profiled throughput is in real time; emulated chips run in dilated time.
             name: {
@@ -273,10 +276,10 @@ class Launcher:
                 "hint_sps": table["hint_sps"] * scale
                 if table.get("hint_sps") and not plan.lighthouse
                 else None,
-                "max_share": None,
+                "max_share": max_share,
                 "device": table.get("id"),
             }
-            for name, table in zip(plan.names, tables)
+            for name, table, max_share in zip(plan.names, tables, max_shares)
         }
         slots = []
         for index, (name, speed) in enumerate(zip(plan.names, plan.speeds)):

@@ -19,7 +19,8 @@ from typing import TypeVar
 import torch
 from torch.utils._pytree import tree_map
 from torchft.checkpointing import HTTPTransport
-from torchft.checkpointing._serialization import _streaming_load
+
+from phalanx.runtime.torchft_access import load_state_safely
 
 T = TypeVar("T")
 
@@ -39,7 +40,7 @@ class SafeHTTPTransport(HTTPTransport[T]):
     @classmethod
     def _load_from_address(cls, address: str, timeout: timedelta) -> object:
         with urllib.request.urlopen(address, timeout=timeout.total_seconds()) as response:
-            state = _streaming_load(response, weights_only=True)
+            state = load_state_safely(response)
         # The loaded tensors share one read-only bytes buffer, and the optimizer keeps
         # its state tensors as given and updates them in place: give it its own memory.
         return tree_map(lambda v: v.clone() if isinstance(v, torch.Tensor) else v, state)

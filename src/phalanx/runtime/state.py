@@ -24,6 +24,8 @@ class FleetState:
     timings: dict[str, list[list[float]]] = field(default_factory=dict)  # recent (samples, seconds)
     costs: dict[str, list[float]] = field(default_factory=dict)  # fitted (fixed_s, per_sample_s)
     derates: dict[str, float] = field(default_factory=dict)  # thermal guard cuts (< 1 only)
+    # Norms of the last committed global gradients: the guard's one reference for every slice.
+    grad_norms: list[float] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -34,6 +36,7 @@ class FleetState:
             "timings": self.timings,
             "costs": self.costs,
             "derates": self.derates,
+            "grad_norms": self.grad_norms,
         }
 
     @classmethod
@@ -48,6 +51,7 @@ class FleetState:
             },
             costs={k: [float(x) for x in v] for k, v in data.get("costs", {}).items()},
             derates={k: float(v) for k, v in data.get("derates", {}).items()},
+            grad_norms=[float(v) for v in data.get("grad_norms", [])],
         )
 
 
@@ -59,17 +63,24 @@ class TrainState:
     fleet: FleetState = field(default_factory=FleetState)
 
     def state_dict(self) -> dict[str, Any]:
-        """A snapshot (copies, not views): torchft serves it to a healing peer over HTTP
-        later, while this replica already computes the next step, and what it sends
-        must be the state it had at the quorum, not whatever the tensors hold by then."""
-        return copy.deepcopy(
-            {
-                "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-                "fleet": self.fleet.to_json(),
-            }
-        )
+        """The state as references to the live tensors, not a copy.
+
+        torchft asks for it only when a peer heals from this replica, at the
+        quorum, and serves it until this replica's next commit vote, which waits
+        for the healing peer's vote, which it casts only after it has loaded the
+        state. The tensors cannot change before that: parameters, buffers and
+        optimizer state change only when a step is applied, after the vote. So
+        no copy is needed, and a 300M-parameter model is never held twice. The
+        non-tensor parts (the fleet state, scheduler counters) are copied.
+        """
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": copy.deepcopy(self.scheduler.state_dict())
+            if self.scheduler is not None
+            else None,
+            "fleet": copy.deepcopy(self.fleet.to_json()),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         with torch.no_grad():

@@ -9,19 +9,18 @@ replica then loads its state at quorum time and takes part in the same step.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import re
 import socket
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import torch
 from torch.distributed import ReduceOp
 
-from phalanx.launch.fleet_progress import FleetProgress
 from phalanx.runtime.state import TrainState
+from phalanx.runtime.sync import FleetProgress, Sync, Work
+from phalanx.runtime.torchft_access import forget_failed_quorum, record_quorums
 from phalanx.runtime.worker_config import WorkerConfig
 
 QUORUM_RETRY_S = 0.1  # between quorum attempts while no lighthouse answers
@@ -31,58 +30,6 @@ QUORUM_RETRY_S = 0.1  # between quorum attempts while no lighthouse answers
 # the quorum timeout, not this count, bounds each call.
 QUORUM_RETRIES = 100_000
 ADMISSION_CHECK_S = 10.0  # how long a new worker waits for its first handshake's verdict
-
-
-class _QuorumRecorder:
-    """Wraps torchft's ManagerClient to keep the last quorum result.
-
-    Manager reads `replica_ids` (the ordered members) from the quorum result
-    and throws it away; we need it to derive everybody's slice.
-
-    With an admission tunnel it also makes quorum ids unique across lighthouse
-    restarts (see `_EpochQuorum`).
-    """
-
-    def __init__(self, client: Any, incarnation: Callable[[], int | None] | None = None) -> None:
-        self._client = client
-        self._incarnation = incarnation
-        self.last: Any = None
-
-    def _quorum(self, *args: Any, **kwargs: Any) -> Any:
-        result = self._client._quorum(*args, **kwargs)
-        incarnation = self._incarnation() if self._incarnation is not None else None
-        self.last = result if incarnation is None else _EpochQuorum(result, incarnation)
-        return self.last
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
-
-
-class _EpochQuorum:
-    """A quorum result whose id names the lighthouse incarnation that formed it.
-
-    A restarted lighthouse numbers its quorums from 1 again. torchft's Manager
-    rebuilds the process group only when the quorum id changes, under the
-    store prefix `torchft/<quorum id>/`: a reused id would keep a process
-    group whose membership changed, or rendezvous over an older quorum's keys
-    in the same store and connect to stale peers. The incarnation (which the
-    tunnel learns from the gate) goes into the high bits, so ids stay
-    distinct across restarts and every member of one quorum derives the same.
-    """
-
-    def __init__(self, result: Any, incarnation: int) -> None:
-        self._result = result
-        self.raw_quorum_id = int(result.quorum_id)
-        self.quorum_id = (_epoch(incarnation) << 32) | self.raw_quorum_id
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._result, name)
-
-
-def _epoch(incarnation: int) -> int:
-    """30 nonzero bits from an incarnation: a Python int torchft logs and formats, < 2**62."""
-    digest = hashlib.sha256(incarnation.to_bytes(8, "big")).digest()
-    return (int.from_bytes(digest[:4], "big") & 0x3FFF_FFFF) or 1
 
 
 def _natural_key(name: str) -> tuple[str, int]:
@@ -95,7 +42,7 @@ def stable_name(replica_id: str) -> str:
     return replica_id.split(":", 1)[0]
 
 
-class FleetSync:
+class FleetSync(Sync):
     def __init__(self, config: WorkerConfig, state: TrainState, host: str | None = None) -> None:
         # Imported here: local runs must not pay for torchft's import.
         from torch.distributed import TCPStore
@@ -148,10 +95,9 @@ class FleetSync:
             checkpoint_transport=checkpoint_transport(host, timeout),
         )
         tunnel = self._tunnel
-        self._recorder = _QuorumRecorder(
-            self.manager._client, (lambda: tunnel.incarnation) if tunnel is not None else None
+        self._recorder = record_quorums(
+            self.manager, (lambda: tunnel.incarnation) if tunnel is not None else None
         )
-        self.manager._client = self._recorder  # type: ignore[assignment]
         self.quorum_id: int | None = None
         self._last_error = ""
         if self._tunnel is not None:
@@ -233,7 +179,7 @@ class FleetSync:
                         f"no lighthouse answered for {self.lighthouse_wait_s:g} s"
                     ) from err
                 # torchft keeps the failed quorum's future and re-raises it on the next call.
-                self.manager._quorum_future = None
+                forget_failed_quorum(self.manager)
                 time.sleep(QUORUM_RETRY_S)  # back-off between attempts, not synchronisation
                 continue
             if lost_at is not None:
@@ -241,8 +187,9 @@ class FleetSync:
                 print(f"{self.name}: a quorum again after {waited_s:.2f} s", flush=True)
             return
 
-    def allreduce(self, tensor: torch.Tensor) -> Any:
-        return self.manager.allreduce(tensor, reduce_op=ReduceOp.SUM)
+    def allreduce(self, tensor: torch.Tensor) -> Work:
+        work: Work = self.manager.allreduce(tensor, reduce_op=ReduceOp.SUM)
+        return work
 
     def commit(self, local_ok: bool, reason: str = "") -> bool:
         if not local_ok:

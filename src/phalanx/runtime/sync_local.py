@@ -4,39 +4,41 @@ from __future__ import annotations
 
 import torch
 
-
-class _DoneWork:
-    def wait(self) -> bool:
-        return True
+from phalanx.runtime.sync import DoneWork, FleetProgress, Sync
 
 
-class LocalSync:
+class LocalSync(Sync):
     """One participant, no collective, a commit whenever the step is sound."""
 
     def __init__(self, name: str = "local") -> None:
         self.name = name
 
+    def set_step(self, step: int) -> None:
+        pass  # nobody else to tell
+
     def begin_step(self) -> list[str]:
         return [self.name]
 
-    def allreduce(self, tensor: torch.Tensor) -> _DoneWork:
-        return _DoneWork()
-
-    def commit(self, local_ok: bool, reason: str = "") -> bool:
-        return local_ok
+    def allreduce(self, tensor: torch.Tensor) -> DoneWork:
+        return DoneWork()
 
     def errored(self) -> bool:
         return False
+
+    def commit(self, local_ok: bool, reason: str = "") -> bool:
+        return local_ok
 
     @property
     def last_error(self) -> str:
         return ""
 
-    def exchange_progress(self, step: int, complete: bool, rewind: bool = False) -> None:
-        return None  # one process: no fleet to ask
-
     def report_step(self, step: int) -> None:
         pass
+
+    def exchange_progress(
+        self, step: int, complete: bool, rewind: bool = False
+    ) -> FleetProgress | None:
+        return None  # one process: no fleet to ask
 
     def close(self) -> None:
         pass

@@ -44,3 +44,12 @@ def check_fleet_batch(global_batch_size: int, fleet_size: int) -> None:
             f"use global_batch_size >= {fleet_size} or fewer replicas",
             global_batch_size,
         )
+
+
+def one_of(name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise UsageError(
+            f"Trainer({name}=...)", f"unknown {name} {value!r}", f"use one of {', '.join(allowed)}",
+            value,
+        )  # fmt: skip
+    return str(value)

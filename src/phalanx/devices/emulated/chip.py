@@ -25,11 +25,11 @@ import numpy as np
 import torch
 
 from phalanx.devices.config import DeviceConfig, PowerCurve, ThermalConfig
-from phalanx.devices.emulated.flips import flip_bits
 from phalanx.devices.emulated.host import HostCPU, default_host
 from phalanx.devices.emulated.memory import EmulatedMemoryWindow
 from phalanx.devices.emulated.thermal import MAX_STEP_S, ThermalModel
 from phalanx.devices.memory_window import MemoryWindow
+from phalanx.faults.bitflip import flip_random_bits
 
 T = TypeVar("T")
 NOMINAL_CLOCK_MHZ = 1500.0
@@ -209,7 +209,9 @@ class EmulatedChip:
             self._advance(duration_s, 1.0)
             if corrupt and isinstance(result, torch.Tensor):
                 with self._state:
-                    self.flips_injected += flip_bits(result, self.current_flip_rate(), self.rng)
+                    self.flips_injected += flip_random_bits(
+                        result, self.current_flip_rate(), self.rng
+                    )
         finally:
             self._pace(self.now_s - before_s, wall_start)
         return result

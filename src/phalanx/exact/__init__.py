@@ -1,0 +1,1 @@
+"""Layers whose result must not depend on how the global batch is split (promise 1)."""

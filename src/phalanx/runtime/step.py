@@ -1,0 +1,502 @@
+"""One step, top to bottom: quorum -> shares -> slice -> compute -> reduce -> guard -> commit -> apply.
+
+1. **Quorum.** Ask the lighthouse who takes part (a replica that is behind
+   heals from a live peer first). The ordered members are the same on every
+   replica.
+2. **Shares.** Every participant derives the same integer shares from the
+   replicated fleet state (speeds learnt from earlier steps).
+3. **Slice.** Step s covers stream positions [s*B, (s+1)*B); each participant
+   takes its contiguous part.
+4. **Compute.** Forward/backward of the slice, each micro-batch's loss
+   weighted by its size / B, into the persistent gradient buckets.
+5. **Reduce.** One SUM allreduce per bucket. The last bucket also carries the
+   control block (runtime/control.py): loss, veto, throughput, heat,
+   fingerprint and the guard's evidence, so every participant reads the same.
+6. **Guard.** A participant whose slice failed its check (guard/slice_check.py)
+   vetoed it; one whose parameter fingerprint is in the minority diverged.
+   Either way the attempt is recomputed at once, in the same quorum, without
+   them (they contribute zeros): same samples, exact math. While the others
+   recompute, the vetoing replica reruns its slice and a peer recomputes it;
+   their verdicts ride in the next attempt's control block and decide whether
+   the chip or the data is to blame (guard/offences.py counts only the chip).
+7. **Commit.** torchft's vote: any error (a dead peer inside the collective, a
+   timeout) means the step is retried with a new quorum and the same samples.
+8. **Apply.** Optimizer and scheduler step on the summed gradient, identical
+   everywhere; the fleet state learns the speeds and the gradient norm.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+from phalanx.data.slicing import participant_ranges, sample_indices
+from phalanx.emulate.pacer import ComputePacer
+from phalanx.faults.injector import FaultInjector
+from phalanx.guard import slice_check
+from phalanx.guard.abft import AbftMonitor
+from phalanx.guard.fingerprint import WIDTH, fingerprint_chunks, majority
+from phalanx.guard.slice_check import SliceVerdict
+from phalanx.observe.events import EventLog
+from phalanx.runtime.compute import Workload, slice_gradient
+from phalanx.runtime.control import AGREES, DIFFERS, NOT_CHECKED, Control, ControlLayout
+from phalanx.runtime.fleet_watch import FleetWatch
+from phalanx.runtime.grad_buffer import GradBuffer
+from phalanx.runtime.model_buffers import ModelBuffers
+from phalanx.runtime.state import TrainState
+from phalanx.runtime.sync import Sync
+from phalanx.shares.learning import SharePolicy, learn_from_step
+
+# A replica's first steps after a (re)start are slow (allocation, first touch): it
+# reports them negative so that nobody learns a cost model from them.
+WARMUP_STEPS = 2
+
+
+class LayerStats(Protocol):
+    """Collectives some layers need inside forward/backward (exact/global_batchnorm.py)."""
+
+    def live(self) -> Any: ...  # context: reduce across the fleet, and record
+    def phantom(self) -> Any: ...  # context: a participant without samples joins with zeros
+    def replay(self) -> Any: ...  # context: recompute a slice of the last attempt, no collectives
+
+
+class NoLayerStats:
+    @contextmanager
+    def _nothing(self) -> Iterator[None]:
+        yield
+
+    def live(self) -> Any:
+        return self._nothing()
+
+    def phantom(self) -> Any:
+        return self._nothing()
+
+    def replay(self) -> Any:
+        return self._nothing()
+
+
+@dataclass
+class GuardSetup:
+    level: str  # off | standard | full
+    fingerprints: bool  # compare parameter fingerprints (fleets only)
+    abft: AbftMonitor | None = None
+
+
+@dataclass
+class StepContext:
+    """Everything one step needs, handed in (nothing is read off a trainer)."""
+
+    name: str
+    events: EventLog
+    watch: FleetWatch
+    work: Workload
+    params: list[torch.nn.Parameter]
+    state: TrainState
+    buffer: GradBuffer
+    model_buffers: ModelBuffers
+    sync: Sync
+    shares: SharePolicy
+    injector: FaultInjector
+    pacer: ComputePacer
+    guard: GuardSetup
+    layer_stats: LayerStats = field(default_factory=NoLayerStats)
+    steps: int = 0  # the run's length in committed steps
+    clip_grad_norm: float | None = None
+    pace: Callable[[int], float | None] = lambda step: None  # emulated speed at a step
+    steps_computed: int = 0  # by this process: its first ones are warm-up
+    heat: float = 0.0  # this replica's thermal cut (1 - derate), published in the buffer
+    members: list[str] = field(default_factory=list)  # the last quorum's
+
+
+@dataclass
+class Vetoed:
+    """A slice vetoed in one attempt, waiting for the next attempt's evidence."""
+
+    replica: str
+    start: int  # stream positions [start, end)
+    end: int
+    norm: float  # the vetoing replica's normalised norm (from the control block)
+    reason: str = ""
+    own: SliceVerdict | None = None  # on the vetoing replica: its full verdict
+
+
+@dataclass
+class RoundResult:
+    """What the attempts inside one quorum produced."""
+
+    ok: bool = False
+    reason: str = ""
+    active: list[str] = field(default_factory=list)
+    shares: list[int] = field(default_factory=list)
+    loss: float = 0.0
+    throughputs_sps: dict[str, float] = field(default_factory=dict)
+    heats: dict[str, float] = field(default_factory=dict)
+    detections: list[dict[str, Any]] = field(default_factory=list)
+    at_fault: dict[str, str] = field(default_factory=dict)  # replica -> why (offences)
+    diverged_self: bool = False
+    tie: bool = False
+    all_excluded: bool = False
+    global_norm: float = math.nan
+    compute_s: float = 0.0
+    allreduce_s: float = 0.0
+    guard_s: float = 0.0
+
+
+@dataclass
+class StepReport:
+    """What one pass of the loop did, for the after-step hooks."""
+
+    step: int
+    members: list[str] = field(default_factory=list)
+    round: RoundResult = field(default_factory=RoundResult)
+    committed: bool = False
+    reason: str = ""
+    leave: bool = False  # the run is over for this replica (done, or finished elsewhere)
+    trained: bool = False  # False: no step was attempted (not admitted, held back)
+    quorum_s: float = 0.0
+    commit_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)  # hooks add what they measure
+
+
+# ----------------------------------------------------------------- the whole step
+def take_step(ctx: StepContext) -> StepReport:
+    """One pass: quorum, the attempts inside it, the commit vote, and the apply."""
+    state = ctx.state  # its `fleet` is replaced when this replica heals: never keep it
+    report = StepReport(state.fleet.step)
+    first_quorum = not ctx.members
+    # A replica back after the fleet finished must not train the last steps again.
+    if ctx.watch.finished_without_us(
+        state.fleet.step, ctx.steps, ctx.watch.ask(state.fleet.step) if first_quorum else None
+    ):
+        report.leave = True
+        return report
+    ctx.injector.at("start", state.fleet.step)
+    # 1: quorum (a replica that is behind heals here, from a live peer).
+    step_before, quorum_t0 = state.fleet.step, time.time()
+    members = ctx.sync.begin_step()
+    if state.fleet.step != step_before:
+        ctx.events.emit(
+            "heal",
+            replica=ctx.name,
+            from_step=step_before,
+            step=state.fleet.step,
+            duration_s=time.time() - quorum_t0,
+        )
+    changed = members != ctx.members
+    if changed:
+        ctx.events.emit(
+            "quorum",
+            replica=ctx.name,
+            step=state.fleet.step,
+            participants=members,
+            quorum_id=ctx.sync.quorum_id,
+        )
+        ctx.members = members
+    progress = ctx.watch.ask(state.fleet.step) if changed or ctx.watch.waiting() else None
+    report.step, report.members = state.fleet.step, members
+    if ctx.watch.finished_without_us(state.fleet.step, ctx.steps, progress):
+        report.leave = True  # it finished while we waited for this quorum
+        return report
+    if ctx.watch.hold_back(state.fleet.step, progress, members):
+        return report
+    report.quorum_s = time.time() - quorum_t0
+    step = state.fleet.step
+    if step >= ctx.steps:
+        report.leave = True
+        return report
+    if ctx.name not in members:  # not admitted this round; ask again
+        return report
+    ctx.injector.corrupt_weights(step, ctx.params)
+    ctx.pacer.speed = ctx.pace(step)
+    ctx.injector.at("compute", step)
+    # 2-6: the attempts.
+    report.trained = True
+    report.round = run_round(ctx, members, step)
+    ctx.injector.at("commit", step)
+    # 7: commit.
+    if report.round.tie:
+        ctx.sync.commit(False, report.round.reason)
+        report.reason = report.round.reason
+        discard(ctx)
+        return report
+    ok, report.reason = sound(ctx, report.round)
+    commit_t0 = time.perf_counter()
+    report.committed = ctx.sync.commit(ok, report.reason)
+    report.commit_s = time.perf_counter() - commit_t0
+    # 8: apply.
+    if report.committed:
+        apply(ctx, report.round, step)
+        ctx.watch.committed(state.fleet.step)
+    else:
+        report.reason = ctx.sync.last_error or report.reason
+        discard(ctx)
+    return report
+
+
+# ----------------------------------------------------------------- 2-6: the attempts
+def run_round(ctx: StepContext, members: list[str], step: int) -> RoundResult:
+    """Compute, reduce and guard the step inside one quorum, recomputing without culprits."""
+    result = RoundResult()
+    work, fleet = ctx.work, ctx.state.fleet
+    slot = members.index(ctx.name)
+    layout = ControlLayout(
+        len(members), WIDTH if ctx.guard.fingerprints else 0, ctx.model_buffers.numel
+    )
+    ctx.buffer.ensure_control(layout.numel)
+    control = Control(ctx.buffer.control, layout)
+    started = time.perf_counter()
+    fingerprint = fingerprint_chunks(ctx.params) if ctx.guard.fingerprints else None
+    result.guard_s += time.perf_counter() - started
+    ctx.model_buffers.snapshot()
+    excluded: set[str] = set()
+    pending: list[Vetoed] = []
+    waive_allowance = False  # every slice vetoed and finite: a data-wide spike, accept it
+    for attempt in range(len(members) + 2):  # the last passes find nobody left
+        active = [m for m in members if m not in excluded]
+        if not active:
+            result.reason = "every participant was excluded"
+            result.all_excluded = True
+            break
+        shares = ctx.shares.shares(fleet, active)
+        ranges = participant_ranges(step, work.global_batch_size, shares)
+        ctx.buffer.zero_()
+        control.clear()
+        # While the others compute, the evidence on the last attempt's vetoes.
+        result.guard_s += _gather_evidence(ctx, control, members, active, pending, slot)
+        ctx.model_buffers.restore()
+        # 3-4: slice and compute.
+        share = shares[active.index(ctx.name)] if ctx.name in active else 0
+        verdict = SliceVerdict(False, 0.0)
+        compute_s, loss = 0.0, 0.0
+        if share:
+            start, end = ranges[active.index(ctx.name)]
+            loss, compute_s = _compute(ctx, start, end)
+            ctx.injector.corrupt_gradient(step, ctx.params)
+            guard_t0 = time.perf_counter()
+            verdict = _check(ctx, share, waive_allowance)
+            result.guard_s += time.perf_counter() - guard_t0
+        else:
+            with ctx.layer_stats.phantom():
+                pass  # a participant without samples still joins the layers' collectives
+        throughput = share / max(compute_s, 1e-9) if share else 0.0
+        warming = ctx.steps_computed < WARMUP_STEPS
+        control.put_loss(loss)
+        control.put("veto", slot, 1.0 if verdict.vetoed else 0.0)
+        control.put("slice_norm", slot, verdict.norm if verdict.vetoed else 0.0)
+        control.put("throughput_sps", slot, -throughput if warming else throughput)
+        control.put("heat", slot, ctx.heat)
+        if fingerprint is not None and attempt == 0:
+            control.put_fingerprint(slot, fingerprint)
+        first_computing = next(m for m, n in zip(active, shares) if n > 0)
+        ctx.model_buffers.pack(
+            control.buffers_view(), share / work.global_batch_size, ctx.name == first_computing
+        )
+        # 5: reduce.
+        reduce_t0 = time.perf_counter()
+        works = [ctx.sync.allreduce(tensor) for tensor in ctx.buffer.collectives()]
+        ctx.injector.at("allreduce", step)
+        for handle in works:
+            handle.wait()
+        result.allreduce_s += time.perf_counter() - reduce_t0
+        result.compute_s += compute_s
+        if ctx.sync.errored():
+            result.reason = "collective failed"
+            break
+        # 6: guard.
+        _attribute(control, members, pending, step, result)
+        pending = []
+        diverged: set[str] = set()
+        if fingerprint is not None and attempt == 0:
+            held = dict(zip(members, control.fingerprints()))
+            value, odd = majority(held)
+            if value is None and len(held) > 1:
+                result.tie = True
+                result.reason = "parameter fingerprints disagree and no majority exists"
+                result.detections.append({"check": "fingerprint_tie", "replicas": sorted(held)})
+                return result
+            diverged = set(odd)
+            for member in sorted(diverged):
+                result.detections.append(
+                    {"check": "fingerprint_mismatch", "replica": member, "attribution": "chip"}
+                )
+                result.at_fault[member] = "its parameters differ from the majority's"
+            result.diverged_self = ctx.name in diverged
+        vetoes = control.read("veto")
+        vetoers = [m for m, v in zip(members, vetoes) if v > 0.5 and m in active]
+        if not vetoers and not diverged:
+            result.ok = True
+            result.active, result.shares, result.loss = active, shares, control.loss()
+            result.throughputs_sps = dict(zip(members, control.read("throughput_sps")))
+            result.heats = dict(zip(members, control.read("heat")))
+            return result
+        norms = control.read("slice_norm")
+        everyone = set(vetoers) == set(active) and not diverged and not waive_allowance
+        if everyone and all(math.isfinite(norms[members.index(m)]) for m in vetoers):
+            # Every slice of the batch is far above the fleet's norm, on every chip:
+            # the data (a loss spike), not a chip. Apply it as one process would.
+            waive_allowance = True
+            result.detections.append(
+                {"check": "gradient_spike", "replicas": vetoers, "attribution": "data"}
+            )
+            continue
+        for member in vetoers:
+            if member in diverged:
+                continue  # its gradient came from wrong parameters: the divergence is the offence
+            start, end = ranges[active.index(member)]
+            own = verdict if member == ctx.name else None
+            pending.append(
+                Vetoed(member, start, end, norms[members.index(member)], verdict.reason, own)
+            )
+        excluded |= set(vetoers) | diverged
+    for vetoed in pending:  # no attempt followed to carry their evidence
+        result.detections.append(_veto_detection(vetoed, NOT_CHECKED, NOT_CHECKED, "unknown"))
+    return result
+
+
+def _compute(ctx: StepContext, start: int, end: int) -> tuple[float, float]:
+    """Forward/backward of stream positions [start, end); (weighted loss, seconds)."""
+    work = ctx.work
+    indices = sample_indices(start, end, work.seed, work.num_samples)
+    if ctx.guard.abft is not None:
+        ctx.guard.abft.reset()
+    ctx.pacer.begin()
+    with ctx.layer_stats.live():
+        loss = slice_gradient(work, indices, start)
+    return loss, ctx.pacer.end()
+
+
+def _check(ctx: StepContext, share: int, waive_allowance: bool) -> SliceVerdict:
+    """This replica's own verdict on the gradient it just computed."""
+    if ctx.guard.level == "off":
+        return SliceVerdict(False, 0.0)
+    abft = ctx.guard.abft.failures if ctx.guard.abft is not None else 0
+    norm = math.sqrt(ctx.buffer.norm_sq())
+    history = [] if waive_allowance else ctx.state.fleet.grad_norms
+    return slice_check.judge(norm, share, ctx.work.global_batch_size, history, abft)
+
+
+def _recompute_verdict(ctx: StepContext, vetoed: Vetoed) -> SliceVerdict:
+    """Recompute a slice vetoed in the last attempt (own rerun or a peer's check), then clear."""
+    if ctx.guard.abft is not None:
+        ctx.guard.abft.reset()
+    work = ctx.work
+    indices = sample_indices(vetoed.start, vetoed.end, work.seed, work.num_samples)
+    ctx.pacer.begin()
+    with ctx.layer_stats.replay():
+        slice_gradient(work, indices, vetoed.start)
+    ctx.pacer.end()
+    verdict = _check(ctx, vetoed.end - vetoed.start, False)
+    ctx.buffer.zero_grads()
+    ctx.model_buffers.restore()
+    return verdict
+
+
+def _gather_evidence(
+    ctx: StepContext,
+    control: Control,
+    members: list[str],
+    active: list[str],
+    pending: list[Vetoed],
+    slot: int,
+) -> float:
+    """Rerun our own vetoed slice, or recompute a peer's as its verifier; seconds spent."""
+    started = time.perf_counter()
+    for number, vetoed in enumerate(pending):
+        verifier = active[number % len(active)]
+        if vetoed.replica == ctx.name and vetoed.own is not None:
+            again = _recompute_verdict(ctx, vetoed)
+            same = slice_check.reproduces(vetoed.own, again)
+            control.put("rerun", slot, AGREES if same else DIFFERS)
+        elif verifier == ctx.name:
+            theirs = SliceVerdict(True, vetoed.norm)
+            mine = _recompute_verdict(ctx, vetoed)
+            same = slice_check.reproduces(theirs, mine)
+            control.put("peer_verdict", members.index(vetoed.replica), AGREES if same else DIFFERS)
+    return time.perf_counter() - started
+
+
+def _attribute(
+    control: Control, members: list[str], pending: list[Vetoed], step: int, result: RoundResult
+) -> None:
+    """Decide, from the evidence that rode in this attempt, who is to blame for each veto."""
+    if not pending:
+        return
+    reruns, peers = control.read("rerun"), control.read("peer_verdict")
+    for vetoed in pending:
+        index = members.index(vetoed.replica)
+        rerun, peer = int(reruns[index]), int(peers[index])
+        if rerun == DIFFERS or peer == DIFFERS:
+            attribution = "chip"
+            why = (
+                "its rerun of the slice differed"
+                if rerun == DIFFERS
+                else "a peer recomputed the slice and disagreed"
+            )
+            result.at_fault[vetoed.replica] = why
+        elif rerun == AGREES and peer == AGREES:
+            attribution = "data"
+        else:
+            attribution = "unknown"
+        result.detections.append(_veto_detection(vetoed, rerun, peer, attribution))
+
+
+_EVIDENCE = {NOT_CHECKED: "not checked", AGREES: "same", DIFFERS: "different"}
+
+
+def _veto_detection(vetoed: Vetoed, rerun: int, peer: int, attribution: str) -> dict[str, Any]:
+    detection: dict[str, Any] = {
+        "check": "gradient_veto",
+        "replica": vetoed.replica,
+        "samples": vetoed.end - vetoed.start,
+        "normalised_norm": vetoed.norm if math.isfinite(vetoed.norm) else str(vetoed.norm),
+        "rerun": _EVIDENCE[rerun],
+        "peer": _EVIDENCE[peer],
+        "attribution": attribution,
+    }
+    if vetoed.reason:
+        detection["reason"] = vetoed.reason
+    return detection
+
+
+# ----------------------------------------------------------------- 7-8: commit, apply
+def sound(ctx: StepContext, result: RoundResult) -> tuple[bool, str]:
+    """May this replica vote to commit? Also measures the summed gradient's norm."""
+    if not result.ok:
+        return False, result.reason or "the step failed"
+    if result.diverged_self:
+        return False, "parameters differ from the majority"
+    result.global_norm = math.sqrt(ctx.buffer.norm_sq())
+    if not math.isfinite(result.global_norm):
+        return False, "non-finite values in the summed gradient"
+    return True, ""
+
+
+def apply(ctx: StepContext, result: RoundResult, step: int) -> None:
+    """Apply the committed step: identical inputs on every replica, identical outcome."""
+    state = ctx.state
+    if ctx.clip_grad_norm is not None and result.global_norm > ctx.clip_grad_norm:
+        # The summed gradient is identical everywhere, so is its norm: scale as torch does.
+        scale = ctx.clip_grad_norm / (result.global_norm + 1e-6)
+        for bucket in ctx.buffer.buckets:
+            bucket.grads.mul_(scale)
+    ctx.model_buffers.apply()
+    state.optimizer.step()
+    if state.scheduler is not None:
+        state.scheduler.step()
+    fleet = state.fleet
+    learn_from_step(fleet, result.active, result.shares, result.throughputs_sps, result.heats)
+    fleet.grad_norms = slice_check.remember_global_norm(fleet.grad_norms, result.global_norm)
+    fleet.step = step + 1
+    ctx.steps_computed += 1
+
+
+def discard(ctx: StepContext) -> None:
+    """An uncommitted step leaves no trace: gradients cleared, buffers as they were."""
+    ctx.buffer.zero_()
+    ctx.model_buffers.restore()

@@ -1,0 +1,85 @@
+"""What the step needs from the fleet, as one declared interface.
+
+Two implementations: `LocalSync` (one process, the reference run) and
+`FleetSync` (torchft's Manager, a lighthouse, gloo). The step and the
+trainer only ever talk to this interface, so neither probes for methods.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+
+class Work(Protocol):
+    """A collective in flight: `wait()` returns when the tensor holds the sum."""
+
+    def wait(self) -> object: ...
+
+
+class DoneWork:
+    """A collective that is already complete (one participant: nothing to sum)."""
+
+    def wait(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class FleetProgress:
+    """The fleet's progress as the admission gate keeps it (many hosts only).
+
+    `step` is the newest step any replica reported committed; `complete` says
+    a replica committed the run's last step.
+    """
+
+    step: int = 0
+    complete: bool = False
+
+
+class Sync(ABC):
+    """Quorum, sum, commit: one replica's view of the fleet for one step."""
+
+    name: str
+    quorum_id: int | None = None
+
+    @abstractmethod
+    def set_step(self, step: int) -> None:
+        """Where a checkpoint left us, before the first quorum."""
+
+    @abstractmethod
+    def begin_step(self) -> list[str]:
+        """Join the next quorum (healing first if behind); the ordered participants."""
+
+    @abstractmethod
+    def allreduce(self, tensor: torch.Tensor) -> Work:
+        """Sum `tensor` in place over the participants (asynchronously)."""
+
+    @abstractmethod
+    def errored(self) -> bool:
+        """Has a collective of this quorum failed (a peer died, a timeout)?"""
+
+    @abstractmethod
+    def commit(self, local_ok: bool, reason: str = "") -> bool:
+        """Vote on the step; True: apply it. An error anywhere means False."""
+
+    @property
+    @abstractmethod
+    def last_error(self) -> str:
+        """One line: why the last commit failed ('' when it did not)."""
+
+    @abstractmethod
+    def report_step(self, step: int) -> None:
+        """Tell the fleet a committed step (many hosts: the gate keeps the newest)."""
+
+    @abstractmethod
+    def exchange_progress(
+        self, step: int, complete: bool, rewind: bool = False
+    ) -> FleetProgress | None:
+        """Report our progress, read the fleet's (None: one host, or no gate)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Leave the fleet; never raises."""

@@ -1,0 +1,87 @@
+"""Every torchft internal phalanx touches, behind named functions.
+
+torchft 0.2.0's public API lacks three things phalanx needs; each is reached
+here and nowhere else, so a torchft upgrade is checked in one file:
+
+- the ordered quorum members (`replica_ids` of the quorum result, which
+  `Manager` reads and throws away): a proxy around `Manager._client`;
+- a quorum call that failed (no lighthouse) stays in `Manager._quorum_future`
+  and is re-raised by the next `start_quorum`: it must be forgotten;
+- the streaming deserialiser of torchft's HTTP checkpoint transport
+  (`torchft.checkpointing._serialization._streaming_load`), so that a healing
+  replica loads a peer's state with `weights_only=True`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import IO, Any
+
+
+class QuorumRecorder:
+    """Wraps torchft's ManagerClient to keep the last quorum result.
+
+    With an admission tunnel it also makes quorum ids unique across
+    lighthouse restarts (see `EpochQuorum`).
+    """
+
+    def __init__(self, client: Any, incarnation: Callable[[], int | None] | None = None) -> None:
+        self._client = client
+        self._incarnation = incarnation
+        self.last: Any = None
+
+    def _quorum(self, *args: Any, **kwargs: Any) -> Any:
+        result = self._client._quorum(*args, **kwargs)
+        incarnation = self._incarnation() if self._incarnation is not None else None
+        self.last = result if incarnation is None else EpochQuorum(result, incarnation)
+        return self.last
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+class EpochQuorum:
+    """A quorum result whose id names the lighthouse incarnation that formed it.
+
+    A restarted lighthouse numbers its quorums from 1 again. torchft's Manager
+    rebuilds the process group only when the quorum id changes, under the
+    store prefix `torchft/<quorum id>/`: a reused id would keep a process
+    group whose membership changed, or rendezvous over an older quorum's keys
+    in the same store and connect to stale peers. The incarnation (which the
+    tunnel learns from the gate) goes into the high bits, so ids stay
+    distinct across restarts and every member of one quorum derives the same.
+    """
+
+    def __init__(self, result: Any, incarnation: int) -> None:
+        self._result = result
+        self.raw_quorum_id = int(result.quorum_id)
+        self.quorum_id = (_epoch(incarnation) << 32) | self.raw_quorum_id
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._result, name)
+
+
+def _epoch(incarnation: int) -> int:
+    """30 nonzero bits from an incarnation: a Python int torchft logs and formats, < 2**62."""
+    digest = hashlib.sha256(incarnation.to_bytes(8, "big")).digest()
+    return (int.from_bytes(digest[:4], "big") & 0x3FFF_FFFF) or 1
+
+
+def record_quorums(manager: Any, incarnation: Callable[[], int | None] | None) -> QuorumRecorder:
+    """Put a recorder between `manager` and its lighthouse client; return it."""
+    recorder = QuorumRecorder(manager._client, incarnation)
+    manager._client = recorder
+    return recorder
+
+
+def forget_failed_quorum(manager: Any) -> None:
+    """Drop a failed quorum call, so that the next `start_quorum` asks again."""
+    manager._quorum_future = None
+
+
+def load_state_safely(stream: IO[bytes]) -> Any:
+    """torchft's streamed state, unpickled with `weights_only=True` (tensors and plain data)."""
+    from torchft.checkpointing._serialization import _streaming_load
+
+    return _streaming_load(stream, weights_only=True)
