@@ -25,7 +25,7 @@ class Level:
     # at their bandwidth) and emulated chips test through a fixed host buffer,
     # so only `quick` trades memory for time.
     memory_fraction: float
-    host_memory_cap_bytes: int  # never more than this of the host's RAM (cpu device)
+    host_memory_cap_bytes: int  # never more than this of the host's RAM (cpu, mps)
     emulated_tested_bytes: int  # host bytes that stand for an emulated chip's memory
     sustained_s: float
     windows: int  # throughput/correctness probes spread over the sustained load
