@@ -159,3 +159,34 @@ def test_bad_flags_are_usage_errors(tmp_path, args, field):
     assert run.returncode == 2
     assert run.stderr.startswith(f"error: {field}:"), run.stderr
     assert "Traceback" not in run.stderr
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(180)
+def test_quick_caps_a_chip_whose_bad_memory_is_untested_and_plan_honours_the_cap(tmp_path):
+    """Issue 13, item 5: a 16 GiB chip with 64 bad bytes at 15 GiB, tested in its first quarter."""
+    (tmp_path / "fleet.toml").write_text(
+        '[[device]]\nid = "badmem-high"\nkind = "emulated"\nmemory_bytes = 17179869184\n'
+        "[device.defects]\nbad_memory = [{ offset_bytes = 16106127360, length_bytes = 64 }]\n"
+    )
+    run = phalanx(
+        "qualify", "--fleet", "fleet.toml", "--level", "quick", "--time-scale", "0",
+        "--out", "q.toml", cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert (
+        "warning: memory: tested 4.0 of 16.0 GiB (25.0%); usable memory capped at 4.0 GiB"
+        in run.stdout
+    )
+    q = load_fleet(tmp_path / "q.toml").devices[0].qualification
+    assert q.passed and q.usable_memory_bytes == 4 * 2**30 and q.memory_tested_fraction == 0.25
+    # A replica plus one sample needs 6e9 bytes: it would fit the chip's 16 GiB, not its 4 tested.
+    (tmp_path / "model.toml").write_text(
+        'name = "m"\nparams = 2.5e8\nbytes_per_param = 16\nactivation_bytes_per_sample = 2e9\n'
+        "flops_per_sample = 1e9\nglobal_batch = 8\n"
+    )
+    plan = phalanx(
+        "plan", "--fleet", "q.toml", "--model", "model.toml", "--efficiency", "0.5", cwd=tmp_path
+    )
+    assert plan.returncode == 2, plan.stdout + plan.stderr
+    assert "no chip can hold a replica of m" in plan.stderr

@@ -108,6 +108,26 @@ def test_acceptance_fleet_parses_with_every_defect_kind():
         ),
         ('[[device]]\nkind = "cpu"\ndtypes = ["float8"]\n', "device[0].dtypes[0]", "not one of"),
         ("device = 3\n", "device", "array of tables"),
+        (
+            '[[device]]\nkind = "emulated"\n[device.qualification]\npassed = true\nlevel = "quick"\nusable_memory_bytes = 0\n',
+            "device[0].qualification.usable_memory_bytes",
+            "at least 1",
+        ),
+        (
+            '[[device]]\nkind = "emulated"\n[device.qualification]\npassed = true\nlevel = "quick"\nusable_memory_bytes = "4GiB"\n',
+            "device[0].qualification.usable_memory_bytes",
+            "must be an integer",
+        ),
+        (
+            '[[device]]\nkind = "cuda"\nmemory_bytes = 1024\n[device.qualification]\npassed = true\nlevel = "quick"\nusable_memory_bytes = 2048\n',
+            "device[0].qualification.usable_memory_bytes",
+            "more than the device's memory_bytes (1024)",
+        ),
+        (
+            '[[device]]\nkind = "emulated"\n[device.qualification]\npassed = true\nlevel = "quick"\nmemory_tested_fraction = 1.5\n',
+            "device[0].qualification.memory_tested_fraction",
+            "at most 1",
+        ),
     ],
 )
 def test_bad_fleet_files_name_the_field(tmp_path, text, field, words):
@@ -139,6 +159,8 @@ def test_save_then_load_round_trips_every_field(tmp_path):
         profile_samples_per_s=(10.0, 70.5),
         max_microbatch=64,
         throttled=False,
+        memory_tested_fraction=0.25,
+        usable_memory_bytes=2**30,
     )
     devices = [dataclasses.replace(d, qualification=q) for d in original]
     devices.append(

@@ -58,5 +58,27 @@ def test_summary_lines_carry_every_reason():
         [DeviceConfig(id="emu1", kind="emulated", qualification=q)], Console(file=out, width=100)
     )
     lines = out.getvalue().splitlines()
-    assert lines[0].startswith("emu1: FAIL  12.0 GFLOP/s  speed 0.500  memory 1,024 MiB")
+    assert lines[0].startswith(
+        "emu1: FAIL  12.0 GFLOP/s  speed 0.500  memory tested 1.0 GiB, usable -"
+    )
     assert lines[1:] == ["    memory: 4 bad bytes", "    crash: boom"]
+
+
+def test_summary_says_how_much_memory_was_tested_and_what_may_train():
+    warning = "memory: tested 4.0 of 16.0 GiB (25.0%); usable memory capped at 4.0 GiB (--level standard tests all free memory)"
+    q = Qualification(
+        passed=True,
+        level="quick",
+        memory_checked_bytes=4 * 2**30,
+        usable_memory_bytes=4 * 2**30,
+        warnings=(warning,),
+    )
+    device = DeviceConfig(id="emu2", kind="emulated", memory_bytes=16 * 2**30, qualification=q)
+    out = io.StringIO()
+    print_summary([device], Console(file=out, width=100))
+    lines = out.getvalue().splitlines()
+    assert "memory tested 4.0 of 16.0 GiB, usable 4.0 GiB" in lines[0]
+    assert lines[1:] == [f"    warning: {warning}"]
+    wide = io.StringIO()
+    print_summary([device], Console(file=wide, width=250, force_terminal=True))
+    assert "│ tested 4.0 of 16.0 GiB │ 4.0 GiB │" in wide.getvalue()  # memory, usable

@@ -127,9 +127,13 @@ class Qualification:
     measured_speed: float | None = None
     elements_checked: int | None = None
     wrong_elements: int | None = None
-    memory_checked_bytes: int | None = None
+    memory_checked_bytes: int | None = None  # device bytes the memory check wrote and read back
     memory_scale: float | None = None
     bad_memory_bytes: int | None = None
+    memory_tested_fraction: float | None = None  # memory_checked_bytes / the device's memory
+    # The most device memory training may use: the tested bytes. None: not capped (host
+    # RAM, whose pages the OS places anywhere) or not known. See devices/memory_cap.py.
+    usable_memory_bytes: int | None = None
     sustained_s: float | None = None
     throughput_drop: float | None = None
     max_temperature_c: float | None = None

@@ -104,7 +104,10 @@ def parse_device(raw: Any, i: int) -> DeviceConfig:
         "dtypes": t.array("dtypes", str, choices=DTYPE_NAMES) or (),
         "capabilities": t.scalar_map("capabilities", bool),
         "spec": t.scalar_map("spec", float),
-        "qualification": _qualification(t.table("qualification", QUALIFICATION_KEYS)),
+        "qualification": _qualification(
+            t.table("qualification", QUALIFICATION_KEYS),
+            memory_bytes or (DEFAULT_EMULATED_MEMORY_BYTES if kind == "emulated" else None),
+        ),
     }
     if kind != "emulated":
         return DeviceConfig(memory_bytes=memory_bytes, **common)
@@ -242,7 +245,12 @@ def _defects(t: TableReader | None, memory_bytes: int) -> Defects:
     )
 
 
-def _qualification(t: TableReader | None) -> Qualification | None:
+# Qualification fields with a range; the others take any value of their type.
+_QUALIFICATION_MIN_INT = {"usable_memory_bytes": 1}
+_QUALIFICATION_RANGE = {"memory_tested_fraction": (0.0, 1.0)}
+
+
+def _qualification(t: TableReader | None, memory_bytes: int | None) -> Qualification | None:
     if t is None:
         return None
     values: dict[str, Any] = {}
@@ -255,9 +263,10 @@ def _qualification(t: TableReader | None) -> Qualification | None:
         elif kind == "str":
             values[f.name] = t.string(f.name)
         elif kind in ("int", "int | None"):
-            values[f.name] = t.integer(f.name)
+            values[f.name] = t.integer(f.name, minimum=_QUALIFICATION_MIN_INT.get(f.name))
         elif kind == "float | None":
-            values[f.name] = t.number(f.name)
+            low, high = _QUALIFICATION_RANGE.get(f.name, (None, None))
+            values[f.name] = t.number(f.name, minimum=low, maximum=high)
         elif kind == "tuple[str, ...]":
             values[f.name] = t.array(f.name, str)
         elif kind == "tuple[int, ...]":
@@ -271,4 +280,13 @@ def _qualification(t: TableReader | None) -> Qualification | None:
             raise UsageError(
                 t.field(required), "is missing", "re-run phalanx qualify to write a complete table"
             )
+    usable = values.get("usable_memory_bytes")
+    if usable is not None and memory_bytes is not None and usable > memory_bytes:
+        # A cap above the device's memory caps nothing: most likely a hand edit gone wrong.
+        raise UsageError(
+            t.field("usable_memory_bytes"),
+            f"is more than the device's memory_bytes ({memory_bytes})",
+            "use at most memory_bytes, or re-run phalanx qualify to write the bytes it tested",
+            usable,
+        )
     return Qualification(**values)

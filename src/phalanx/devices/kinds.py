@@ -37,3 +37,13 @@ def torch_device_string(kind: str, index: int) -> str:
 
 def is_accelerator(kind: str) -> bool:
     return kind not in ("cpu", "emulated")
+
+
+# Kinds whose memory is the host's RAM (mps: Apple's unified memory). The OS
+# places a process's pages anywhere in RAM and the host runs everything else
+# from it too, so qualification tests only a bounded share and caps nothing.
+HOST_MEMORY_KINDS: tuple[str, ...] = ("cpu", "mps")
+
+
+def uses_host_memory(kind: str) -> bool:
+    return kind in HOST_MEMORY_KINDS

@@ -66,19 +66,26 @@ class MemoryWindow:
 class TorchMemoryWindow(MemoryWindow):
     """Real device memory: up to `size_bytes` allocated as uint8 chunks.
 
-    Allocation stops at the first out-of-memory error: the window is then
-    smaller than asked, and `size_bytes` says how much was really covered.
+    After an out-of-memory error the chunk size halves, down to one span, so
+    the window covers nearly all it was asked for even when the last free
+    gigabyte is fragmented; then it stops. The window may be smaller than
+    asked: `size_bytes` says how much was really covered (and the verdict caps
+    the device's usable memory at that).
     """
 
     def __init__(self, device: torch.device, size_bytes: int, span_bytes: int = SPAN_BYTES) -> None:
         self.chunks: list[torch.Tensor] = []
         remaining = size_bytes
+        chunk_bytes = CHUNK_BYTES
         while remaining > 0:
-            n = min(remaining, CHUNK_BYTES)
+            n = min(remaining, chunk_bytes)
             try:
                 self.chunks.append(torch.empty(n, dtype=torch.uint8, device=device))
             except (torch.OutOfMemoryError, RuntimeError, MemoryError):
-                break
+                if chunk_bytes <= span_bytes:
+                    break
+                chunk_bytes //= 2
+                continue
             remaining -= n
         self.size_bytes = self.tested_bytes = sum(c.numel() for c in self.chunks)
         self.spans = make_spans([c.numel() for c in self.chunks], span_bytes)

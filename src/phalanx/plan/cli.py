@@ -30,6 +30,12 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 FleetOpt = Annotated[Path, typer.Option("--fleet", help="fleet.toml with [[class]] tables")]
+PlanFleetOpt = Annotated[
+    Path,
+    typer.Option(
+        "--fleet", help="fleet.toml with [[class]] tables, or a qualified fleet ([[device]] tables)"
+    ),
+]
 ModelOpt = Annotated[Path, typer.Option("--model", help="model profile (TOML or JSON)")]
 TariffOpt = Annotated[float, typer.Option("--tariff", help="electricity price, USD per kWh")]
 SubsidyOpt = Annotated[
@@ -39,7 +45,7 @@ JsonOpt = Annotated[Path | None, typer.Option("--json", help="also write the res
 
 
 def plan_cmd(
-    fleet: FleetOpt,
+    fleet: PlanFleetOpt,
     model: ModelOpt,
     tariff: TariffOpt = 0.08,
     subsidy: SubsidyOpt = 0.0,
@@ -51,9 +57,16 @@ def plan_cmd(
         ),
     ] = None,
     json_out: JsonOpt = None,
+    efficiency: Annotated[
+        float | None,
+        typer.Option(
+            "--efficiency",
+            help="qualified [[device]] fleets: fraction of each device's measured matmul rate the model reaches",
+        ),
+    ] = None,
 ) -> None:
     """Choose chips, shares and micro-batches for a fleet; predict step time, throughput and energy."""
-    from phalanx.plan.fleet_classes import load_fleet
+    from phalanx.plan.device_classes import load_plan_fleet
     from phalanx.plan.model_profile import load_model
     from phalanx.plan.plan_types import PlanOptions
     from phalanx.plan.planner import make_plan
@@ -63,7 +76,21 @@ def plan_cmd(
     _check_rate("--subsidy", subsidy, 1.0)
     if time_value is not None:
         _check_rate("--time-value", time_value)
-    plan = make_plan(load_fleet(fleet), load_model(model), PlanOptions(tariff, subsidy, time_value))
+    planned = load_plan_fleet(fleet, efficiency)
+    profile = load_model(model)
+    if planned.from_devices and profile.flops_per_sample is None:
+        raise UsageError(
+            "model.flops_per_sample",
+            "is needed to plan qualified devices: their speed is measured in FLOP/s",
+            "add flops_per_sample (forward + backward FLOPs of one sample) to the model profile",
+        )
+    plan = make_plan(planned.spec, profile, PlanOptions(tariff, subsidy, time_value))
+    if planned.left_out:
+        _console().print(
+            f"not planned (failed or not qualified): {', '.join(planned.left_out)}",
+            markup=False,
+            highlight=False,
+        )
     _console().print(plan_table(plan))
     if json_out is not None:
         _write_json(json_out, plan_to_dict(plan))

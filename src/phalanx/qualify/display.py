@@ -82,16 +82,31 @@ class ProgressView:
         return table
 
 
+GIB = 2**30
+
+
+def _memory_tested(d: DeviceConfig) -> str:
+    """'tested 4.0 of 16.0 GiB': how much of the device's memory the check covered."""
+    q = d.qualification
+    assert q is not None
+    tested = (q.memory_checked_bytes or 0) / GIB
+    if d.memory_bytes:
+        return f"tested {tested:.1f} of {d.memory_bytes / GIB:.1f} GiB"
+    return f"tested {tested:.1f} GiB"
+
+
 def _cells(d: DeviceConfig) -> dict[str, str]:
     q = d.qualification
     assert q is not None
+    usable = q.usable_memory_bytes
     return {
         "device": d.id,
         "kind": d.kind,
         "result": "PASS" if q.passed else "FAIL",
         "GFLOP/s": f"{q.gflops:.1f}" if q.gflops else "-",
         "speed": f"{q.measured_speed:.3f}" if q.measured_speed else "-",
-        "memory": f"{(q.memory_checked_bytes or 0) / 2**20:,.0f} MiB",
+        "memory": _memory_tested(d),
+        "usable": f"{usable / GIB:.1f} GiB" if usable is not None else "-",
         "max °C": f"{q.max_temperature_c:.0f}" if q.max_temperature_c is not None else "-",
         "time s": f"{q.duration_s:.1f}" if q.duration_s is not None else "-",
         "why": ", ".join(q.failed_checks) if q.failed_checks else "; ".join(q.warnings),
@@ -108,6 +123,7 @@ def summary_table(devices: list[DeviceConfig]) -> Table:
         "GFLOP/s",
         "speed",
         "memory",
+        "usable",
         "max °C",
         "time s",
         "why",
@@ -129,7 +145,10 @@ def print_summary(devices: list[DeviceConfig], console: Console | None = None) -
         if d.qualification is None:
             continue
         c = _cells(d)
-        line = f"{c['device']}: {c['result']}  {c['GFLOP/s']} GFLOP/s  speed {c['speed']}  memory {c['memory']}  max {c['max °C']} °C  {c['time s']} s"
+        line = f"{c['device']}: {c['result']}  {c['GFLOP/s']} GFLOP/s  speed {c['speed']}  memory {c['memory']}, usable {c['usable']}  max {c['max °C']} °C  {c['time s']} s"
         console.print(line, markup=False, highlight=False, soft_wrap=True)
         for reason in d.qualification.reasons:
             console.print(f"    {reason}", markup=False, highlight=False, soft_wrap=True)
+        # Warnings say what a pass does not cover (untested memory, throttling).
+        for warning in d.qualification.warnings:
+            console.print(f"    warning: {warning}", markup=False, highlight=False, soft_wrap=True)

@@ -78,11 +78,17 @@ def _step_fn(model: nn.Module, microbatch: int, device: torch.device) -> Callabl
 
 
 def profile_reference(
-    device: ComputeDevice, level: Level, progress: Callable[[str], None]
+    device: ComputeDevice,
+    level: Level,
+    progress: Callable[[str], None],
+    usable_memory_bytes: int | None = None,
 ) -> Profile:
+    """`usable_memory_bytes`: the memory check's cap; the largest micro-batch fits within it."""
     memory = device.free_memory_bytes()
     if device.config.emulated and device.config.memory_bytes:
         memory = device.config.memory_bytes
+    if usable_memory_bytes is not None:
+        memory = min(memory, usable_memory_bytes) if memory else usable_memory_bytes
     max_mb = max_microbatch_for(memory) if memory else MAX_MICROBATCH
     model = reference_model().to(device.tensor_device)
     sizes, rates = [], []

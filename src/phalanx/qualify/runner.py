@@ -177,7 +177,7 @@ class Qualifier:
         self, config: DeviceConfig, findings: Findings, duration_s: float
     ) -> Qualification:
         judge_compute(findings)
-        judge_memory(findings)
+        judge_memory(findings, self.level)
         judge_sustained(findings, self.level, config.kind)
         judge_peak(findings, config)
         time_scale = self.time_scale if config.emulated else None
@@ -233,4 +233,6 @@ class Qualifier:
             if self.script is not None:
                 findings.profile = profile_script(self.script, device)
             else:
-                findings.profile = profile_reference(device, self.level, progress)
+                # Micro-batches are sized to the memory training may use, not all of it.
+                usable = findings.memory.usable_bytes if findings.memory else None
+                findings.profile = profile_reference(device, self.level, progress, usable)

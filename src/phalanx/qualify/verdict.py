@@ -17,6 +17,7 @@ from phalanx.qualify.profile import Profile
 from phalanx.qualify.sustained_check import SustainedResult
 
 LOW_PEAK_FRACTION = 0.2  # below this fraction of the datasheet peak: warn
+GIB = 2**30
 
 
 @dataclass
@@ -50,15 +51,50 @@ def judge_compute(f: Findings) -> None:
         f.fail("compute", error)
 
 
-def judge_memory(f: Findings) -> None:
+def _gib(n_bytes: int) -> str:
+    return f"{n_bytes / GIB:.1f}"
+
+
+def judge_memory(f: Findings, level: Level) -> None:
+    """Any bad byte rejects the device; memory that was not tested is capped away.
+
+    A bad region rejects the device rather than capping its memory below the
+    region: on a real device the driver, not the address, decides which
+    physical pages a process gets, so a cap cannot steer training around a
+    bad page, and a cell that fails once is often the first of several.
+    """
     m = f.memory
-    if m is None or not m.bad_bytes:
+    if m is None:
         return
-    scaled = f" (tested at 1:{m.scale:.0f} scale)" if m.scale > 1.5 else ""
-    f.fail(
-        "memory",
-        f"{m.bad_bytes} bad bytes in {m.checked_bytes:,} checked{scaled}, first at offset 0x{m.first_bad_offset:x} with pattern {m.first_bad_pattern}",
-    )
+    if m.bad_bytes:
+        scaled = f" (tested at 1:{m.scale:.0f} scale)" if m.scale > 1.5 else ""
+        f.fail(
+            "memory",
+            f"{m.bad_bytes} bad bytes in {m.checked_bytes:,} checked{scaled}, first at offset 0x{m.first_bad_offset:x} with pattern {m.first_bad_pattern}",
+        )
+        return
+    if not m.checked_bytes and not m.host_memory:
+        f.fail(
+            "memory",
+            "no memory could be tested (the device reported no free memory), and untested memory must not train",
+        )
+        return
+    total = m.device_memory_bytes
+    if total is None or m.checked_bytes >= total:
+        return
+    tested = f"tested {_gib(m.checked_bytes)} of {_gib(total)} GiB ({m.checked_bytes / total:.1%})"
+    if m.host_memory:
+        f.warnings.append(
+            f"memory: {tested} of host RAM; not capped: the OS places pages anywhere in RAM, so the host's ECC is the guard"
+        )
+    elif level.memory_fraction < 1.0:
+        f.warnings.append(
+            f"memory: {tested}; usable memory capped at {_gib(m.checked_bytes)} GiB (--level standard tests all free memory)"
+        )
+    else:
+        f.warnings.append(
+            f"memory: {tested}; usable memory capped at {_gib(m.checked_bytes)} GiB (the rest was not free: held by the driver or other processes)"
+        )
 
 
 def judge_sustained(f: Findings, level: Level, kind: str = "") -> None:
@@ -140,6 +176,10 @@ def build_qualification(
         memory_checked_bytes=m.checked_bytes if m else None,
         memory_scale=round(m.scale, 3) if m else None,
         bad_memory_bytes=m.bad_bytes if m else None,
+        memory_tested_fraction=round(frac, 4)
+        if m and (frac := m.tested_fraction) is not None
+        else None,
+        usable_memory_bytes=m.usable_bytes if m else None,
         sustained_s=round(s.duration_s, 3) if s else None,
         throughput_drop=round(s.throughput_drop(), 4) if s and s.windows else None,
         max_temperature_c=round(t, 2) if s and (t := s.max_temperature_c()) is not None else None,

@@ -24,7 +24,12 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from phalanx.devices.config import DeviceConfig, PowerCurve, ThermalConfig
+from phalanx.devices.config import (
+    DEFAULT_EMULATED_MEMORY_BYTES,
+    DeviceConfig,
+    PowerCurve,
+    ThermalConfig,
+)
 from phalanx.devices.emulated.host import HostCPU, default_host
 from phalanx.devices.emulated.memory import EmulatedMemoryWindow
 from phalanx.devices.emulated.thermal import MAX_STEP_S, ThermalModel
@@ -142,7 +147,8 @@ class EmulatedChip:
 
     @property
     def memory_bytes(self) -> int:
-        return self.config.memory_bytes or 0
+        # As a fleet file without memory_bytes gives it: a chip built in code has memory too.
+        return self.config.memory_bytes or DEFAULT_EMULATED_MEMORY_BYTES
 
     def free_memory_bytes(self) -> int:
         return max(0, self.memory_bytes - self.memory_in_use_bytes)
