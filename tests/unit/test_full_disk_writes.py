@@ -264,6 +264,24 @@ def test_a_child_keeps_running_when_its_log_cannot_be_written(said, tmp_path, mo
     assert len(said) == 1 and said[0].startswith("warning: worker output not written to ")
 
 
+def test_what_a_child_could_not_write_reaches_the_console_even_when_its_log_works(tmp_path):
+    relayed: list[str] = []
+    child = _child(
+        tmp_path,
+        """
+        print("warning: checkpoint step_00000020 refused (truncated); using an older one")
+        print("warning: checkpoint of step 30 not written to /run: the disk is full")
+        """,
+    )
+    assert child.stdout is not None
+    pump = OutputPump(child.stdout, tmp_path / "r0.log", "worker output", relayed.append)
+    assert child.wait(timeout=60) == 0
+    pump.join(10)
+    assert relayed == ["warning: checkpoint of step 30 not written to /run: the disk is full"]
+    assert (tmp_path / "r0.log").read_text().splitlines() == pump.lines()
+    assert len(pump.lines()) == 2
+
+
 def test_the_launcher_reads_a_workers_error_line_from_memory(said, tmp_path, monkeypatch):
     """The worker's log and `.error` file are both on the full disk; its line still arrives."""
     script = tmp_path / "worker.py"

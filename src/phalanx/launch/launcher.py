@@ -275,7 +275,11 @@ class Launcher:
             print(line, file=sys.stderr, flush=True)
 
     def _relay(self, replica: str, line: str) -> None:
-        """A worker's `warning:` line its log could not take (a checkpoint not written)."""
+        """A worker's warning for the user (launch/output_pump.py): a checkpoint not written.
+
+        It comes from the worker's output, not from events.jsonl: on a full disk the
+        `checkpoint_failed` event is lost with the checkpoint.
+        """
         say_once(line, prefix=f"{replica}: ")  # workers repeat the launcher's own disk lines
 
     def _make_slots(self, lighthouse: str, barrier: str) -> list[WorkerSlot]:
@@ -338,11 +342,6 @@ class Launcher:
                 self.printer.say(
                     f"{event.get('replica')}: the fleet finished step {event.get('fleet_step')} "
                     "while this replica was away; the final model is on the hosts that finished"
-                )
-            elif event.get("kind") == "checkpoint_failed":  # a full disk: say so, training goes on
-                self.printer.say(
-                    f"warning: {event.get('replica')}: checkpoint of step {event.get('step')} "
-                    f"not written ({event.get('reason')}); training goes on from memory"
                 )
         self._fire_lighthouse_faults()
         self.printer.maybe_print(self.view)

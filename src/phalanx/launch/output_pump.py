@@ -11,8 +11,9 @@ child never waits on the disk.
 
 The pump also keeps the child's last lines in memory: the launcher's error
 line and crash tail come from there when the log could not be written, and
-the child's own `warning:` lines (a checkpoint that failed, say) are relayed
-to the user's console while its log cannot take them.
+the child's own warnings are relayed to the user's console: those about
+what it could not write (a checkpoint, its events) always, the others while
+its log cannot take them.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from phalanx.observe.safe_write import say_once, write_or_warn
 KEEP_LINES = 200
 CHUNK_BYTES = 65536
 WARNING_PREFIX = "warning: "
+NOT_WRITTEN = " not written to "  # a child's disk warnings (safe_write.py, checkpoint.py)
 
 
 class OutputPump:
@@ -69,10 +71,12 @@ class OutputPump:
         try:
             while chunk := os.read(fd, CHUNK_BYTES):
                 new_lines = self._remember(chunk)
-                if not self._write(chunk) and self._relay:
-                    for line in new_lines:
-                        if line.startswith(WARNING_PREFIX):
-                            self._relay(line)
+                written = self._write(chunk)
+                for line in new_lines if self._relay else []:
+                    # What the child could not write, always: the user must learn it while
+                    # the disk is full, and events.jsonl may be on that disk too.
+                    if line.startswith(WARNING_PREFIX) and (not written or NOT_WRITTEN in line):
+                        self._relay(line)
         except OSError:
             pass  # the pipe was closed under us (the launcher is shutting down)
         finally:
