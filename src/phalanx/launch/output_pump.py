@@ -72,15 +72,20 @@ class OutputPump:
             while chunk := os.read(fd, CHUNK_BYTES):
                 new_lines = self._remember(chunk)
                 written = self._write(chunk)
-                for line in new_lines if self._relay else []:
-                    # What the child could not write, always: the user must learn it while
-                    # the disk is full, and events.jsonl may be on that disk too.
-                    if line.startswith(WARNING_PREFIX) and (not written or NOT_WRITTEN in line):
-                        self._relay(line)
+                if self._relay is not None:
+                    self._relay_warnings(new_lines, written, self._relay)
         except OSError:
             pass  # the pipe was closed under us (the launcher is shutting down)
         finally:
             self._pipe.close()
+
+    @staticmethod
+    def _relay_warnings(lines: list[str], written: bool, relay: Callable[[str], object]) -> None:
+        for line in lines:
+            # What the child could not write, always: the user must learn it while the
+            # disk is full, and events.jsonl may be on that disk too.
+            if line.startswith(WARNING_PREFIX) and (not written or NOT_WRITTEN in line):
+                relay(line)
 
     def _write(self, chunk: bytes) -> bool:
         try:
