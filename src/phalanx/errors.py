@@ -13,6 +13,9 @@ EXIT_USAGE = 2
 # Worker exit codes the launcher acts on (shared here: the launcher must not import torch).
 EXIT_QUARANTINED = 3  # the replica quarantined itself; it is not restarted
 EXIT_FATAL = 4  # training cannot go on; the launcher stops the run
+# A write the run cannot finish without (the final model) failed on a full, over-quota or
+# read-only disk. Worker and `phalanx run` alike: free space, then run again with --resume.
+EXIT_DISK_FULL = 5
 
 
 class UsageError(Exception):

@@ -3,7 +3,8 @@
 Faults are real: a kill is SIGKILL of this process, a hang is SIGSTOP with a
 detached helper that sends SIGCONT after the given seconds. Each fault fires
 once per run: a marker file is created (O_EXCL) before firing, so neither a
-restarted worker nor a resumed fleet repeats it.
+restarted worker nor a resumed fleet repeats it (faults/markers.py; on a full
+disk the fault is skipped rather than risk firing it twice).
 
 A corruption of the gradient (`sdc` on the gradient, `nan`) needs a gradient:
 on a replica that computes no samples at the planned step (a slow chip given
@@ -23,10 +24,9 @@ from pathlib import Path
 import torch
 
 from phalanx.faults.bitflip import flip_bit
+from phalanx.faults.markers import MARKER_DIR, claim_once
 from phalanx.faults.spec import FaultSpec
 from phalanx.observe.events import EventLog
-
-MARKER_DIR = ".faults"
 
 
 class FaultInjector:
@@ -38,12 +38,8 @@ class FaultInjector:
         self.events = events
 
     def _claim(self, fault: FaultSpec) -> bool:
-        self.marker_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            os.close(os.open(self.marker_dir / fault.key, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        except FileExistsError:
-            return False
-        return True
+        # On a full disk the marker cannot be written and the fault does not fire (markers.py).
+        return claim_once(self.marker_dir.parent, fault.key)
 
     def _due(self, kinds: tuple[str, ...], phase: str | None, step: int) -> list[FaultSpec]:
         return [

@@ -5,15 +5,18 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from phalanx.emulate.spec import parse_emulate, parse_emulate_chips
 from phalanx.energy.operating_points import OBJECTIVES
-from phalanx.errors import UsageError
+from phalanx.errors import EXIT_DISK_FULL, UsageError
 from phalanx.faults.spec import parse_faults
 from phalanx.launch.energy_setup import EnergySettings
+
+if TYPE_CHECKING:
+    from phalanx.launch.launcher import RunPlan
 
 DEMO_SPEEDS = "1,0.5,0.25x2"
 DEMO_FAULTS = [
@@ -129,7 +132,7 @@ def run_command(
     ] = None,
 ) -> None:
     """Train SCRIPT on a fleet. Arguments after the options go to the script."""
-    from phalanx.launch.launcher import Launcher, RunPlan
+    from phalanx.launch.launcher import RunPlan
 
     if rescreen_every_s is not None and (rescreen_every_s <= 0 or fleet is None):
         raise UsageError(
@@ -190,7 +193,34 @@ def run_command(
         thermal_guard=thermal_guard,
         time_scale=_time_scale(emulation_time_scale),
     )
-    raise typer.Exit(Launcher(plan).run())
+    raise typer.Exit(_launch(plan))
+
+
+def _launch(plan: RunPlan) -> int:
+    """Run the fleet; a disk that is full where the launcher must write is one line, exit 5.
+
+    Writes the run can do without are skipped with a warning where they happen
+    (observe/safe_write.py); what reaches here is one the launcher cannot do
+    without: the fleet secret or a worker's config before the first launch.
+    """
+    from phalanx.launch.launcher import Launcher
+    from phalanx.observe.safe_write import describe, disk_errno
+    from phalanx.runtime.checkpoint import list_checkpoints
+
+    try:
+        return Launcher(plan).run()
+    except OSError as err:
+        code = disk_errno(err)
+        if code is None:
+            raise
+        again = " with --resume" if list_checkpoints(plan.out_dir) else ""
+        where = f" ({err.filename})" if err.filename else ""
+        typer.echo(
+            f"error: --out {plan.out_dir}: {describe(code)}{where}. "
+            f"Fix: free disk space there, then run it again{again}",
+            err=True,
+        )
+        return EXIT_DISK_FULL
 
 
 def _time_scale(value: float | None) -> float | None:
@@ -366,7 +396,7 @@ def demo_command(
     import shutil
 
     from phalanx.demo import train_gpt
-    from phalanx.launch.launcher import Launcher, RunPlan
+    from phalanx.launch.launcher import RunPlan
 
     if steps < 60:
         raise UsageError(
@@ -391,7 +421,7 @@ def demo_command(
             "Replica r1 is SIGKILLed inside the allreduce of step 25 and restarts 2 s later;\n"
             "replica r2 freezes (SIGSTOP) for 6 s at step 50. Watch the shares follow the speeds."
         )
-    raise typer.Exit(Launcher(plan).run())
+    raise typer.Exit(_launch(plan))
 
 
 def lighthouse_command(

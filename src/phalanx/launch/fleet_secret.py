@@ -28,12 +28,16 @@ def generate_secret_file(path: str | os.PathLike[str]) -> Path:
     # O_EXCL: never write through a file (or link) someone else placed there.
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        os.fchmod(fd, 0o600)  # the umask may have taken bits away, never added: be explicit
-        os.write(fd, (secrets.token_hex(SECRET_BYTES) + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, target)
+        try:
+            os.fchmod(fd, 0o600)  # the umask may have taken bits away, never added: be explicit
+            os.write(fd, (secrets.token_hex(SECRET_BYTES) + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a full disk: leave no half-written secret behind
+        raise
     return target
 
 

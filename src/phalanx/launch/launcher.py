@@ -10,7 +10,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from phalanx.errors import EXIT_FATAL, EXIT_QUARANTINED, EXIT_USAGE, UsageError
+from phalanx.errors import EXIT_DISK_FULL, EXIT_FATAL, EXIT_QUARANTINED, EXIT_USAGE, UsageError
+from phalanx.faults.markers import claim_once
 from phalanx.faults.spec import FLEET_KINDS, FaultSpec
 from phalanx.launch.coordinator import GatedLighthouse
 from phalanx.launch.energy_setup import (
@@ -26,7 +27,9 @@ from phalanx.observe.console import fleet_progress, print_summary
 from phalanx.observe.dashboard import Dashboard, start_dashboard
 from phalanx.observe.events import EventLog
 from phalanx.observe.fleet_view import FleetView
+from phalanx.observe.live import LiveProgress
 from phalanx.observe.report import write_report_safely
+from phalanx.observe.safe_write import say_once, set_reporter
 from phalanx.observe.summary import build_summary, follows_restart, write_summary
 from phalanx.observe.tail import EventTail
 from phalanx.runtime.checkpoint import list_checkpoints
@@ -34,7 +37,6 @@ from phalanx.runtime.worker_config import WorkerConfig
 
 POLL_S = 0.05
 SECRET_FILE = ".fleet-secret"  # a run's own fleet secret (mode 0600), when none is given
-MARKER_DIR = ".faults"  # as the workers' FaultInjector: each fault fires once per run
 
 
 @dataclass
@@ -168,6 +170,10 @@ class Launcher:
         self.plan = plan
         self.console = console or Console(highlight=False)
         self.printer = fleet_progress(self.console, plan.progress_every, plan.quiet)
+        # A full disk is said once per kind of file, also under --quiet (observe/safe_write.py).
+        set_reporter(self._warn)
+        # The line a run stopped by a full disk ends with (printed last, after the summary).
+        self._stop_line: str | None = None
         for line in describe(self.energy_plan) if self.energy_plan else []:
             self.printer.say(line)
         self.dashboard: Dashboard | None = start_dashboard(plan.dashboard_port)
@@ -232,10 +238,10 @@ class Launcher:
         )
         if self.dashboard is not None:
             print(f"dashboard: {self.dashboard.url}", flush=True)  # also under --quiet: asked for
-        for slot in slots:
-            slot.launch(restarted=False)
         code = 1
         try:
+            for slot in slots:
+                slot.launch(restarted=False)
             code = self._supervise(slots)
         except KeyboardInterrupt:
             self.printer.say("interrupted: stopping workers (checkpoints on disk are kept)")
@@ -258,7 +264,25 @@ class Launcher:
         write_report_safely(plan.out_dir)
         if not plan.quiet:
             print_summary(self.console, summary, str(plan.out_dir))
+        if code == EXIT_DISK_FULL:  # the model is not on disk, whatever the events say
+            print(f"error: {self._stop_line}", file=sys.stderr, flush=True)
+            return code
         return 0 if summary.get("completed") else (code or 1)
+
+    def _warn(self, line: str) -> None:
+        """A disk warning: above the live view on a terminal, else on stderr."""
+        if isinstance(self.printer, LiveProgress):
+            self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def _relay(self, replica: str, line: str) -> None:
+        """A worker's warning for the user (launch/output_pump.py): a checkpoint not written.
+
+        It comes from the worker's output, not from events.jsonl: on a full disk the
+        `checkpoint_failed` event is lost with the checkpoint.
+        """
+        say_once(line, prefix=f"{replica}: ")  # workers repeat the launcher's own disk lines
 
     def _make_slots(self, lighthouse: str, barrier: str) -> list[WorkerSlot]:
         plan = self.plan
@@ -304,7 +328,11 @@ class Launcher:
                 power_limit_w=limits[index],
                 thermal_guard=plan.thermal_guard,
             )
-            slots.append(WorkerSlot(config, plan.script, plan.script_args, plan.out_dir / "logs"))
+            slots.append(
+                WorkerSlot(
+                    config, plan.script, plan.script_args, plan.out_dir / "logs", relay=self._relay
+                )
+            )
         return slots
 
     def _follow_events(self) -> None:
@@ -317,11 +345,6 @@ class Launcher:
                 self.printer.say(
                     f"{event.get('replica')}: the fleet finished step {event.get('fleet_step')} "
                     "while this replica was away; the final model is on the hosts that finished"
-                )
-            elif event.get("kind") == "checkpoint_failed":  # a full disk: say so, training goes on
-                self.printer.say(
-                    f"warning: {event.get('replica')}: checkpoint of step {event.get('step')} "
-                    f"not written ({event.get('reason')}); training goes on from memory"
                 )
         self._fire_lighthouse_faults()
         self.printer.maybe_print(self.view)
@@ -350,11 +373,7 @@ class Launcher:
             if self.lighthouse is None or self.view.last_step + 1 < fault.step:
                 continue
             self._lighthouse_faults.remove(fault)
-            marker = self.plan.out_dir / MARKER_DIR / fault.key
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            try:  # once per run, also across --resume (as the workers' faults)
-                os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-            except FileExistsError:
+            if not claim_once(self.plan.out_dir, fault.key):  # once per run, as workers' faults
                 continue
             restart_s = fault.params.get("restart_s")
             self.events.emit(
@@ -399,6 +418,13 @@ class Launcher:
             )
             print(f"error: {message}", file=sys.stderr, flush=True)
             return 1
+        if code == EXIT_DISK_FULL:  # the final model could not be written: stop, say how to go on
+            self._stop_line = slot.last_error_line() or (
+                f"worker {slot.name} could not write what the run needs to {self.plan.out_dir} "
+                "(the disk is full, over quota or read-only). Fix: free disk space, then run "
+                "again with --resume"
+            )
+            return EXIT_DISK_FULL
         if code == EXIT_QUARANTINED:
             self.printer.say(
                 f"{slot.name} quarantined itself (repeated corrupt results); not restarted"

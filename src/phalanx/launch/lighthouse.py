@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from phalanx.launch.orphans import die_with_parent
+from phalanx.launch.output_pump import OutputPump
 
 
 @dataclass
@@ -90,19 +91,24 @@ class LighthouseProcess:
 
     def __init__(self, settings: LighthouseSettings, log_path: Path) -> None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("ab") as log:
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "phalanx.launch.lighthouse", json.dumps(asdict(settings))],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                start_new_session=True,
-                preexec_fn=die_with_parent,
-            )
-        assert self._process.stdout is not None
+        # Its log through a pipe the launcher copies: torchft's Rust server stops forming
+        # quorums (and stays alive) when a log write fails on a full disk.
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "phalanx.launch.lighthouse", json.dumps(asdict(settings))],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
+        assert self._process.stdout is not None and self._process.stderr is not None
+        self._log = OutputPump(self._process.stderr, log_path, "lighthouse log")
         line = self._process.stdout.readline()
         if not line:
-            raise RuntimeError(f"the lighthouse did not start; see {log_path}")
+            self._process.wait()
+            self._log.join(2.0)
+            last = "".join(f" ({line})" for line in self._log.lines()[-1:])
+            raise RuntimeError(f"the lighthouse did not start{last}; see {log_path}")
         info = json.loads(line)
         self.address: str = info["address"]
         self.port: int = info["port"]
@@ -119,6 +125,7 @@ class LighthouseProcess:
         if self._process.poll() is None:
             self._process.kill()
         self._process.wait()
+        self._log.join(2.0)  # its last lines into the log
 
 
 def _serve(settings_json: str) -> None:

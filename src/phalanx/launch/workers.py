@@ -8,13 +8,18 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from phalanx.launch.hosts import gloo_interface
 from phalanx.launch.orphans import die_with_parent
+from phalanx.launch.output_pump import OutputPump, append_or_warn
 from phalanx.runtime.error_line import ERROR_FILE_ENV
 from phalanx.runtime.worker_config import ENV_VAR, WorkerConfig
+
+OUTPUT_KIND = "worker output"  # one disk warning for all workers' logs
+DRAIN_S = 2.0  # an exited worker's last output is in the pipe; a grandchild may hold it open
 
 
 @dataclass
@@ -28,6 +33,9 @@ class WorkerSlot:
     restart_at: float | None = None  # monotonic time of a pending restart
     exit_codes: list[int] = field(default_factory=list)
     finished: bool = False
+    # The launcher's relay of a worker's `warning:` lines while its log cannot take them.
+    relay: Callable[[str, str], object] | None = None
+    pump: OutputPump | None = None
 
     @property
     def name(self) -> str:
@@ -42,13 +50,28 @@ class WorkerSlot:
         """Where the worker writes its one-line error (runtime/error_line.py)."""
         return self.log_dir / f"{self.name}.error"
 
+    def config_path(self, restarted: bool) -> Path:
+        suffix = ".restart" if restarted else ""
+        return self.log_dir.parent / ".workers" / f"{self.name}{suffix}.json"
+
+    def _save_configs(self) -> None:
+        """Both configs a launch can need, written at the first launch.
+
+        A restart then writes nothing before the worker runs: on a disk that
+        filled mid-run it still brings a crashed replica back. (At the first
+        launch a full disk stops the run: see launch/cli.py.)
+        """
+        self.config_path(False).parent.mkdir(parents=True, exist_ok=True)
+        for restarted in (False, True):
+            replace(self.config, restarted=restarted).save(self.config_path(restarted))
+
     def launch(self, restarted: bool) -> None:
+        if self.launches == 0:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            self._save_configs()
         self.config.restarted = restarted
-        config_path = self.log_dir.parent / ".workers" / f"{self.name}.json"
-        config_path.parent.mkdir(parents=True, exist_ok=True)
-        self.config.save(config_path)
         env = dict(os.environ)
-        env[ENV_VAR] = str(config_path)
+        env[ENV_VAR] = str(self.config_path(restarted))
         # Gloo binds the interface of the advertised address (loopback on one host).
         interface = gloo_interface(self.config.advertise_host)
         if interface is not None:
@@ -56,22 +79,30 @@ class WorkerSlot:
         env.setdefault("OMP_NUM_THREADS", "1")
         env.setdefault("PYTHONUNBUFFERED", "1")
         env[ERROR_FILE_ENV] = str(self.error_path)
-        # The script's own directory first on the path, as `python script.py` would have it.
-        self.log_dir.mkdir(parents=True, exist_ok=True)
         self.error_path.unlink(missing_ok=True)  # a line from an earlier launch is not this one's
-        log = self.log_path.open("ab")
-        log.write(f"--- launch {self.launches + 1} at {time.strftime('%H:%M:%S')} ---\n".encode())
-        log.flush()
+        header = f"--- launch {self.launches + 1} at {time.strftime('%H:%M:%S')} ---\n"
+        append_or_warn(self.log_path, header.encode(), OUTPUT_KIND, self.log_dir)
+        # The script's own directory first on the path, as `python script.py` would have it.
+        # Output goes through a pipe the launcher copies into the log: a full disk drops
+        # lines instead of failing the worker's own writes (launch/output_pump.py).
         self.process = subprocess.Popen(
             [sys.executable, str(self.script), *self.script_args],
             env=env,
             stdin=subprocess.DEVNULL,
-            stdout=log,
+            stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches the launcher, which stops workers cleanly
             preexec_fn=die_with_parent,
         )
-        log.close()
+        assert self.process.stdout is not None
+        relay, name = self.relay, self.name
+        self.pump = OutputPump(
+            self.process.stdout,
+            self.log_path,
+            OUTPUT_KIND,
+            (lambda line: relay(name, line)) if relay is not None else None,
+            shown_path=self.log_dir,
+        )
         self.launches += 1
         self.restart_at = None
 
@@ -82,7 +113,13 @@ class WorkerSlot:
         if code is not None:
             self.exit_codes.append(code)
             self.process = None
+            self._drain()
         return code
+
+    def _drain(self) -> None:
+        """Copy the exited worker's last output (its error line) before anyone reads it."""
+        if self.pump is not None:
+            self.pump.join(DRAIN_S)
 
     @property
     def alive(self) -> bool:
@@ -95,22 +132,25 @@ class WorkerSlot:
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
         self.process = None
+        self._drain()
+
+    def _output_lines(self) -> list[str]:
+        """The worker's latest output: kept in memory (the log may have met a full disk)."""
+        if self.pump is not None:
+            return self.pump.lines()
+        try:
+            return self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return []
 
     def last_error_line(self) -> str | None:
         with contextlib.suppress(OSError):
             if line := self.error_path.read_text(errors="replace").strip():
                 return line
-        try:
-            lines = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return None
-        for line in reversed(lines):
+        for line in reversed(self._output_lines()):
             if line.startswith("error: "):
                 return line[len("error: ") :]
         return None
 
     def tail(self, count: int = 15) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-count:])
-        except OSError:
-            return ""
+        return "\n".join(self._output_lines()[-count:])

@@ -17,8 +17,12 @@ def report_command(
         typer.Option("--out", help="Where to write the page (default RUN_DIR/report.html)."),
     ] = None,
 ) -> None:
-    """Render RUN_DIR/report.html: summary, loss, throughput, shares, timeline, data accounting."""
+    """Render RUN_DIR/report.html: summary, loss, throughput, shares, timeline, data accounting.
+
+    Also writes RUN_DIR/summary.json when it is missing (a disk that was full at the run's end).
+    """
     from phalanx.observe.report import ReportError, write_report
+    from phalanx.observe.summary import SUMMARY_FILE, build_summary, write_summary
 
     if not run_dir.is_dir():
         raise UsageError("RUN_DIR", "is not a directory", "give the --out of a run", str(run_dir))
@@ -42,6 +46,10 @@ def report_command(
     for warning in report.warnings:
         typer.echo(f"warning: {warning}", err=True)
     typer.echo(f"report: {path} ({len(report.plots)} plots)")
+    # A run whose disk was full at its end has no summary.json: the events are all it takes.
+    missing = out is None and not (run_dir / SUMMARY_FILE).exists()
+    if missing and (summary := write_summary(run_dir, build_summary(run_dir))) is not None:
+        typer.echo(f"summary: {summary}")
 
 
 def register(app: typer.Typer) -> None:

@@ -3,17 +3,26 @@
 Each line is written with one `write` on a file opened with O_APPEND under an
 exclusive lock, so lines from concurrent workers never interleave, and a
 line written before a SIGKILL is already in the page cache and survives.
+
+On a full disk an event is dropped, never the run: `emit` says so once
+(observe/safe_write.py) and returns as usual. A line the disk took only part
+of is cut off again, so the next line does not start in the middle of it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import json
 import os
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from phalanx.observe.safe_write import write_or_warn
 
 EVENTS_FILE = "events.jsonl"
 
@@ -22,18 +31,43 @@ class EventLog:
     def __init__(self, run_dir: str | Path, source: str) -> None:
         self.path = Path(run_dir) / EVENTS_FILE
         self.source = source
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._write_or_warn(lambda: self.path.parent.mkdir(parents=True, exist_ok=True))
 
     def emit(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """Append one event; on a full disk it is dropped with one warning per process."""
         record = {"t": time.time(), "kind": kind, "source": self.source, **fields}
         line = (json.dumps(record, separators=(",", ":"), default=_jsonable) + "\n").encode()
+        self._write_or_warn(lambda: self._append(line))
+        return record
+
+    def _write_or_warn(self, write: Callable[[], object]) -> bool:
+        return write_or_warn(
+            "events",
+            self.path,
+            write,
+            "training goes on; events not recorded are missing from summary.json and "
+            "report.html (checkpoints and the model do not depend on them)",
+            "free space there; recording goes on by itself",
+        )
+
+    def _append(self, line: bytes) -> None:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            os.write(fd, line)
+            end = os.lseek(fd, 0, os.SEEK_END)
+            rest = memoryview(line)
+            try:
+                while rest:  # a nearly full disk takes part of a line, then refuses the rest
+                    written = os.write(fd, rest)
+                    if written == 0:
+                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
+                    rest = rest[written:]
+            except OSError:
+                with contextlib.suppress(OSError):  # shrinking a file needs no space
+                    os.ftruncate(fd, end)
+                raise
         finally:
             os.close(fd)
-        return record
 
 
 def _jsonable(value: Any) -> Any:

@@ -19,6 +19,7 @@ from phalanx.observe import report_html as h
 from phalanx.observe.events import EVENTS_FILE, read_events
 from phalanx.observe.fleet_state import format_duration, format_energy
 from phalanx.observe.fleet_view import FleetView
+from phalanx.observe.safe_write import write_or_warn
 from phalanx.observe.series import RunSeries, extract_series
 from phalanx.observe.summary import build_summary
 
@@ -91,18 +92,30 @@ def write_report(run_dir: str | Path, out_path: str | Path | None = None) -> tup
     report = render_report(run_dir)
     path = Path(out_path) if out_path is not None else Path(run_dir) / REPORT_FILE
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(report.html, encoding="utf-8")
-    os.replace(tmp, path)  # a reader never sees half a report
+    try:
+        tmp.write_text(report.html, encoding="utf-8")
+        os.replace(tmp, path)  # a reader never sees half a report
+    except OSError:
+        tmp.unlink(missing_ok=True)  # on a full disk, half a page holds the missing space
+        raise
     return path, report
 
 
 def write_report_safely(run_dir: str | Path) -> Path | None:
-    """For the end of a run: a report that cannot be drawn must not fail the training."""
+    """For the end of a run: a report that cannot be drawn or written must not fail the training."""
+    written: list[Path] = []
     try:
-        return write_report(run_dir)[0]
+        write_or_warn(
+            "report.html",
+            Path(run_dir) / REPORT_FILE,
+            lambda: written.append(write_report(run_dir)[0]),
+            "the run's result is not affected",
+            f"free space, then `phalanx report {run_dir}`",
+        )
     except Exception as err:  # the summary and events are already on disk
         print(f"warning: report.html not written ({type(err).__name__}: {err})", file=sys.stderr)
         return None
+    return written[0] if written else None
 
 
 def _plot_section(report: Report, name: str, title: str, png: bytes, alt: str) -> str:

@@ -13,6 +13,7 @@ from phalanx.observe.accounting import committed_steps, data_accounting
 from phalanx.observe.energy_summary import energy_summary
 from phalanx.observe.events import read_events
 from phalanx.observe.guard_summary import guard_summary
+from phalanx.observe.safe_write import write_or_warn
 
 SCHEMA = "phalanx.summary/1"
 # The lighthouse_restart event is written just after the gate turns to the new lighthouse.
@@ -244,9 +245,21 @@ def _replica_status(
     return status
 
 
-def write_summary(run_dir: str | Path, summary: dict[str, Any]) -> Path:
+def write_summary(run_dir: str | Path, summary: dict[str, Any]) -> Path | None:
+    """Write summary.json atomically; None (and one warning) on a full disk."""
     path = Path(run_dir) / SUMMARY_FILE
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, path)
-    return path
+
+    def write() -> None:
+        tmp.write_text(json.dumps(summary, indent=2))
+        os.replace(tmp, path)
+
+    written = write_or_warn(
+        "summary.json",
+        path,
+        write,
+        "the run's result is not affected (it is in events.jsonl, checkpoints and the model)",
+        f"free space, then `phalanx report {run_dir}` writes it from events.jsonl",
+        cleanup=tmp,
+    )
+    return path if written else None

@@ -1,0 +1,127 @@
+"""A child's output: through a pipe into its log file, so a full disk cannot stop the child.
+
+Workers and the lighthouse used to write their output straight into files in
+`logs/`. On a full disk that kills them in ways no handler sees: torchft's
+Rust code logs to stderr from its own threads and stops serving when a log
+write fails (seen: the lighthouse stayed alive and never formed a quorum
+again), and a Python `print` raises OSError anywhere in the step loop. A pipe
+never fills a disk; the launcher copies what arrives into the log and, while
+the disk refuses it, drops it with one warning (observe/safe_write.py). The
+child never waits on the disk.
+
+The pump also keeps the child's last lines in memory: the launcher's error
+line and crash tail come from there when the log could not be written, and
+the child's own warnings are relayed to the user's console: those about
+what it could not write (a checkpoint, its events) always, the others while
+its log cannot take them.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from phalanx.observe.safe_write import say_once, write_or_warn
+
+KEEP_LINES = 200
+CHUNK_BYTES = 65536
+WARNING_PREFIX = "warning: "
+NOT_WRITTEN = " not written to "  # a child's disk warnings (safe_write.py, checkpoint.py)
+
+
+class OutputPump:
+    """Copies `pipe` into `log_path` on a thread of its own until the child closes it."""
+
+    def __init__(
+        self,
+        pipe: IO[bytes],
+        log_path: Path,
+        kind: str,
+        relay: Callable[[str], object] | None = None,
+        shown_path: Path | None = None,
+    ) -> None:
+        self.log_path = log_path
+        self._kind = kind  # what the disk warning names: `worker output`, `lighthouse log`
+        self._shown_path = shown_path or log_path  # the logs folder where one line covers many
+        self._pipe = pipe
+        self._relay = relay
+        self._lines: deque[str] = deque(maxlen=KEEP_LINES)
+        self._partial = b""
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name=f"output {log_path.name}")
+        self._thread.daemon = True  # a child that keeps the pipe open must not hold the launcher
+        self._thread.start()
+
+    def lines(self) -> list[str]:
+        """The child's last complete lines (at most KEEP_LINES), oldest first."""
+        with self._lock:
+            return list(self._lines)
+
+    def join(self, timeout_s: float) -> None:
+        """Wait until the child's output is all copied (EOF), at most `timeout_s`."""
+        self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        fd = self._pipe.fileno()
+        try:
+            while chunk := os.read(fd, CHUNK_BYTES):
+                new_lines = self._remember(chunk)
+                written = self._write(chunk)
+                if self._relay is not None:
+                    self._relay_warnings(new_lines, written, self._relay)
+        except OSError:
+            pass  # the pipe was closed under us (the launcher is shutting down)
+        finally:
+            self._pipe.close()
+
+    @staticmethod
+    def _relay_warnings(lines: list[str], written: bool, relay: Callable[[str], object]) -> None:
+        for line in lines:
+            # What the child could not write, always: the user must learn it while the
+            # disk is full, and events.jsonl may be on that disk too.
+            if line.startswith(WARNING_PREFIX) and (not written or NOT_WRITTEN in line):
+                relay(line)
+
+    def _write(self, chunk: bytes) -> bool:
+        try:
+            return append_or_warn(self.log_path, chunk, self._kind, self._shown_path)
+        except OSError as err:  # not the disk (a log directory removed?): still never stop
+            say_once(f"warning: {self._kind} not written to {self._shown_path}: {err.strerror}")
+            return False
+
+    def _remember(self, chunk: bytes) -> list[str]:
+        parts = (self._partial + chunk).split(b"\n")
+        self._partial = parts.pop()[-CHUNK_BYTES:]  # a line without its newline yet
+        lines = [p.decode(errors="replace").rstrip("\r") for p in parts]
+        with self._lock:
+            self._lines.extend(lines)
+        return lines
+
+
+def append_or_warn(log_path: Path, data: bytes, kind: str, shown_path: Path | None = None) -> bool:
+    """Append `data` to a log; on a full disk drop it with one warning per `kind`."""
+
+    def append() -> None:
+        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            rest = memoryview(data)
+            while rest:
+                written = os.write(fd, rest)
+                if written == 0:  # a regular file refuses with ENOSPC; never loop on 0
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(log_path))
+                rest = rest[written:]
+        finally:
+            os.close(fd)
+
+    return write_or_warn(
+        kind,
+        shown_path or log_path,
+        append,
+        "training goes on; those lines are lost (warnings among them are shown here)",
+        "free space there; writing goes on by itself",
+    )
