@@ -381,10 +381,10 @@ def test_a_trainer_on_a_full_disk_warns_in_one_line_and_trains_on(tmp_path, monk
     assert [e["step"] for e in failed] == [2, 4]
 
 
-def test_a_full_disk_at_the_final_model_write_is_one_line_and_exit_4(tmp_path, monkeypatch, capsys):
-    """The run's last write fails: one clear line, exit code 4, no partial file left."""
+def test_a_full_disk_at_the_final_model_write_is_one_line_and_exit_5(tmp_path, monkeypatch, capsys):
+    """The run's last write fails: one clear line, exit code 5 (the disk, not training, failed), no partial file left."""
     import phalanx.runtime.trainer as trainer_module
-    from phalanx.errors import EXIT_FATAL
+    from phalanx.errors import EXIT_DISK_FULL
 
     def full_disk(model, path):
         with open(path, "wb") as f:
@@ -399,7 +399,7 @@ def test_a_full_disk_at_the_final_model_write_is_one_line_and_exit_4(tmp_path, m
     trainer.state = type("S", (), {"fleet": type("F", (), {"step": 1})()})()
     with pytest.raises(SystemExit) as stopped:
         trainer._write_model()
-    assert stopped.value.code == EXIT_FATAL
+    assert stopped.value.code == EXIT_DISK_FULL
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and out[0].startswith("error: the final model could not be written")
     assert "No space left" in out[0] and "--resume" in out[0]

@@ -348,10 +348,6 @@ def parse_mode(text: str) -> int:
     return mode
 
 
-class _Stop(Exception):
-    """Raised by the signal handler to leave serve_forever."""
-
-
 def load_libraries() -> dict[str, ModuleType]:
     """The vendor libraries that load on this host, by kind."""
     from phalanx.devices.telemetry.amd import load_amdsmi
@@ -391,9 +387,12 @@ def run_helper(
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         # Only the first signal stops the loop; later ones must not cut the restore short.
+        # It must not raise: an exception raised here while a client is being served is
+        # caught by socketserver's handle_error, and the loop would serve on forever.
+        # shutdown() waits for serve_forever to return, so it runs in a thread of its own.
         if not stopping.is_set():
             stopping.set()
-            raise _Stop(signal.Signals(signum).name)
+            threading.Thread(target=server.shutdown, daemon=True).start()
 
     signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
     previous: dict[signal.Signals, Any] = {}
@@ -406,8 +405,6 @@ def run_helper(
             f"(mode {mode:04o}, group {group or 'of this user'})"
         )
         server.serve_forever()
-    except _Stop:
-        pass
     finally:
         stopping.set()
         try:

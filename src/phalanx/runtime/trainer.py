@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 
 from phalanx.emulate.pacer import ComputePacer
 from phalanx.energy.thermal_guard import ThermalGuard
-from phalanx.errors import EXIT_FATAL, UsageError
+from phalanx.errors import EXIT_DISK_FULL, EXIT_FATAL, UsageError
 from phalanx.faults.injector import FaultInjector
 from phalanx.faults.spec import FaultSpec
 from phalanx.guard.abft import AbftMonitor
@@ -28,6 +28,7 @@ from phalanx.guard.defect_hooks import DefectiveLinears
 from phalanx.guard.offences import OffenceLedger
 from phalanx.observe.events import EventLog
 from phalanx.observe.report import write_report_safely
+from phalanx.observe.safe_write import disk_errno, write_or_warn
 from phalanx.observe.summary import build_summary, write_summary
 from phalanx.runtime import checkpoint as ckpt
 from phalanx.runtime import excepthook, validate
@@ -118,6 +119,11 @@ class Trainer:
         self.out_dir = Path(self.worker.out_dir if self.worker else out_dir)
         self.name = self.worker.replica if self.worker else "local"
         self.device = torch.device(self.worker.device if self.worker else _default_device(model))
+        if self.worker is not None and self.worker.device_table:
+            # Memory that qualification never tested must not train (devices/memory_cap.py).
+            from phalanx.devices.memory_cap import apply_memory_cap, usable_memory_of_table
+
+            apply_memory_cap(self.worker.device, usable_memory_of_table(self.worker.device_table))
         self.model.to(self.device)
         built_optimizer = optimizer(self.model.parameters())
         built_scheduler = scheduler(built_optimizer) if scheduler is not None else None
@@ -299,7 +305,12 @@ class Trainer:
     def _finish(self, events: EventLog) -> dict[str, Any]:
         self._write_model()
         if self.state.fleet.step >= self.steps:
-            (self.out_dir / COMPLETE_MARKER).touch()
+            marker = self.out_dir / COMPLETE_MARKER
+            write_or_warn(
+                "the .complete marker", marker, marker.touch,
+                "a replica that was away may train the last steps again alone",
+                "free space there",
+            )  # fmt: skip
         events.emit("worker_done", replica=self.name, step=self.state.fleet.step)
         summary = build_summary(self.out_dir)
         if self.worker is None:
@@ -325,7 +336,7 @@ class Trainer:
                 "Fix: free disk space, then run again with --resume",
                 sys.stdout,
             )
-            raise SystemExit(EXIT_FATAL) from None
+            raise SystemExit(EXIT_DISK_FULL if disk_errno(err) else EXIT_FATAL) from None
 
 
 def _default_device(model: torch.nn.Module) -> str:
