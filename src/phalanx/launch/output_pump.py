@@ -12,8 +12,9 @@ child never waits on the disk.
 The pump also keeps the child's last lines in memory: the launcher's error
 line and crash tail come from there when the log could not be written, and
 the child's own warnings are relayed to the user's console: those about
-what it could not write (a checkpoint, its events) always, the others while
-its log cannot take them.
+what it could not write (a checkpoint, its events) and about layers that
+make the result depend on the split always, the others while its log
+cannot take them.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ KEEP_LINES = 200
 CHUNK_BYTES = 65536
 WARNING_PREFIX = "warning: "
 NOT_WRITTEN = " not written to "  # a child's disk warnings (safe_write.py, checkpoint.py)
+NOT_EXACT = "warning: not exact: "  # a layer that makes the result split-dependent (exact/)
 
 
 class OutputPump:
@@ -83,8 +85,10 @@ class OutputPump:
     def _relay_warnings(lines: list[str], written: bool, relay: Callable[[str], object]) -> None:
         for line in lines:
             # What the child could not write, always: the user must learn it while the
-            # disk is full, and events.jsonl may be on that disk too.
-            if line.startswith(WARNING_PREFIX) and (not written or NOT_WRITTEN in line):
+            # disk is full, and events.jsonl may be on that disk too. And a model that
+            # cannot be exact: said once at start, it must not hide in a log.
+            always = NOT_WRITTEN in line or line.startswith(NOT_EXACT)
+            if line.startswith(WARNING_PREFIX) and (not written or always):
                 relay(line)
 
     def _write(self, chunk: bytes) -> bool:

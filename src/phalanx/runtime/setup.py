@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 import torch
 from torch.utils.data import default_collate
 
+from phalanx.exact.layer_stats import LayerStatsSync
+from phalanx.exact.setup import make_exact, randomness_outside_layers
 from phalanx.runtime.compute import Workload, move_to
 from phalanx.runtime.model_buffers import trained_buffers
+from phalanx.runtime.sync import Sync
 from phalanx.runtime.worker_config import WorkerConfig
 
 START_BARRIER_S = 120.0
@@ -29,6 +33,16 @@ def start_barrier(worker: WorkerConfig | None) -> None:
         time.sleep(0.02)  # polling a counter; the store has no wait-for-value
 
 
+PROBE_SAMPLES = 2  # the start-up probes' batch: the first samples of the dataset
+
+
+def probe_forward(work: Workload) -> Callable[[], torch.Tensor]:
+    """One training forward (the loss) of the first samples, for the start-up probes."""
+    count = min(PROBE_SAMPLES, work.num_samples)
+    batch = move_to(default_collate([work.dataset[i] for i in range(count)]), work.device)
+    return lambda: work.loss_fn(work.model, batch)
+
+
 def find_trained_buffers(work: Workload) -> list[tuple[str, torch.Tensor]]:
     """The model buffers a training forward changes (synchronised every step).
 
@@ -36,9 +50,30 @@ def find_trained_buffers(work: Workload) -> list[tuple[str, torch.Tensor]]:
     them (an unusual batch shape) gets every buffer synchronised instead: slower,
     never wrong.
     """
-    count = min(2, work.num_samples)
     try:
-        batch = move_to(default_collate([work.dataset[i] for i in range(count)]), work.device)
-        return trained_buffers(work.model, lambda: work.loss_fn(work.model, batch))
+        return trained_buffers(work.model, probe_forward(work))
     except Exception:  # the probe is an optimisation; the fallback is always correct
         return [(n, b) for n, b in work.model.named_buffers() if b.dtype != torch.bool]
+
+
+def make_layers_exact(
+    work: Workload, exact: bool, sync: Sync, dry_run: Callable[[], None]
+) -> tuple[LayerStatsSync | None, list[str]]:
+    """Patch the model's split-dependent layers (exact/setup.py); (their sync, warnings)."""
+
+    def allreduce(tensor: torch.Tensor) -> None:
+        sync.allreduce(tensor).wait()
+
+    stats = LayerStatsSync(allreduce, dry_run)
+    found = make_exact(work.model, exact, work.max_microbatch, stats)
+    warnings = list(found.warnings)
+    if exact:
+        try:
+            forward = probe_forward(work)
+        except Exception:  # no probe batch: nothing to learn from
+            forward = None
+        count = min(PROBE_SAMPLES, work.num_samples)
+        extra = forward and randomness_outside_layers(work.model, forward, count, work.seed)
+        if extra:
+            warnings.append(extra)
+    return (stats if found.global_batchnorms else None), warnings

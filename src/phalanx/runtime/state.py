@@ -63,18 +63,24 @@ class TrainState:
     fleet: FleetState = field(default_factory=FleetState)
 
     def state_dict(self) -> dict[str, Any]:
-        """The state as references to the live tensors, not a copy.
+        """The state for a healing peer or a checkpoint: parameters by reference, buffers copied.
 
         torchft asks for it only when a peer heals from this replica, at the
         quorum, and serves it until this replica's next commit vote, which waits
-        for the healing peer's vote, which it casts only after it has loaded the
-        state. The tensors cannot change before that: parameters, buffers and
-        optimizer state change only when a step is applied, after the vote. So
-        no copy is needed, and a 300M-parameter model is never held twice. The
-        non-tensor parts (the fleet state, scheduler counters) are copied.
+        for the healing peer's vote, cast only after it has loaded the state.
+        Parameters and optimizer state change only when a step is applied, after
+        that vote: they are served by reference, so a 300M-parameter model is
+        never held twice. Buffers (BatchNorm's running statistics) change during
+        the forward of the very step being served: they are copied, as are the
+        non-tensor parts (the fleet state, scheduler counters).
         """
+        parameters = {id(p) for p in self.model.parameters()}
+        model = {
+            key: value if id(value) in parameters else value.detach().clone()
+            for key, value in self.model.state_dict(keep_vars=True).items()
+        }
         return {
-            "model": self.model.state_dict(),
+            "model": {key: value.detach() for key, value in model.items()},
             "optimizer": self.optimizer.state_dict(),
             "scheduler": copy.deepcopy(self.scheduler.state_dict())
             if self.scheduler is not None

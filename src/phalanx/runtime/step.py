@@ -251,7 +251,9 @@ def run_round(ctx: StepContext, members: list[str], step: int) -> RoundResult:
     ctx.buffer.ensure_control(layout.numel)
     control = Control(ctx.buffer.control, layout)
     started = time.perf_counter()
-    fingerprint = fingerprint_chunks(ctx.params) if ctx.guard.fingerprints else None
+    # The replicated state: parameters and the synchronised buffers (running statistics).
+    replicated = [*ctx.params, *ctx.model_buffers.buffers]
+    fingerprint = fingerprint_chunks(replicated) if ctx.guard.fingerprints else None
     result.guard_s += time.perf_counter() - started
     ctx.model_buffers.snapshot()
     excluded: set[str] = set()

@@ -32,14 +32,14 @@ from phalanx.observe.safe_write import disk_errno, write_or_warn
 from phalanx.observe.summary import build_summary, write_summary
 from phalanx.runtime import checkpoint as ckpt
 from phalanx.runtime import excepthook, validate
-from phalanx.runtime.compute import LossFn, Workload, trainable_parameters
+from phalanx.runtime.compute import LossFn, Workload, slice_gradient, trainable_parameters
 from phalanx.runtime.error_line import say_error
 from phalanx.runtime.fleet_watch import COMPLETE_MARKER, FleetWatch
 from phalanx.runtime.grad_buffer import GradBuffer
 from phalanx.runtime.hooks import CheckpointHook, DeviceHook, GuardHook, LeaveFleet, StepLogHook
 from phalanx.runtime.model_buffers import ModelBuffers
 from phalanx.runtime.profile_mode import ProfileRequest, run_profile
-from phalanx.runtime.setup import find_trained_buffers, start_barrier
+from phalanx.runtime.setup import find_trained_buffers, make_layers_exact, start_barrier
 from phalanx.runtime.state import TrainState
 from phalanx.runtime.step import GuardSetup, StepContext, take_step
 from phalanx.runtime.sync import Sync
@@ -78,6 +78,7 @@ class Trainer:
         keep_checkpoints: int = 3,
         guard: str = "standard",
         quarantine_after: int = 3,
+        exact: bool = True,
     ) -> None:
         excepthook.install()
         self.global_batch_size = validate.positive_int(
@@ -105,6 +106,8 @@ class Trainer:
             "quarantine_after", quarantine_after, "quarantine a replica after this many offences"
         )
         self.model, self.dataset, self.loss_fn = model, dataset, loss_fn
+        # Global-batch BatchNorm statistics and dropout masks keyed by sample (exact/).
+        self.exact = bool(exact)
         self.seed = int(seed)
         self.clip_grad_norm = clip_grad_norm
         self.worker: WorkerConfig | None = from_environment()
@@ -216,6 +219,10 @@ class Trainer:
             fingerprints=self.guard != "off" and worker is not None,
             abft=AbftMonitor(self.model) if self.guard == "full" else None,
         )
+        layer_stats, warnings = make_layers_exact(
+            work, self.exact, sync, dry_run=lambda: self._dry_run(ctx)
+        )
+        self._say_inexact(events, warnings)
         buffers = find_trained_buffers(work)
         ctx = StepContext(
             name=self.name, events=events, watch=watch, work=work, params=params,
@@ -224,6 +231,8 @@ class Trainer:
             sync=sync, shares=shares, injector=injector, pacer=ComputePacer(None), guard=guard,
             steps=self.steps, clip_grad_norm=self.clip_grad_norm,
         )  # fmt: skip
+        if layer_stats is not None:
+            ctx.layer_stats = layer_stats
         self.monitor = self._device_monitor()
         if worker is not None and worker.speed is not None:
             factor = self.monitor.speed_factor if self.monitor is not None else (lambda: 1.0)
@@ -237,6 +246,21 @@ class Trainer:
 
             ctx.pace = pace
         return ctx
+
+    def _dry_run(self, ctx: StepContext) -> None:
+        """A participant that never computed learns the order of the layers' collectives."""
+        slice_gradient(ctx.work, list(range(min(2, self.num_samples))), 0)
+        ctx.buffer.zero_grads()
+        ctx.model_buffers.restore()
+
+    def _say_inexact(self, events: EventLog, warnings: list[str]) -> None:
+        """Once at start, on the first replica: which layers make the result split-dependent."""
+        if not warnings:
+            return
+        events.emit("inexact_layers", replica=self.name, warnings=warnings)
+        if self.worker is None or self.worker.index == 0:
+            for warning in warnings:
+                print(f"warning: not exact: {warning}", flush=True)
 
     def _device_monitor(self) -> Any:
         worker = self.worker

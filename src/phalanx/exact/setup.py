@@ -1,0 +1,134 @@
+"""Make a model's split-dependent layers exact, and say once which ones cannot be.
+
+With `Trainer(exact=True)` (the default):
+
+- every BatchNorm normalises with the global batch's statistics
+  (exact/global_batchnorm.py); this needs each replica's slice in one
+  forward, so with `max_microbatch` set it stays per micro-batch and is
+  named in a warning;
+- every nn.Dropout / Dropout1d/2d/3d draws masks keyed by sample
+  (exact/keyed_dropout.py).
+
+Anything else that makes the result depend on the split is found and named
+once at start: other dropout kinds, and random numbers drawn outside these
+modules (F.dropout, torch.rand in forward), which a probe detects by running
+the same samples twice under different random seeds. With `exact=False` the
+layers are left as PyTorch has them and each is named with what it costs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from phalanx.exact.global_batchnorm import BATCHNORMS, make_global
+from phalanx.exact.keyed_dropout import CHANNELWISE, ELEMENTWISE, make_keyed
+from phalanx.exact.keys import sample_keys
+from phalanx.exact.layer_stats import LayerStatsSync
+
+_UNKEYED_DROPOUT = (torch.nn.AlphaDropout, torch.nn.FeatureAlphaDropout)
+
+
+@dataclass
+class ExactLayers:
+    global_batchnorms: list[str] = field(default_factory=list)
+    keyed_dropouts: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _label(name: str, module: torch.nn.Module) -> str:
+    return f"{name or 'the model'} ({type(module).__name__})"
+
+
+def _names(labels: list[str]) -> str:
+    return ", ".join(labels)
+
+
+def make_exact(
+    model: torch.nn.Module, exact: bool, max_microbatch: int | None, stats: LayerStatsSync
+) -> ExactLayers:
+    """Patch the model's layers in place; what was made exact, and one warning per kind
+    of layer that was not (naming every such layer)."""
+    found = ExactLayers()
+    local_norms: list[str] = []
+    unkeyed: list[str] = []
+    other_dropout: list[str] = []
+    for layer_id, (name, module) in enumerate(model.named_modules()):
+        label = _label(name, module)
+        if isinstance(module, BATCHNORMS):
+            if exact and max_microbatch is None:
+                make_global(module, stats, layer_id)
+                found.global_batchnorms.append(label)
+            else:
+                local_norms.append(label)
+        elif isinstance(module, ELEMENTWISE + CHANNELWISE):
+            if exact:
+                make_keyed(module, layer_id)
+                found.keyed_dropouts.append(label)
+            else:
+                unkeyed.append(label)
+        elif isinstance(module, _UNKEYED_DROPOUT):
+            other_dropout.append(label)
+    if local_norms:
+        how, fix = (
+            (
+                f"each micro-batch of {max_microbatch}",
+                "max_microbatch=None (exact BatchNorm needs each slice in one forward)",
+            )
+            if exact
+            else ("each replica's slice", "Trainer(exact=True)")
+        )
+        found.warnings.append(
+            f"{_names(local_norms)} normalise{'s' if len(local_norms) == 1 else ''} {how} on "
+            "its own, not the global batch, so the result depends on how the batch is split "
+            f"(running statistics are still made identical on every replica). Fix: {fix}"
+        )
+    if unkeyed:
+        found.warnings.append(
+            f"{_names(unkeyed)} draw{'s' if len(unkeyed) == 1 else ''} masks from each "
+            "replica's random stream, so the result depends on which replica computes a "
+            "sample. Fix: Trainer(exact=True)"
+        )
+    if other_dropout:
+        found.warnings.append(
+            f"{_names(other_dropout)} {'is' if len(other_dropout) == 1 else 'are'} not keyed by "
+            "sample (only Dropout and Dropout1d/2d/3d are), so the result depends on how the "
+            "batch is split. Fix: use nn.Dropout"
+        )
+    return found
+
+
+def randomness_outside_layers(
+    model: torch.nn.Module, forward_loss: object, samples: int, seed: int
+) -> str | None:
+    """A warning if the same samples give different losses under two random seeds.
+
+    Runs after `make_exact`: keyed layers draw the same masks both times, so a
+    difference comes from random numbers drawn elsewhere. Buffers and the
+    random state are restored; nothing is learnt.
+    """
+    buffers = [b for b in model.buffers()]
+    saved = [b.detach().clone() for b in buffers]
+    losses = []
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            for draw in (1, 2):
+                torch.manual_seed(seed * 7919 + draw)
+                device = next((p.device for p in model.parameters()), torch.device("cpu"))
+                with sample_keys(seed, 0, samples, device):
+                    losses.append(float(forward_loss()))  # type: ignore[operator]
+    except Exception:  # a probe that cannot run proves nothing either way
+        return None
+    finally:
+        with torch.no_grad():
+            for buffer, value in zip(buffers, saved):
+                buffer.copy_(value)
+    if losses[0] == losses[1]:
+        return None
+    return (
+        "the model draws random numbers outside nn.Dropout modules (F.dropout, torch.rand, "
+        f"... in forward): the same {samples} samples gave losses {losses[0]:.6g} and "
+        f"{losses[1]:.6g} under two seeds, so the result depends on how the batch is split. "
+        "Fix: use nn.Dropout modules"
+    )

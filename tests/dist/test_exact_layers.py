@@ -1,0 +1,67 @@
+"""BatchNorm and dropout on a fleet: replicas identical, and exact against one process (issue 13)."""
+
+import glob
+
+import pytest
+from safetensors.torch import load_file
+
+from tests.fleet_helpers import (
+    ROOT,
+    events,
+    independent_data_check,
+    local_run,
+    max_param_diff,
+    phalanx,
+)
+
+pytestmark = [pytest.mark.dist, pytest.mark.timeout(400)]
+
+CONVNET = ROOT / "examples" / "convnet.py"
+ARGS = ["--dtype", "float64", "--steps", "40", "--batch", "48", "--replica-copy"]
+
+
+def _replica_copies(run):
+    return [load_file(p) for p in sorted(glob.glob(str(run / "replica-*.safetensors")))]
+
+
+def _largest_difference(copies):
+    first = copies[0]
+    return max(
+        float((copy[k].double() - first[k].double()).abs().max()) for copy in copies for k in first
+    )
+
+
+def test_batchnorm_and_dropout_are_exact_across_splits_and_a_kill(tmp_path):
+    reference = local_run(CONVNET, tmp_path / "reference", ARGS)
+    run = tmp_path / "run"
+    result = phalanx(
+        "run", str(CONVNET), "--out", str(run), "--emulate", "1,0.5,0.25", "--timeout-s", "2",
+        "--quiet", "--fault", "kill:replica=1,step=15,restart_s=1", "--", *ARGS,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "not exact" not in result.stdout + result.stderr
+    # Parameters and buffers (running statistics, batch counters) against one process.
+    reference_state = _replica_copies(reference)[0]
+    copies = _replica_copies(run)
+    assert len(copies) == 3  # the killed replica came back and finished too
+    assert _largest_difference([reference_state, *copies]) < 1e-9
+    assert _largest_difference(copies) == 0.0  # every replica holds the same bits
+    assert max_param_diff(run, reference) < 1e-9
+    assert independent_data_check(run, num_samples=600) == (0, 0)
+    assert not any(e["kind"] in ("sdc", "inexact_layers") for e in events(run))
+
+
+def test_without_the_exact_path_one_warning_names_the_layers(tmp_path):
+    run = tmp_path / "run"
+    result = phalanx(
+        "run", str(CONVNET), "--out", str(run), "--emulate", "1,0.5,0.5", "--timeout-s", "2",
+        "--quiet", "--", *ARGS, "--inexact",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if "not exact" in line]
+    assert len(lines) == 2, lines  # one per kind of layer, said once (not once per replica)
+    batchnorm, dropout = sorted(lines)
+    assert "features.1 (BatchNorm2d)" in batchnorm and "head.3 (BatchNorm1d)" in batchnorm
+    assert "head.1 (Dropout)" in dropout and "Fix: Trainer(exact=True)" in dropout
+    # Not exact, but still one model: buffers are synchronised every step.
+    assert _largest_difference(_replica_copies(run)) == 0.0
