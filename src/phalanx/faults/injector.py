@@ -92,6 +92,18 @@ class FaultInjector:
                 speed = float(fault.params["speed"])
         return speed
 
+    def gradient_fault_due(self, step: int) -> bool:
+        """Is a gradient corruption due at this step (or waiting since an earlier one)?
+
+        The step then computes without overlap, so that the corruption lands
+        before any of the gradient leaves (a real fault happens during compute).
+        """
+        return any(
+            (f.kind == "nan" or f.params.get("target", "grad") == "grad")
+            and not (self.marker_dir / f.key).exists()
+            for f in self._pending(("nan", "sdc"), step)
+        )
+
     def corrupt_gradient(self, step: int, params: list[torch.nn.Parameter]) -> None:
         """`nan` and `sdc:target=grad` faults: poison this replica's gradient once.
 

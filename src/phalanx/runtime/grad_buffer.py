@@ -99,10 +99,7 @@ class GradBuffer:
 
     def norm_sq(self) -> float:
         """Squared L2 norm of all gradients, one fused reduction per bucket (inf/nan propagate)."""
-        total = 0.0
-        for bucket in self.buckets:
-            total += float(torch.linalg.vector_norm(bucket.grads, dtype=torch.float64)) ** 2
-        return total
+        return sum(squared_norm(bucket.grads) for bucket in self.buckets)
 
     def collectives(self) -> list[torch.Tensor]:
         """What to allreduce, in the order every replica issues it."""
@@ -110,6 +107,19 @@ class GradBuffer:
         if self.control_separate:
             tensors.append(self.control)
         return tensors
+
+
+def squared_norm(tensor: torch.Tensor) -> float:
+    """Squared L2 norm in the tensor's own precision (half precision in float32).
+
+    A float64 copy of a 100M-parameter gradient would cost 0.75 s on one CPU
+    core; the native norm costs 0.1 s and is precise enough for a guard (its
+    comparisons allow 1e-3) and for clipping (torch clips in this precision).
+    """
+    if tensor.numel() == 0:
+        return 0.0
+    dtype = torch.float32 if tensor.element_size() < 4 else None
+    return float(torch.linalg.vector_norm(tensor, dtype=dtype)) ** 2
 
 
 def _plan_buckets(params: list[torch.nn.Parameter], bucket_bytes: int) -> list[Bucket]:

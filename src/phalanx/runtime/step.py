@@ -49,6 +49,7 @@ from phalanx.runtime.control import AGREES, DIFFERS, NOT_CHECKED, Control, Contr
 from phalanx.runtime.fleet_watch import FleetWatch
 from phalanx.runtime.grad_buffer import GradBuffer
 from phalanx.runtime.model_buffers import ModelBuffers
+from phalanx.runtime.reduction import Reduction
 from phalanx.runtime.state import TrainState
 from phalanx.runtime.sync import Sync
 from phalanx.shares.learning import SharePolicy, learn_from_step
@@ -99,6 +100,7 @@ class StepContext:
     params: list[torch.nn.Parameter]
     state: TrainState
     buffer: GradBuffer
+    reduction: Reduction
     model_buffers: ModelBuffers
     sync: Sync
     shares: SharePolicy
@@ -107,6 +109,7 @@ class StepContext:
     guard: GuardSetup
     layer_stats: LayerStats = field(default_factory=NoLayerStats)
     steps: int = 0  # the run's length in committed steps
+    overlap: bool = True  # launch gradient buckets during the last backward (off: exact BatchNorm)
     clip_grad_norm: float | None = None
     pace: Callable[[int], float | None] = lambda step: None  # emulated speed at a step
     steps_computed: int = 0  # by this process: its first ones are warm-up
@@ -268,20 +271,22 @@ def run_round(ctx: StepContext, members: list[str], step: int) -> RoundResult:
         shares = ctx.shares.shares(fleet, active)
         ranges = participant_ranges(step, work.global_batch_size, shares)
         ctx.buffer.zero_()
+        ctx.reduction.start()
         control.clear()
         # While the others compute, the evidence on the last attempt's vetoes.
         result.guard_s += _gather_evidence(ctx, control, members, active, pending, slot)
         ctx.model_buffers.restore()
-        # 3-4: slice and compute.
+        # 3-4: slice and compute (the first buckets' sums leave during the last backward).
         share = shares[active.index(ctx.name)] if ctx.name in active else 0
         verdict = SliceVerdict(False, 0.0)
         compute_s, loss = 0.0, 0.0
         if share:
             start, end = ranges[active.index(ctx.name)]
-            loss, compute_s = _compute(ctx, start, end)
+            overlap = ctx.overlap and not ctx.injector.gradient_fault_due(step)
+            loss, compute_s = _compute(ctx, start, end, overlap)
             ctx.injector.corrupt_gradient(step, ctx.params)
             guard_t0 = time.perf_counter()
-            verdict = _check(ctx, share, waive_allowance)
+            verdict = _check(ctx, share, waive_allowance, ctx.reduction.measure_rest())
             result.guard_s += time.perf_counter() - guard_t0
         else:
             with ctx.layer_stats.phantom():
@@ -299,12 +304,11 @@ def run_round(ctx: StepContext, members: list[str], step: int) -> RoundResult:
         ctx.model_buffers.pack(
             control.buffers_view(), share / work.global_batch_size, ctx.name == first_computing
         )
-        # 5: reduce.
+        # 5: reduce (the summed gradient's norm is measured as the buckets arrive).
         reduce_t0 = time.perf_counter()
-        works = [ctx.sync.allreduce(tensor) for tensor in ctx.buffer.collectives()]
+        ctx.reduction.launch_rest()
         ctx.injector.at("allreduce", step)
-        for handle in works:
-            handle.wait()
+        result.global_norm = ctx.reduction.wait()
         result.allreduce_s += time.perf_counter() - reduce_t0
         result.compute_s += compute_s
         if ctx.sync.errored():
@@ -361,7 +365,7 @@ def run_round(ctx: StepContext, members: list[str], step: int) -> RoundResult:
     return result
 
 
-def _compute(ctx: StepContext, start: int, end: int) -> tuple[float, float]:
+def _compute(ctx: StepContext, start: int, end: int, overlap: bool) -> tuple[float, float]:
     """Forward/backward of stream positions [start, end); (weighted loss, seconds)."""
     work = ctx.work
     indices = sample_indices(start, end, work.seed, work.num_samples)
@@ -369,16 +373,15 @@ def _compute(ctx: StepContext, start: int, end: int) -> tuple[float, float]:
         ctx.guard.abft.reset()
     ctx.pacer.begin()
     with ctx.layer_stats.live():
-        loss = slice_gradient(work, indices, start)
+        loss = slice_gradient(work, indices, start, ctx.reduction.arm if overlap else None)
     return loss, ctx.pacer.end()
 
 
-def _check(ctx: StepContext, share: int, waive_allowance: bool) -> SliceVerdict:
-    """This replica's own verdict on the gradient it just computed."""
+def _check(ctx: StepContext, share: int, waive_allowance: bool, norm: float) -> SliceVerdict:
+    """This replica's own verdict on the gradient it just computed (`norm`: its L2 norm)."""
     if ctx.guard.level == "off":
         return SliceVerdict(False, 0.0)
     abft = ctx.guard.abft.failures if ctx.guard.abft is not None else 0
-    norm = math.sqrt(ctx.buffer.norm_sq())
     history = [] if waive_allowance else ctx.state.fleet.grad_norms
     return slice_check.judge(norm, share, ctx.work.global_batch_size, history, abft)
 
@@ -393,7 +396,8 @@ def _recompute_verdict(ctx: StepContext, vetoed: Vetoed) -> SliceVerdict:
     with ctx.layer_stats.replay():
         slice_gradient(work, indices, vetoed.start)
     ctx.pacer.end()
-    verdict = _check(ctx, vetoed.end - vetoed.start, False)
+    norm = math.sqrt(ctx.buffer.norm_sq())
+    verdict = _check(ctx, vetoed.end - vetoed.start, False, norm)
     ctx.buffer.zero_grads()
     ctx.model_buffers.restore()
     return verdict
@@ -473,7 +477,6 @@ def sound(ctx: StepContext, result: RoundResult) -> tuple[bool, str]:
         return False, result.reason or "the step failed"
     if result.diverged_self:
         return False, "parameters differ from the majority"
-    result.global_norm = math.sqrt(ctx.buffer.norm_sq())
     if not math.isfinite(result.global_norm):
         return False, "non-finite values in the summed gradient"
     return True, ""

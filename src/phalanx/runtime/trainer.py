@@ -39,6 +39,7 @@ from phalanx.runtime.grad_buffer import GradBuffer
 from phalanx.runtime.hooks import CheckpointHook, DeviceHook, GuardHook, LeaveFleet, StepLogHook
 from phalanx.runtime.model_buffers import ModelBuffers
 from phalanx.runtime.profile_mode import ProfileRequest, run_profile
+from phalanx.runtime.reduction import Reduction
 from phalanx.runtime.setup import find_trained_buffers, make_layers_exact, start_barrier
 from phalanx.runtime.state import TrainState
 from phalanx.runtime.step import GuardSetup, StepContext, take_step
@@ -224,15 +225,17 @@ class Trainer:
         )
         self._say_inexact(events, warnings)
         buffers = find_trained_buffers(work)
+        gradients = GradBuffer(params, control_numel=0)
         ctx = StepContext(
             name=self.name, events=events, watch=watch, work=work, params=params,
-            state=self.state, buffer=GradBuffer(params, control_numel=0),
+            state=self.state, buffer=gradients, reduction=Reduction(gradients, sync),
             model_buffers=ModelBuffers([b for _, b in buffers], [n for n, _ in buffers]),
             sync=sync, shares=shares, injector=injector, pacer=ComputePacer(None), guard=guard,
             steps=self.steps, clip_grad_norm=self.clip_grad_norm,
         )  # fmt: skip
         if layer_stats is not None:
             ctx.layer_stats = layer_stats
+            ctx.overlap = False  # its collectives inside backward must keep one order everywhere
         self.monitor = self._device_monitor()
         if worker is not None and worker.speed is not None:
             factor = self.monitor.speed_factor if self.monitor is not None else (lambda: 1.0)
