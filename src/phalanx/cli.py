@@ -26,9 +26,15 @@ def _register_all() -> None:
     from phalanx.plan.cli import register as _reg_plan
 
     _reg_plan(app)
+    from phalanx.sim.cli import register as _reg_sim
+
+    _reg_sim(app)
     from phalanx.devices.cli import register as _reg_dev
 
     _reg_dev(app)
+    from phalanx.qualify.cli import register as _reg_qualify
+
+    _reg_qualify(app)
     from phalanx.observe.cli import register as _reg_observe
 
     _reg_observe(app)

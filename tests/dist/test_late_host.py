@@ -2,7 +2,7 @@
 
 Each host keeps its own checkpoints and `.complete` marker, so a replica
 restarted on a host of its own learns that the run is over only from the
-admission gate (launch/fleet_progress.py). Before that, the lighthouse gave it
+admission gate (fleetnet/fleet_progress.py). Before that, the lighthouse gave it
 a quorum of one and it trained every step again, alone (docs/reliability.md,
 bug 6). Real processes, real signals: host h1 is frozen (SIGSTOP) mid-run, h0
 finishes alone, then h1's worker is killed and its launcher woken, so the

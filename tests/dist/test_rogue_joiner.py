@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from phalanx.launch.fleet_secret import generate_secret_file
+from phalanx.fleetnet.fleet_secret import generate_secret_file
 from phalanx.runtime.worker_config import ENV_VAR, WorkerConfig
 from tests.fleet_helpers import (
     EXACT_ARGS,
@@ -44,7 +44,7 @@ def test_only_an_admitted_tunnel_reaches_the_lighthouse_over_grpc(tmp_path):
     """torchft's own gRPC client: through a tunnel holding the secret it gets a quorum."""
     from torchft.coordination import LighthouseClient
 
-    from phalanx.launch.admission import AdmissionTunnel
+    from phalanx.fleetnet.admission import AdmissionTunnel
     from phalanx.launch.coordinator import GatedLighthouse
     from phalanx.launch.lighthouse import LighthouseSettings
 

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from phalanx.errors import UsageError
-from phalanx.launch.admission import (
+from phalanx.fleetnet.admission import (
     HELLO_BYTES,
     MAGIC,
     VERSION,
@@ -19,7 +19,7 @@ from phalanx.launch.admission import (
     AdmissionTunnel,
     split_address,
 )
-from phalanx.launch.fleet_progress import (
+from phalanx.fleetnet.fleet_progress import (
     ANSWER_BYTES,
     PURPOSE_PROGRESS,
     PURPOSE_REWIND,
@@ -28,7 +28,7 @@ from phalanx.launch.fleet_progress import (
     ProgressRecord,
     ProgressReport,
 )
-from phalanx.launch.fleet_secret import generate_secret_file, load_or_create, load_secret
+from phalanx.fleetnet.fleet_secret import generate_secret_file, load_or_create, load_secret
 
 pytestmark = pytest.mark.timeout(60)
 SECRET = bytes(range(32))

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from phalanx.errors import UsageError
-from phalanx.launch import hosts
+from phalanx.fleetnet import hosts
 from phalanx.launch.cli import _many_hosts
 from phalanx.launch.launcher import RunPlan
 from phalanx.runtime.sync_fleet import _natural_key

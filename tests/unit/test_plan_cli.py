@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from phalanx.errors import UsageError
 from phalanx.plan.cli import register
+from phalanx.sim.cli import register as register_simulate
 
 ROOT = Path(__file__).resolve().parents[2]
 FLEET = ROOT / "examples" / "fleets" / "llama3_mixed_6500.toml"
@@ -23,6 +24,7 @@ MODEL = ROOT / "examples" / "models" / "gpt_1b.toml"
 def app() -> typer.Typer:
     a = typer.Typer()
     register(a)
+    register_simulate(a)
     return a
 
 

@@ -15,6 +15,7 @@ from phalanx.plan.cli import register
 from phalanx.plan.device_classes import load_plan_fleet
 from phalanx.plan.model_profile import parse_model
 from phalanx.plan.planner import make_plan
+from phalanx.sim.cli import register as register_simulate
 
 GIB = 2**30
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,6 +79,7 @@ def test_identical_devices_form_one_class_and_failed_ones_are_left_out(tmp_path)
 def app() -> typer.Typer:
     a = typer.Typer()
     register(a)
+    register_simulate(a)
     return a
 
 

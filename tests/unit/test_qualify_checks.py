@@ -12,6 +12,8 @@ import torch
 from phalanx.devices.compute import TorchCompute
 from phalanx.devices.config import Defects, DeviceConfig, HeatSlowdown, MemoryRegion
 from phalanx.devices.emulated import EmulatedChip
+from phalanx.devices.operands import DTYPES, exact_operands
+from phalanx.devices.probe import correctness_probe
 from phalanx.devices.telemetry.base import TelemetrySample
 from phalanx.devices.telemetry.nvml import NvmlTelemetry, reset_nvml_cache
 from phalanx.qualify import Qualifier, get_level
@@ -19,8 +21,6 @@ from phalanx.qualify import runner as runner_module
 from phalanx.qualify.compute_check import check_compute
 from phalanx.qualify.levels import Level
 from phalanx.qualify.memory_check import check_memory
-from phalanx.qualify.operands import DTYPES, exact_operands
-from phalanx.qualify.probe import correctness_probe
 from phalanx.qualify.profile import max_microbatch_for, memory_needed_bytes, profile_reference
 from phalanx.qualify.sustained_check import SustainedResult, Window, check_sustained
 from phalanx.qualify.verdict import Findings, judge_sustained

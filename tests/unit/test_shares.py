@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from phalanx.shares.apportion import apportion, choose_shares, predicted_step_s, record_measurement
+from phalanx.shares.apportion import apportion, choose_shares, record_measurement
 
 weights = st.lists(st.floats(0.01, 1000, allow_nan=False), min_size=1, max_size=12)
 
@@ -57,4 +57,3 @@ def test_estimates():
     assert record_measurement([], 10.0) == ([10.0], 10.0)
     history, estimate = record_measurement([1.0, 100.0, 3.0], 2.0, window=3)
     assert history == [100.0, 3.0, 2.0] and estimate == 3.0  # the median shrugs off an outlier
-    assert predicted_step_s([10, 10], [10.0, 5.0]) == 2.0

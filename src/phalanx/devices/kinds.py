@@ -35,10 +35,6 @@ def torch_device_string(kind: str, index: int) -> str:
     return f"{torch_type}:{index}"
 
 
-def is_accelerator(kind: str) -> bool:
-    return kind not in ("cpu", "emulated")
-
-
 # Kinds whose memory is the host's RAM (mps: Apple's unified memory). The OS
 # places a process's pages anywhere in RAM and the host runs everything else
 # from it too, so qualification tests only a bounded share and caps nothing.

@@ -344,7 +344,7 @@ def _many_hosts(
     count_given: bool,
 ) -> tuple[list[float | None], dict[str, Any]]:
     """RunPlan fields for a fleet spanning hosts; ({}, speeds) for a one-host fleet."""
-    from phalanx.launch import hosts
+    from phalanx.fleetnet import hosts
 
     names = None
     if replica_names is not None:
@@ -445,7 +445,7 @@ def lighthouse_command(
     Only replicas that hold the fleet secret are admitted (docs/security.md).
     If the lighthouse process dies it is restarted; replicas wait and go on.
     """
-    from phalanx.launch.fleet_secret import default_secret_path, load_or_create
+    from phalanx.fleetnet.fleet_secret import default_secret_path, load_or_create
     from phalanx.launch.lighthouse import LighthouseSettings
 
     host, sep, port_text = bind.rpartition(":")

@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from phalanx.launch.admission import AdmissionGate, Refusal, split_address
+from phalanx.fleetnet.admission import AdmissionGate, Refusal, split_address
 from phalanx.launch.lighthouse import LighthouseProcess, LighthouseSettings
 
 RESTART_RETRY_S = 1.0  # after a failed restart attempt

@@ -13,6 +13,7 @@ from rich.console import Console
 from phalanx.errors import EXIT_DISK_FULL, EXIT_FATAL, EXIT_QUARANTINED, EXIT_USAGE, UsageError
 from phalanx.faults.markers import claim_once
 from phalanx.faults.spec import FLEET_KINDS, FaultSpec
+from phalanx.fleetnet.fleet_secret import default_secret_path, generate_secret_file, load_secret
 from phalanx.launch.coordinator import GatedLighthouse
 from phalanx.launch.energy_setup import (
     EnergySettings,
@@ -20,7 +21,6 @@ from phalanx.launch.energy_setup import (
     describe,
     effective_speeds,
 )
-from phalanx.launch.fleet_secret import default_secret_path, generate_secret_file, load_secret
 from phalanx.launch.lighthouse import LighthouseSettings
 from phalanx.launch.workers import WorkerSlot
 from phalanx.observe.console import fleet_progress, print_summary
@@ -57,7 +57,7 @@ class RunPlan:
     advertise_host: str = "127.0.0.1"  # where other hosts reach this host's replicas
     crash_restart_s: float = 1.0  # restart delay for a crash that was not injected
     max_restarts: int = 5
-    # Admission (launch/admission.py): the fleet secret's file. None: a new secret for
+    # Admission (fleetnet/admission.py): the fleet secret's file. None: a new secret for
     # each run, in the run dir; with --lighthouse, the default path (fleet_secret.py).
     secret_file: Path | None = None
     checkpoint_every: int | None = None

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from phalanx.launch.hosts import gloo_interface
+from phalanx.fleetnet.hosts import gloo_interface
 from phalanx.launch.orphans import die_with_parent
 from phalanx.launch.output_pump import OutputPump, append_or_warn
 from phalanx.runtime.error_line import ERROR_FILE_ENV

@@ -13,26 +13,16 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import torch
-
 from phalanx.devices.compute import ComputeDevice
-from phalanx.qualify.levels import Level
-from phalanx.qualify.operands import (
-    SEEDS_PER_DTYPE,
+from phalanx.devices.exact_matmul import ExactCount, exact_matmuls, exact_side
+from phalanx.devices.operands import (
     TOLERANCE,
-    exact_operands,
     random_operands,
     relative_error,
 )
-from phalanx.qualify.workloads import exact_side
+from phalanx.qualify.levels import Level
 
 Progress = Callable[[str], None]
-
-
-@dataclass
-class ExactCount:
-    checked: int = 0
-    wrong: int = 0
 
 
 @dataclass
@@ -47,37 +37,6 @@ class ComputeResult:
     @property
     def wrong_elements(self) -> int:
         return sum(c.wrong for c in self.exact.values())
-
-
-def exact_matmuls(
-    device: ComputeDevice,
-    dtype: str,
-    count: int,
-    seed: int,
-    progress: Progress | None = None,
-    first_variant: int = 0,
-) -> ExactCount:
-    """Run `count` exact matmuls in `dtype`; count output elements that are wrong."""
-    result = ExactCount()
-    side = exact_side(device)
-    on_device: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-    for i in range(count):
-        variant = seed * SEEDS_PER_DTYPE + (first_variant + i) % SEEDS_PER_DTYPE
-        if variant not in on_device:
-            a, b, ref = exact_operands(dtype, side, variant)
-            on_device[variant] = (
-                a.to(device.tensor_device),
-                b.to(device.tensor_device),
-                ref.to(device.tensor_device),
-            )
-        a, b, ref = on_device[variant]
-        out = device.matmul(a, b)
-        result.checked += out.numel()
-        if not torch.equal(out, ref):  # the common case costs one pass and no temporaries
-            result.wrong += int((out != ref).sum().item())
-        if progress is not None and (i + 1) % 4 == 0:
-            progress(f"{dtype} exact {i + 1}/{count}")
-    return result
 
 
 def check_compute(

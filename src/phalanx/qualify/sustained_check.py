@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 from phalanx.devices.compute import ComputeDevice
 from phalanx.devices.energy import EnergyReading, PowerSampler
+from phalanx.devices.exact_matmul import exact_matmuls
 from phalanx.devices.telemetry import THERMAL_REASONS, TelemetrySample
-from phalanx.qualify.compute_check import exact_matmuls
 from phalanx.qualify.levels import Level
 from phalanx.qualify.workloads import square_operands, throughput_side
 

@@ -6,15 +6,7 @@ import torch
 
 from phalanx.devices.compute import ComputeDevice
 from phalanx.devices.emulated.host import default_host
-
-
-def is_host_compute(device: ComputeDevice) -> bool:
-    return device.tensor_device.type == "cpu"
-
-
-def exact_side(device: ComputeDevice) -> int:
-    """Side of the square output of exact matmuls: 1 Mi outputs on a CPU, 16 Mi elsewhere."""
-    return 1024 if is_host_compute(device) else 4096
+from phalanx.devices.exact_matmul import is_host_compute
 
 
 def throughput_side(device: ComputeDevice) -> int:

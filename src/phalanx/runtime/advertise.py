@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from phalanx.launch.hosts import url_host
+from phalanx.fleetnet.hosts import url_host
 from phalanx.runtime.heal_transport import SafeHTTPTransport
 
 

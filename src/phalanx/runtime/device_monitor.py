@@ -7,7 +7,7 @@ time (wall time undone of the emulation's common slow-down). A real device
 reports what its vendor library can read (NVML, amdsmi, RAPL); missing
 sensors stay None rather than 0.
 
-Re-screening runs `phalanx.qualify.probe.correctness_probe` every N seconds:
+Re-screening runs `phalanx.devices.probe.correctness_probe` every N seconds:
 a chip that started to compute wrong answers (hot, or after long load) fails.
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from phalanx.qualify.probe import ProbeResult, correctness_probe
+from phalanx.devices.probe import ProbeResult, correctness_probe
 
 
 class DeviceMonitor:

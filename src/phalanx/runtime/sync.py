@@ -8,10 +8,11 @@ trainer only ever talk to this interface, so neither probes for methods.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from typing import Protocol
 
 import torch
+
+from phalanx.fleetnet.fleet_progress import FleetProgress
 
 
 class Work(Protocol):
@@ -25,18 +26,6 @@ class DoneWork:
 
     def wait(self) -> bool:
         return True
-
-
-@dataclass(frozen=True)
-class FleetProgress:
-    """The fleet's progress as the admission gate keeps it (many hosts only).
-
-    `step` is the newest step any replica reported committed; `complete` says
-    a replica committed the run's last step.
-    """
-
-    step: int = 0
-    complete: bool = False
 
 
 class Sync(ABC):

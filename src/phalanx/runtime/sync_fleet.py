@@ -59,8 +59,8 @@ class FleetSync(Sync):
         self._tunnel: Any = None
         lighthouse_addr = config.lighthouse
         if config.secret_file:
-            from phalanx.launch.admission import AdmissionTunnel
-            from phalanx.launch.fleet_secret import load_secret
+            from phalanx.fleetnet.admission import AdmissionTunnel
+            from phalanx.fleetnet.fleet_secret import load_secret
 
             self._tunnel = AdmissionTunnel(
                 load_secret(config.secret_file),
@@ -216,7 +216,7 @@ class FleetSync(Sync):
         """Tell the admission gate our progress; return the fleet's (None: no gate, or unreachable).
 
         On a host of its own a replica sees the fleet's progress only through
-        the gate (launch/fleet_progress.py).
+        the gate (fleetnet/fleet_progress.py).
         """
         if self._tunnel is None:
             return None

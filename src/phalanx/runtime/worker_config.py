@@ -43,7 +43,7 @@ class WorkerConfig:
     rescreen_every_s: float | None = None  # periodic correctness probe; None: off
     power_limit_w: float | None = None  # chosen by --objective/--power-budget-w; None: full
     thermal_guard: bool = True  # move share away from a chip nearing its throttle point
-    # Admission (launch/admission.py): the fleet secret's file (never the secret: this
+    # Admission (fleetnet/admission.py): the fleet secret's file (never the secret: this
     # config is world-readable). None: dial `lighthouse` directly, without a tunnel.
     secret_file: str | None = None
     lighthouse_wait_s: float = 300.0  # retry the quorum this long while no lighthouse answers

@@ -84,13 +84,6 @@ def apportion(
     return shares
 
 
-def predicted_step_s(shares: Sequence[int], throughputs_sps: Sequence[float]) -> float:
-    """Compute time of a step: the slowest participant's share / throughput."""
-    return max(
-        (share / tput if tput > 0 else math.inf) for share, tput in zip(shares, throughputs_sps)
-    )
-
-
 def record_measurement(
     history: list[float], measured_sps: float, window: int = DEFAULT_WINDOW
 ) -> tuple[list[float], float]:

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 
 from phalanx.devices.compute import ComputeDevice
-from phalanx.qualify.compute_check import exact_matmuls
+from phalanx.devices.exact_matmul import exact_matmuls
 
 
 @dataclass(frozen=True)

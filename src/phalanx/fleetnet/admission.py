@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
-from phalanx.launch.fleet_progress import (
+from phalanx.fleetnet.fleet_progress import (
     ANSWER_BYTES,
     PURPOSE_LIGHTHOUSE,
     PURPOSE_PROGRESS,

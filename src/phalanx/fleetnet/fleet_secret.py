@@ -1,7 +1,7 @@
 """The fleet secret: 32 random bytes, hex, in a file only its owner can read.
 
 A replica proves it holds the secret before it may reach the lighthouse (see
-`phalanx.launch.admission`). The secret never travels: only HMACs of fresh
+`phalanx.fleetnet.admission`). The secret never travels: only HMACs of fresh
 nonces do. It lives in a file created with mode 0600, and a file that group
 or others could read or write is refused, as ssh refuses a loose private key.
 """
