@@ -18,34 +18,24 @@ import torch
 from safetensors.torch import save_model
 from torch.utils.data import Dataset
 
-from phalanx.emulate.pacer import ComputePacer
-from phalanx.energy.thermal_guard import ThermalGuard
 from phalanx.errors import EXIT_DISK_FULL, EXIT_FATAL, UsageError
-from phalanx.faults.injector import FaultInjector
-from phalanx.faults.spec import FaultSpec
-from phalanx.guard.abft import AbftMonitor
-from phalanx.guard.defect_hooks import DefectiveLinears
-from phalanx.guard.offences import OffenceLedger
 from phalanx.observe.events import EventLog
 from phalanx.observe.report import write_report_safely
 from phalanx.observe.safe_write import disk_errno, write_or_warn
 from phalanx.observe.summary import build_summary, write_summary
 from phalanx.runtime import checkpoint as ckpt
 from phalanx.runtime import excepthook, validate
-from phalanx.runtime.compute import LossFn, Workload, slice_gradient, trainable_parameters
+from phalanx.runtime.compute import LossFn
+from phalanx.runtime.context import RunSettings, UserParts, build_context
 from phalanx.runtime.error_line import say_error
-from phalanx.runtime.fleet_watch import COMPLETE_MARKER, FleetWatch
-from phalanx.runtime.grad_buffer import GradBuffer
-from phalanx.runtime.hooks import CheckpointHook, DeviceHook, GuardHook, LeaveFleet, StepLogHook
-from phalanx.runtime.model_buffers import ModelBuffers
+from phalanx.runtime.fleet_watch import COMPLETE_MARKER
+from phalanx.runtime.hooks import LeaveFleet
 from phalanx.runtime.profile_mode import ProfileRequest, run_profile
-from phalanx.runtime.reduction import Reduction
-from phalanx.runtime.setup import find_trained_buffers, make_layers_exact, start_barrier
+from phalanx.runtime.setup import start_barrier
 from phalanx.runtime.state import TrainState
-from phalanx.runtime.step import GuardSetup, StepContext, take_step
+from phalanx.runtime.step import take_step
 from phalanx.runtime.sync import Sync
 from phalanx.runtime.worker_config import WorkerConfig, from_environment
-from phalanx.shares.learning import SharePolicy
 
 OptimizerFactory = Callable[[Any], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
@@ -142,8 +132,7 @@ class Trainer:
             raise SystemExit(0)
         events = self._open_run()
         sync = self._connect()
-        ctx = self._step_context(events, sync)
-        hooks = self._hooks(ctx)
+        ctx, hooks = build_context(self._settings(), self._user_parts(), self.worker, events, sync)
         self._restore(events, sync)
         self._announce(events)
         start_barrier(self.worker)
@@ -168,6 +157,18 @@ class Trainer:
         return self._finish(events)
 
     # ----------------------------------------------------------------- setup
+    def _settings(self) -> RunSettings:
+        return RunSettings(
+            name=self.name, out_dir=self.out_dir, device=self.device,
+            global_batch_size=self.global_batch_size, steps=self.steps, seed=self.seed,
+            max_microbatch=self.max_microbatch, clip_grad_norm=self.clip_grad_norm,
+            guard=self.guard, quarantine_after=self.quarantine_after, exact=self.exact,
+            checkpoint_every=self.checkpoint_every, keep_checkpoints=self.keep_checkpoints,
+        )  # fmt: skip
+
+    def _user_parts(self) -> UserParts:
+        return UserParts(self.model, self.loss_fn, self.dataset, self.num_samples, self.state)
+
     def _open_run(self) -> EventLog:
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -190,110 +191,6 @@ class Trainer:
         from phalanx.runtime.sync_fleet import FleetSync
 
         return FleetSync(self.worker, self.state)
-
-    def _step_context(self, events: EventLog, sync: Sync) -> StepContext:
-        worker = self.worker
-        faults = [FaultSpec.from_json(f) for f in worker.faults] if worker else []
-        injector = FaultInjector(faults, self.out_dir, events)
-        params = trainable_parameters(self.model)
-        work = Workload(
-            self.model, self.loss_fn, self.dataset, self.num_samples, self.global_batch_size,
-            self.max_microbatch, self.device, self.seed,
-        )  # fmt: skip
-        fleet_info = worker.fleet if worker else {}
-        shares = SharePolicy(
-            self.global_batch_size,
-            {n: v["hint_sps"] for n, v in fleet_info.items() if v.get("hint_sps")},
-            {n: v.get("max_share") for n, v in fleet_info.items()},
-        )
-        watch = FleetWatch(
-            sync, events, self.name, self.out_dir, bool(worker and worker.many_hosts),
-            in_fleet=worker is not None,
-        )  # fmt: skip
-        defects = (worker.defects or {}) if worker is not None else {}
-        if worker is not None and defects.get("flip_rate"):
-            # The chip's defect acts first, so the guard sees what the chip computed.
-            seed = int(defects.get("seed", self.seed + worker.index))
-            DefectiveLinears(self.model, float(defects["flip_rate"]), seed=seed)
-        guard = GuardSetup(
-            self.guard,
-            fingerprints=self.guard != "off" and worker is not None,
-            abft=AbftMonitor(self.model) if self.guard == "full" else None,
-        )
-        layer_stats, warnings = make_layers_exact(
-            work, self.exact, sync, dry_run=lambda: self._dry_run(ctx)
-        )
-        self._say_inexact(events, warnings)
-        buffers = find_trained_buffers(work)
-        gradients = GradBuffer(params, control_numel=0)
-        ctx = StepContext(
-            name=self.name, events=events, watch=watch, work=work, params=params,
-            state=self.state, buffer=gradients, reduction=Reduction(gradients, sync),
-            model_buffers=ModelBuffers([b for _, b in buffers], [n for n, _ in buffers]),
-            sync=sync, shares=shares, injector=injector, pacer=ComputePacer(None), guard=guard,
-            steps=self.steps, clip_grad_norm=self.clip_grad_norm,
-        )  # fmt: skip
-        if layer_stats is not None:
-            ctx.layer_stats = layer_stats
-            ctx.overlap = False  # its collectives inside backward must keep one order everywhere
-        self.monitor = self._device_monitor()
-        if worker is not None and worker.speed is not None:
-            factor = self.monitor.speed_factor if self.monitor is not None else (lambda: 1.0)
-            base_speed = worker.speed
-
-            def pace(step: int) -> float | None:
-                # Emulated speed now: nominal (or a `slow` fault's) x the common time scale
-                # x the chip's own state (power limit, throttling): a hot chip really is slower.
-                speed = injector.speed_at(step, base_speed)
-                return None if speed is None else speed * worker.time_scale * factor()
-
-            ctx.pace = pace
-        return ctx
-
-    def _dry_run(self, ctx: StepContext) -> None:
-        """A participant that never computed learns the order of the layers' collectives."""
-        slice_gradient(ctx.work, list(range(min(2, self.num_samples))), 0)
-        ctx.buffer.zero_grads()
-        ctx.model_buffers.restore()
-
-    def _say_inexact(self, events: EventLog, warnings: list[str]) -> None:
-        """Once at start, on the first replica: which layers make the result split-dependent."""
-        if not warnings:
-            return
-        events.emit("inexact_layers", replica=self.name, warnings=warnings)
-        if self.worker is None or self.worker.index == 0:
-            for warning in warnings:
-                print(f"warning: not exact: {warning}", flush=True)
-
-    def _device_monitor(self) -> Any:
-        worker = self.worker
-        if worker is None or not (worker.device_table or worker.speed is not None):
-            return None
-        from phalanx.runtime.device_monitor import DeviceMonitor
-
-        table = worker.device_table or {"id": self.name, "kind": "emulated", "speed": worker.speed}
-        return DeviceMonitor(
-            table, worker.index, worker.time_scale, worker.rescreen_every_s,
-            power_limit_w=worker.power_limit_w,
-        )  # fmt: skip
-
-    def _hooks(self, ctx: StepContext) -> list[Callable[[Any], None]]:
-        in_fleet = self.worker is not None
-        hooks: list[Callable[[Any], None]] = [
-            GuardHook(ctx, OffenceLedger(self.name, self.quarantine_after), self.out_dir, in_fleet)
-        ]
-        if self.monitor is not None:
-            throttle_c = self.monitor.throttle_c()
-            wanted = self.worker is not None and self.worker.thermal_guard
-            thermal = ThermalGuard(throttle_c) if wanted and throttle_c is not None else None
-            hooks.append(DeviceHook(ctx, self.monitor, thermal))
-        hooks.append(StepLogHook(ctx, self.global_batch_size))
-        hooks.append(
-            CheckpointHook(
-                ctx, self.state, self.out_dir, self.checkpoint_every, self.keep_checkpoints
-            )
-        )
-        return hooks
 
     def _restore(self, events: EventLog, sync: Sync) -> None:
         try:
