@@ -48,7 +48,9 @@ class RunPlan:
     faults: list[FaultSpec] = field(default_factory=list)
     resume: bool = False
     timeout_s: float = 5.0
-    heartbeat_timeout_ms: int = 2000
+    # A killed replica stalls the survivors this long (torchft's Rust thread heartbeats
+    # every 100 ms, unaffected by a busy Python): 1 s puts kill -> next commit near 1 s.
+    heartbeat_timeout_ms: int = 1000
     # Many hosts: join this lighthouse (http://HOST:PORT, a `phalanx lighthouse`) instead
     # of starting one here. Names must then be unique across hosts (see `names`).
     lighthouse: str | None = None
