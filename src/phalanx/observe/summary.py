@@ -116,6 +116,12 @@ def build_summary(run_dir: str | Path) -> dict[str, Any]:
     last_status = _replica_status(events, replicas, finished)
     energy = energy_summary(events, samples, start)
     per_device_j = energy["per_device_j"] if energy else {}
+    # Each process of a replica reports its peak memory when it finishes: the largest.
+    peak_rss: dict[str, int] = {}
+    for event in events:
+        if event.get("kind") == "worker_done" and event.get("peak_rss_bytes"):
+            name = event["replica"]
+            peak_rss[name] = max(peak_rss.get(name, 0), int(event["peak_rss_bytes"]))
     devices = [
         {
             "id": name,
@@ -126,6 +132,7 @@ def build_summary(run_dir: str | Path) -> dict[str, Any]:
             "solo_sps": round(solo[name], 3) if name in solo else None,
             "status": last_status.get(name, "unknown"),
             "energy_j": per_device_j.get(name),
+            "peak_rss_bytes": peak_rss.get(name),
         }
         for name, info in replicas.items()
     ]

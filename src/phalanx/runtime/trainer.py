@@ -9,6 +9,7 @@ script's arguments and the launcher's worker config, and handed in typed.
 from __future__ import annotations
 
 import os
+import resource
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -235,7 +236,10 @@ class Trainer:
                 "a replica that was away may train the last steps again alone",
                 "free space there",
             )  # fmt: skip
-        events.emit("worker_done", replica=self.name, step=self.state.fleet.step)
+        events.emit(
+            "worker_done", replica=self.name, step=self.state.fleet.step,
+            peak_rss_bytes=peak_rss_bytes(),
+        )  # fmt: skip
         summary = build_summary(self.out_dir)
         if self.worker is None:
             write_summary(self.out_dir, summary)
@@ -261,6 +265,11 @@ class Trainer:
                 sys.stdout,
             )
             raise SystemExit(EXIT_DISK_FULL if disk_errno(err) else EXIT_FATAL) from None
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory (Linux reports kilobytes)."""
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
 def _default_device(model: torch.nn.Module) -> str:
