@@ -61,3 +61,28 @@ def test_iterating_with_fixed_costs_does_not_collapse_a_slow_chip():
     slow_share = previous["slow"]
     # Equal finishing time: 0.002 + 0.0001 f = 0.008 + 0.0004 s, f + s = 200  ->  s = 28
     assert 25 <= slow_share <= 31
+
+
+def test_noisy_timings_of_equal_chips_do_not_random_walk_the_shares():
+    # Two equal chips (a = 10 ms, b = 1 ms per sample) timed on a noisy host (+-25%).
+    import random
+
+    from phalanx.shares.affine import fit_cost, record_timing, relative_uncertainty
+    from phalanx.shares.apportion import choose_shares
+
+    rng = random.Random(3)
+    shares = {"r0": 24, "r1": 24}
+    timings: dict[str, list[list[float]]] = {"r0": [], "r1": []}
+    costs: dict[str, list[float]] = {}
+    seen = []
+    for _ in range(150):
+        for name in ("r0", "r1"):
+            n = shares[name]
+            seconds = (0.010 + 0.001 * n) * rng.uniform(0.75, 1.25)
+            timings[name] = record_timing(timings[name], n, seconds)
+            costs[name] = list(fit_cost(timings[name], costs.get(name)))
+        noise = max(relative_uncertainty(timings[m], costs[m]) for m in timings)
+        new = choose_shares(["r0", "r1"], 48, {}, shares, costs=costs, uncertainty=noise)
+        shares = dict(zip(["r0", "r1"], new))
+        seen.append(max(new) / max(1, min(new)))
+    assert max(seen[20:]) <= 1.1  # within 10% of each other after warm-up

@@ -56,6 +56,21 @@ def fit_cost(history: list[list[float]], previous: Sequence[float] | None) -> tu
     return 0.0, plain_b
 
 
+def relative_uncertainty(history: list[list[float]], cost: Sequence[float]) -> float:
+    """How far off the fitted line's predictions may be: twice the standard error of the
+    mean of the chip's relative residuals (median-based, robust to one slow step).
+
+    A share change that promises a gain below this is noise, not balance.
+    """
+    points = [(n, t) for n, t in history if n > 0 and t > 0]
+    if len(points) < 2:
+        return 0.0
+    fixed, per_sample = cost
+    residuals = sorted(abs(t - (fixed + per_sample * n)) / t for n, t in points)
+    spread = residuals[len(residuals) // 2] * 1.4826  # median absolute deviation -> sigma
+    return 2.0 * spread / math.sqrt(len(points))
+
+
 def equal_time_weights(
     total: int, costs: Sequence[tuple[float, float]], caps: Sequence[int | None]
 ) -> list[float]:

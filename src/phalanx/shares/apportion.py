@@ -117,6 +117,7 @@ def choose_shares(
     deadband: float = DEFAULT_DEADBAND,
     costs: Mapping[str, Sequence[float]] | None = None,
     derates: Mapping[str, float] | None = None,
+    uncertainty: float = 0.0,
 ) -> list[int]:
     """Shares for the next step, in participant order.
 
@@ -128,6 +129,10 @@ def choose_shares(
 
     `derates` (from the thermal guard) scale a hot chip's share down at once,
     past damping and dead band: heat is a hard limit, not noise.
+
+    `uncertainty` (relative, from the cost fits' residuals) widens the dead band:
+    on a noisy host a predicted gain smaller than the fits' own error would only
+    make shares random-walk (two equal chips drifting to 20 and 28 of 48).
     """
     hints = hints or {}
     derates = {n: d for n, d in (derates or {}).items() if n in participants and d < 1.0}
@@ -164,6 +169,6 @@ def choose_shares(
         if sum(kept) == global_batch_size and caps_ok:
             old_s = predicted_time_s(kept, models)
             new_s = predicted_time_s(proposed, models)
-            if new_s >= old_s * (1 - deadband):
+            if new_s >= old_s * (1 - max(deadband, uncertainty)):
                 return kept
     return proposed

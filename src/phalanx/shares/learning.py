@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from phalanx.shares.affine import fit_cost, record_timing
+from phalanx.shares.affine import fit_cost, record_timing, relative_uncertainty
 from phalanx.shares.apportion import choose_shares, record_measurement
 
 
@@ -83,4 +83,12 @@ class SharePolicy:
             caps,
             costs=fleet.costs,
             derates=fleet.derates,
+            uncertainty=max(
+                (
+                    relative_uncertainty(fleet.timings[name], fleet.costs[name])
+                    for name in active
+                    if name in fleet.timings and name in fleet.costs
+                ),
+                default=0.0,
+            ),
         )
