@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import statistics
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,7 @@ def build_summary(run_dir: str | Path) -> dict[str, Any]:
         "faults": {
             "injected": [_fault_view(f) for f in faults],
             "survived": len(faults) if finished else 0,
+            "not_applied": _faults_not_applied(events, faults),
         },
         "recoveries": _recoveries(events, step_times),
         "lighthouse_restarts": _lighthouse_restarts(events, step_times),
@@ -230,6 +232,35 @@ def _last(events: list[dict[str, Any]], kind: str, skip: set[str]) -> dict[str, 
 def _fault_view(event: dict[str, Any]) -> dict[str, Any]:
     skip = {"t", "source", "kind", "fault"}
     return {"kind": event["fault"], **{k: v for k, v in event.items() if k not in skip}}
+
+
+def _faults_not_applied(
+    events: list[dict[str, Any]], fired: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Planned replica faults that never fired, and why (a fault is never counted as
+    injected where it could not have acted: faults/injector.py)."""
+    planned = [f for e in events if e.get("kind") == "run_start" for f in e.get("faults") or []]
+    fired_keys = {
+        (f.get("fault"), f.get("planned_step", f.get("step")), _replica_index(f.get("replica")))
+        for f in fired
+    }
+    missing = []
+    for fault in planned:
+        key = (fault["kind"], fault["step"], fault.get("replica", -1))
+        if fault.get("replica", -1) < 0 or key in fired_keys:
+            continue
+        why = {
+            "sdc": "the replica computed no samples at or after the planned step",
+            "nan": "the replica computed no samples at or after the planned step",
+        }.get(fault["kind"], "the replica never reached the planned step and phase")
+        missing.append({**{k: v for k, v in fault.items()}, "reason": why})
+    return missing
+
+
+def _replica_index(name: Any) -> int | None:
+    """The spec index of a worker name: `r2` and `h1-r2` are replica 2 of their host."""
+    digits = re.search(r"r(\d+)$", str(name))
+    return int(digits.group(1)) if digits else None
 
 
 def _replica_status(
