@@ -49,7 +49,7 @@ class FleetSync(Sync):
         from torchft.manager import Manager
         from torchft.process_group import ProcessGroupGloo
 
-        from phalanx.runtime.advertise import checkpoint_transport
+        from phalanx.runtime.heal_transport import StreamingStateTransport
 
         # What peers on other hosts dial: our store, ManagerServer and checkpoint server.
         host = host or config.advertise_host
@@ -92,7 +92,7 @@ class FleetSync(Sync):
             heartbeat_interval=timedelta(milliseconds=config.heartbeat_ms),
             init_sync=True,
             quorum_retries=QUORUM_RETRIES,
-            checkpoint_transport=checkpoint_transport(host, timeout),
+            checkpoint_transport=StreamingStateTransport(host, timeout),
         )
         tunnel = self._tunnel
         self._recorder = record_quorums(

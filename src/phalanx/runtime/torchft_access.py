@@ -1,22 +1,22 @@
 """Every torchft internal phalanx touches, behind named functions.
 
-torchft 0.2.0's public API lacks three things phalanx needs; each is reached
+torchft 0.2.0's public API lacks two things phalanx needs; each is reached
 here and nowhere else, so a torchft upgrade is checked in one file:
 
 - the ordered quorum members (`replica_ids` of the quorum result, which
   `Manager` reads and throws away): a proxy around `Manager._client`;
 - a quorum call that failed (no lighthouse) stays in `Manager._quorum_future`
-  and is re-raised by the next `start_quorum`: it must be forgotten;
-- the streaming deserialiser of torchft's HTTP checkpoint transport
-  (`torchft.checkpointing._serialization._streaming_load`), so that a healing
-  replica loads a peer's state with `weights_only=True`.
+  and is re-raised by the next `start_quorum`: it must be forgotten.
+
+(Healing uses phalanx's own transport, runtime/heal_transport.py, through
+torchft's public `CheckpointTransport` interface.)
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import IO, Any
+from typing import Any
 
 
 class QuorumRecorder:
@@ -78,10 +78,3 @@ def record_quorums(manager: Any, incarnation: Callable[[], int | None] | None) -
 def forget_failed_quorum(manager: Any) -> None:
     """Drop a failed quorum call, so that the next `start_quorum` asks again."""
     manager._quorum_future = None
-
-
-def load_state_safely(stream: IO[bytes]) -> Any:
-    """torchft's streamed state, unpickled with `weights_only=True` (tensors and plain data)."""
-    from torchft.checkpointing._serialization import _streaming_load
-
-    return _streaming_load(stream, weights_only=True)
