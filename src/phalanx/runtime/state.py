@@ -9,6 +9,9 @@ participant updates it identically from the committed step's allreduce.
 from __future__ import annotations
 
 import copy
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,12 +58,31 @@ class FleetState:
         )
 
 
+# How long a healing peer's request waits for this replica to finish applying a step.
+STABLE_WAIT_S = 300.0
+
+
 @dataclass
 class TrainState:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: Any | None
     fleet: FleetState = field(default_factory=FleetState)
+    # Clear while a committed step is being applied. The next quorum is requested
+    # before that (runtime/sync_fleet.py), so a peer may ask to heal from this state
+    # mid-update: it waits for the update to finish.
+    _stable: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._stable.set()
+
+    @contextmanager
+    def updating(self) -> Iterator[None]:
+        self._stable.clear()
+        try:
+            yield
+        finally:
+            self._stable.set()
 
     def state_dict(self) -> dict[str, Any]:
         """The state for a healing peer or a checkpoint: parameters by reference, buffers copied.
@@ -74,6 +96,8 @@ class TrainState:
         the forward of the very step being served: they are copied, as are the
         non-tensor parts (the fleet state, scheduler counters).
         """
+        if not self._stable.wait(STABLE_WAIT_S):
+            raise TimeoutError("this replica's state stayed mid-update; it cannot serve a heal")
         parameters = {id(p) for p in self.model.parameters()}
         model = {
             key: value if id(value) in parameters else value.detach().clone()

@@ -232,9 +232,13 @@ def take_step(ctx: StepContext) -> StepReport:
     commit_t0 = time.perf_counter()
     report.committed = ctx.sync.commit(ok, report.reason)
     report.commit_s = time.perf_counter() - commit_t0
+    if not report.committed or step + 1 < ctx.steps:
+        # The next quorum's round trip travels while this step is applied.
+        ctx.sync.prepare_next()
     # 8: apply.
     if report.committed:
-        apply(ctx, report.round, step)
+        with state.updating():
+            apply(ctx, report.round, step)
         ctx.watch.committed(state.fleet.step)
     else:
         report.reason = ctx.sync.last_error or report.reason

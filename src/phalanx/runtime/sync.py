@@ -38,6 +38,9 @@ class Sync(ABC):
     def set_step(self, step: int) -> None:
         """Where a checkpoint left us, before the first quorum."""
 
+    def prepare_next(self) -> None:  # noqa: B027 (optional: one process has nothing to ask)
+        """Request the next step's quorum early, while this step is applied (optional)."""
+
     @abstractmethod
     def begin_step(self) -> list[str]:
         """Join the next quorum (healing first if behind); the ordered participants."""

@@ -1,9 +1,16 @@
-"""The fleet interface on torchft: quorum, heal, one SUM allreduce, commit.
+"""The fleet interface on torchft: quorum, heal, SUM allreduces, commit.
 
 We use torchft's Manager directly (not its DDP wrapper, which crashed the
-survivors when a peer died inside the allreduce) with a synchronous quorum:
-exact slicing needs the ordered membership before compute, and a healing
-replica then loads its state at quorum time and takes part in the same step.
+survivors when a peer died inside the allreduce). Exact slicing needs the
+ordered membership before compute, and a healing replica loads its state at
+quorum time and takes part in the same step: the semantics of torchft's
+synchronous quorum. But the quorum's round trip to the lighthouse then sits
+on every step's critical path. So the next step's quorum is *requested early*,
+right after this step's commit vote (torchft's asynchronous quorum), and
+travels while this replica applies the step, writes events and checkpoints;
+`begin_step` then only collects it, applies a heal at once and restores
+synchronous participation (runtime/torchft_access.py). A state served to a
+healing peer meanwhile waits until the step is applied (runtime/state.py).
 """
 
 from __future__ import annotations
@@ -20,7 +27,11 @@ from torch.distributed import ReduceOp
 
 from phalanx.runtime.state import TrainState
 from phalanx.runtime.sync import FleetProgress, Sync, Work
-from phalanx.runtime.torchft_access import forget_failed_quorum, record_quorums
+from phalanx.runtime.torchft_access import (
+    finish_quorum_as_synchronous,
+    forget_failed_quorum,
+    record_quorums,
+)
 from phalanx.runtime.worker_config import WorkerConfig
 
 QUORUM_RETRY_S = 0.1  # between quorum attempts while no lighthouse answers
@@ -30,6 +41,10 @@ QUORUM_RETRY_S = 0.1  # between quorum attempts while no lighthouse answers
 # the quorum timeout, not this count, bounds each call.
 QUORUM_RETRIES = 100_000
 ADMISSION_CHECK_S = 10.0  # how long a new worker waits for its first handshake's verdict
+
+
+class _NotRequested(Exception):
+    """No early quorum is in flight: ask for one now."""
 
 
 def _natural_key(name: str) -> tuple[str, int]:
@@ -78,7 +93,7 @@ class FleetSync(Sync):
             load_state_dict=state.load_state_dict,
             state_dict=state.state_dict,
             min_replica_size=1,
-            use_async_quorum=False,
+            use_async_quorum=True,  # requested early, collected in begin_step (see above)
             timeout=timeout,
             quorum_timeout=timedelta(seconds=config.quorum_timeout_s),
             connect_timeout=timedelta(seconds=max(config.timeout_s, 10.0)),
@@ -100,6 +115,7 @@ class FleetSync(Sync):
         )
         self.quorum_id: int | None = None
         self._last_error = ""
+        self._early = False  # the next quorum was requested right after the last commit
         if self._tunnel is not None:
             self._check_admitted(config)
 
@@ -131,10 +147,27 @@ class FleetSync(Sync):
         """Tell torchft where a checkpoint left us, before the first quorum."""
         self.manager.load_state_dict({"step": step, "batches_committed": 0})
 
+    def prepare_next(self) -> None:
+        """Request the next step's quorum now; `begin_step` collects it."""
+        try:
+            self.manager.start_quorum()
+        except Exception:  # no lighthouse right now: begin_step retries, and says so
+            forget_failed_quorum(self.manager)
+            return
+        self._early = True
+
     def begin_step(self) -> list[str]:
         """Join the next quorum (healing first if behind); return the ordered participants."""
-        self._start_quorum()
+        early, self._early = self._early, False
+        try:
+            if not early:
+                raise _NotRequested()
+            self.manager.wait_quorum()
+        except Exception:
+            forget_failed_quorum(self.manager)
+            self._start_quorum()
         result = self._recorder.last
+        finish_quorum_as_synchronous(self.manager, result)
         if self.quorum_id is not None and result.quorum_id >> 32 != self.quorum_id >> 32:
             print(
                 f"{self.name}: quorum {result.quorum_id} from a restarted lighthouse: "
@@ -164,6 +197,7 @@ class FleetSync(Sync):
             attempt_t0 = time.monotonic()
             try:
                 self.manager.start_quorum()
+                self.manager.wait_quorum()
             except Exception as err:
                 now = time.monotonic()
                 if lost_at is None:

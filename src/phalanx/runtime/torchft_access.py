@@ -1,12 +1,15 @@
 """Every torchft internal phalanx touches, behind named functions.
 
-torchft 0.2.0's public API lacks two things phalanx needs; each is reached
+torchft 0.2.0's public API lacks three things phalanx needs; each is reached
 here and nowhere else, so a torchft upgrade is checked in one file:
 
 - the ordered quorum members (`replica_ids` of the quorum result, which
   `Manager` reads and throws away): a proxy around `Manager._client`;
 - a quorum call that failed (no lighthouse) stays in `Manager._quorum_future`
-  and is re-raised by the next `start_quorum`: it must be forgotten.
+  and is re-raised by the next `start_quorum`: it must be forgotten;
+- an asynchronous quorum (requested early, to take its round trip off the
+  critical path) must end as a synchronous one would: a healing replica
+  applies the state it received at once, and takes part in the step.
 
 (Healing uses phalanx's own transport, runtime/heal_transport.py, through
 torchft's public `CheckpointTransport` interface.)
@@ -78,3 +81,20 @@ def record_quorums(manager: Any, incarnation: Callable[[], int | None] | None) -
 def forget_failed_quorum(manager: Any) -> None:
     """Drop a failed quorum call, so that the next `start_quorum` asks again."""
     manager._quorum_future = None
+
+
+def finish_quorum_as_synchronous(manager: Any, result: Any) -> None:
+    """After `wait_quorum`: what torchft's synchronous `start_quorum` does at its end.
+
+    With `use_async_quorum=False`, torchft applies a pending heal before
+    returning and counts every quorum member as participating. In its async
+    mode it applies the heal at the commit vote and counts a healing replica
+    out. phalanx gives every member a slice, so it restores the synchronous
+    semantics here: the heal is applied now, on the main thread, and the
+    replica participates with its rank in the quorum.
+    """
+    if manager._healing:
+        manager._apply_pending_state_dict()
+        manager._healing = False
+    manager._participating_replica_rank = result.replica_rank
+    manager._participating_replica_world_size = result.replica_world_size
