@@ -58,7 +58,8 @@ clean:
 	rm -rf $(VENV) runs .pytest_cache
 
 # Chaos campaign (issue 9): randomised fault schedules against an emulated fleet, each
-# checked for completion, exact math, exactly-once data and no healthy replica quarantined.
+# checked for completion, exact math, exactly-once data, no healthy replica quarantined and
+# no detection without an injected cause.
 # chaos: the long run (200 schedules, CHAOS_JOBS at once; about 95 minutes on 2 busy cores),
 # writes bench/results/chaos.json and docs/_generated/chaos_table.md and the table in
 # docs/reliability.md. CHAOS_BUDGET_MIN=M starts no schedule after M minutes. Network cuts

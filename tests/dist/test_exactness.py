@@ -69,12 +69,16 @@ def test_two_kills_at_once_between_steps_and_a_kill_in_commit(tmp_path, referenc
     all_events = events(run)
     restarts = [e for e in all_events if e["kind"] == "worker_start" and e["restarted"]]
     assert {e["replica"] for e in restarts} == {"r1", "r2", "r3"}
-    # A restarted replica that came up before the end joined a quorum again (it healed
-    # from a live peer); how many make it in time depends on the host's start-up speed.
+    # A restarted replica that came up well before the end joined a quorum again (it
+    # healed from a live peer). How late a restart comes up depends on the host's
+    # start-up speed (seconds of imports, more on a loaded host): one that came up as
+    # the fleet finished may find it done (straggler_exit), which is no failure.
     rejoined = set()
     for start in restarts:
-        if start["step"] < EXACT_STEPS:
-            later = [e for e in all_events if e["kind"] == "quorum" and e["t"] > start["t"]]
-            assert any(start["replica"] in e["participants"] for e in later), start
+        later = [e for e in all_events if e["t"] > start["t"]]
+        if any(e["kind"] == "quorum" and start["replica"] in e["participants"] for e in later):
             rejoined.add(start["replica"])
+        else:  # then the fleet had (nearly) finished when it came up
+            committed_after = {e["step"] for e in later if e["kind"] == "step"}
+            assert len(committed_after) < 10, (start, sorted(committed_after))
     assert rejoined & {"r1", "r2"}  # killed at step 8: ample time to come back

@@ -115,14 +115,17 @@ class Rogue:
 
 def test_rogue_joiners_never_take_part_in_a_step(tmp_path, reference_run):
     run = tmp_path / "run"
-    fleet = subprocess.Popen(
-        [sys.executable, "-m", "phalanx", "run", str(MLP), "--out", str(run),
-         "--emulate", SLOW_FLEET, "--timeout-s", "2", "--", *EXACT_ARGS],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )  # fmt: skip
+    # The console goes to a file: a pipe nobody reads until the end fills up (64 KiB)
+    # and blocks the launcher mid-run.
+    console = tmp_path / "fleet.out"
+    with console.open("w") as sink:
+        fleet = subprocess.Popen(
+            [sys.executable, "-m", "phalanx", "run", str(MLP), "--out", str(run),
+             "--emulate", SLOW_FLEET, "--timeout-s", "2", "--", *EXACT_ARGS],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
     rogues: list[Rogue] = []
     try:
         wait_for(
@@ -147,12 +150,12 @@ def test_rogue_joiners_never_take_part_in_a_step(tmp_path, reference_run):
             return fleet.poll() is not None
 
         wait_for(fleet_done, 280, "the fleet to finish")
-        output = fleet.stdout.read() if fleet.stdout else ""
     finally:
         for rogue in rogues:
             rogue.stop()
         if fleet.poll() is None:
             kill_tree(fleet)
+    output = console.read_text(errors="replace")
     assert fleet.returncode == 0, output
 
     # The model is exactly the one-process reference: no rogue gradient was summed in.

@@ -79,6 +79,7 @@ def _record(
         "data": asdict(verdict.data),
         "quarantined": verdict.quarantined,
         "false_blames": verdict.false_blames,
+        "data_outliers": verdict.data_outliers,
         "retries": verdict.retries,
         "heals": verdict.heals,
         "rejoined": verdict.rejoined,

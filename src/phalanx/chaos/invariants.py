@@ -41,7 +41,10 @@ class Verdict:
     max_param_diff: float | None = None
     max_loss_diff: float | None = None
     quarantined: list[str] = field(default_factory=list)
+    # Detections that blame a chip with no injected cause (each is also a violation).
     false_blames: list[str] = field(default_factory=list)
+    # Detections the guard attributed to the data (reproduced, a peer agreed): no offence.
+    data_outliers: list[str] = field(default_factory=list)
     retries: int = 0
     heals: int = 0
     rejoined: int = 0  # restarted workers that took part in a committed step again
@@ -141,8 +144,12 @@ def check_run(
     timeout_s: float,
     outputs: tuple[Path, ...] = (),
     host_codes: tuple[int | None, ...] = (),
+    defective: frozenset[str] = frozenset(),
 ) -> Verdict:
     """Check one run; `outputs` are the hosts' run dirs (default: `run_dir`, one host).
+
+    `defective` names replicas on chips known to be defective (a fleet file's
+    `defects`): every detection on them has a cause, and they may be quarantined.
 
     With hosts (`host_codes`, one replica each), a host whose replica was killed for
     good or quarantined has nothing to finish: its `phalanx run` exits 1, as designed.
@@ -229,20 +236,128 @@ def check_run(
     verdict.quarantined = sorted({e["replica"] for e in events if e.get("kind") == "quarantine"})
     for name in verdict.quarantined:
         corrupt = sum(1 for _, c in fired_by.get(name, []) if c in CORRUPTIONS)
-        if corrupt < QUARANTINE_AFTER:
+        if corrupt < QUARANTINE_AFTER and name not in defective:
             verdict.violations.append(
                 f"{name} quarantined after only {corrupt} injected corruption(s)"
             )
 
-    # Not an invariant, but worth knowing: a detection that blames a replica that had
-    # no corruption injected at or before that step (the step is then recomputed).
-    for event in events:
-        culprit = event.get("replica") if event.get("kind") == "sdc" else None
-        if culprit is None or "check" not in event:
-            continue
-        if not any(s <= event["step"] and c in CORRUPTIONS for s, c in fired_by.get(culprit, [])):
-            verdict.false_blames.append(f"{event['check']} on {culprit} at step {event['step']}")
+    # 5. No detection without a cause: every detection that blames a chip names one
+    # with an injected corruption (or a defect) that explains it.
+    verdict.false_blames, verdict.data_outliers = unexplained_detections(events, defective)
+    if verdict.false_blames:
+        shown = ", ".join(verdict.false_blames[:3])
+        more = f" and {len(verdict.false_blames) - 3} more" if len(verdict.false_blames) > 3 else ""
+        verdict.violations.append(
+            f"{len(verdict.false_blames)} detection(s) blame a replica without an injected "
+            f"cause: {shown}{more}"
+        )
     return verdict
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detection of the guard; every observer's `sdc` event of it folded into one."""
+
+    step: int
+    check: str
+    named: tuple[str, ...]  # the replica it blames (a fingerprint tie: every holder)
+    by_data: bool  # attributed to the data by every event of it (none names a chip)
+    first: int  # position of its first event in the run's events
+
+    def __str__(self) -> str:
+        return f"{self.check} on {'/'.join(self.named)} at step {self.step}"
+
+
+def detections(events: list[dict[str, Any]]) -> list[Detection]:
+    """The run's detections: `sdc` events of one step, check and culprit are one detection.
+
+    Every observer writes its own event of a detection (a fingerprint mismatch is
+    seen by every participant), so they are folded, keeping the first one's position.
+    `attribution` is `chip` or `data`; an event without it (a run before the guard
+    wrote it) blames the chip it names, as the guard of that time did.
+    """
+    found: dict[tuple[int, str, tuple[str, ...]], Detection] = {}
+    for index, event in enumerate(events):
+        if event.get("kind") != "sdc" or "step" not in event:
+            continue
+        if event.get("replica") is not None:
+            named: tuple[str, ...] = (str(event["replica"]),)
+        elif event.get("replicas"):
+            named = tuple(sorted(str(r) for r in event["replicas"]))
+        else:
+            continue  # names nobody: nothing to check
+        by_data = event.get("attribution") == "data"
+        key = (int(event["step"]), str(event.get("check")), named)
+        seen = found.get(key)
+        if seen is None:
+            found[key] = Detection(key[0], key[1], named, by_data, index)
+        elif seen.by_data and not by_data:
+            found[key] = Detection(key[0], key[1], named, False, seen.first)
+    return sorted(found.values(), key=lambda d: d.first)
+
+
+def unexplained_detections(
+    events: list[dict[str, Any]], defective: frozenset[str] = frozenset()
+) -> tuple[list[str], list[str]]:
+    """(detections blaming a chip with no injected cause, detections attributed to the data).
+
+    A detection blaming replica R at step S is explained by any of:
+
+    - a gradient corruption (`sdc` with target grad, or `nan`) that fired on R at S.
+      The `fault` event's step is where it really fired (the injector may defer a
+      planned gradient fault to the first step where R computes samples);
+    - a weight flip that fired on R before the detection and that R has not healed
+      from since: no `heal` of R to a step at or before S, no `tie_restore` by R and
+      no restart of R's worker between the flip and the detection (event order);
+    - R's chip being defective.
+
+    A fingerprint tie names every holder; one of them with a cause explains it.
+    A detection attributed to the data blames no chip and is only counted.
+    """
+    grad_faults: set[tuple[str, int]] = set()  # (replica, step) of gradient/nan faults
+    flips: dict[str, list[int]] = {}  # replica -> positions of its weight flips
+    repairs: dict[str, list[tuple[int, int | None]]] = {}  # replica -> (position, healed step)
+    for index, event in enumerate(events):
+        kind = event.get("kind")
+        if kind == "fault" and event.get("fault") in ("sdc", "nan"):
+            target = _fault_target(event)
+            if event.get("fault") == "sdc" and event.get("target") == "weight":
+                flips.setdefault(target, []).append(index)
+            else:
+                grad_faults.add((target, int(event["step"])))
+        elif kind == "heal" and event.get("replica") is not None:
+            repairs.setdefault(event["replica"], []).append((index, int(event["step"])))
+        elif event.get("replica") is not None and (
+            kind == "tie_restore" or (kind == "worker_start" and event.get("restarted"))
+        ):  # back to a checkpoint, or a new process: the flipped weights are gone
+            repairs.setdefault(event["replica"], []).append((index, None))
+
+    def flipped(name: str, detection: Detection) -> bool:
+        """A weight flip of `name` fired before the detection and not repaired since."""
+        for flip in flips.get(name, []):
+            if flip > detection.first:
+                continue
+            healed = any(
+                flip < at < detection.first and (step is None or step <= detection.step)
+                for at, step in repairs.get(name, [])
+            )
+            if not healed:
+                return True
+        return False
+
+    def caused(name: str, detection: Detection) -> bool:
+        return (
+            name in defective or (name, detection.step) in grad_faults or flipped(name, detection)
+        )
+
+    unexplained: list[str] = []
+    by_data: list[str] = []
+    for detection in detections(events):
+        if detection.by_data:
+            by_data.append(str(detection))
+        elif not any(caused(name, detection) for name in detection.named):
+            unexplained.append(str(detection))
+    return unexplained, by_data
 
 
 def _fault_target(event: dict[str, Any]) -> str:

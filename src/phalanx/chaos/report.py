@@ -51,7 +51,9 @@ def totals(records: list[dict[str, Any]]) -> dict[str, Any]:
         "second_history": sum(1 for r in records if r["data"].get("disagreements", 0)),
         "quarantined": sum(len(r["quarantined"]) for r in records),
         "rejoined": sum(r.get("rejoined", 0) for r in records),
-        "false_blames": sum(len(r["false_blames"]) for r in records),
+        "false_blames": sum(len(r.get("false_blames", [])) for r in records),
+        # Records of campaigns before the guard attributed detections have none.
+        "data_outliers": sum(len(r.get("data_outliers", [])) for r in records),
         "violations": sum(len(r["violations"]) for r in records),
         "wall_s_median": round(statistics.median(walls), 1) if walls else None,
         "wall_s_max": round(max(walls), 1) if walls else None,
@@ -107,7 +109,10 @@ def markdown(campaign: dict[str, Any], records: list[dict[str, Any]]) -> str:
         f"| replicas quarantined (each after 3 injected corruptions) | {t['quarantined']} |",
         f"| restarted replicas that took part in a committed step again | {t['rejoined']} |",
         f"| rollbacks to a checkpoint (weight-SDC tie between two replicas) | {t['rollbacks']} |",
-        f"| detections naming a replica without an injected corruption | {t['false_blames']} |",
+        f"| detections blaming a replica without an injected cause (corruption or defect) | "
+        f"{t['false_blames']} |",
+        f"| gradient outliers attributed to the data (reproduced on the chip, a peer agreed; "
+        f"no offence) | {t['data_outliers']} |",
         f"| wall time per schedule: median / max | {t['wall_s_median']} s / {t['wall_s_max']} s |",
         "",
     ]
