@@ -20,9 +20,9 @@ COMM_HEAVY = Workload(width=512, layers=4, context=16, batch=8, steps=16)
 # Model scale, GPT-2-like shapes (64-dimensional heads: width 768 has 12, width 1024 has 16);
 # the character vocabulary keeps the embeddings small, so the blocks carry the parameters.
 # 4 samples of 16 tokens per chip: on one CPU thread a step's forward+backward takes ~0.6 s
-# (100M) and ~3 s (300M) before the emulation's time scale. 8 steps: steps 0-3 are
-# warm-up, as in every row, and 4-7 are measured. Memory: ~2 GB per 100M replica and ~5.5 GB per 300M replica
-# with AdamW, and one contender runs at a time.
+# (100M) and ~3 s (300M) before the emulation's time scale. 8 steps: steps 0-3 are warm-up,
+# as in every row, and 4-7 are measured. Peak memory per replica with AdamW, measured:
+# 100M 2.2 GB (DDP 2.4 GB), 300M 5.9 GB (DDP 6.6 GB); one contender runs at a time.
 GPT_100M = Workload(width=768, layers=14, context=16, batch=16, steps=8)  # 99.4M parameters
 GPT_300M = Workload(width=1024, layers=24, context=16, batch=8, steps=8)  # 302.5M parameters
 # The ideal needs only a steady rate; fewer steps keep the solo runs short.
@@ -93,8 +93,9 @@ class FleetCase:
     work: Workload
     goals: Goals = Goals()
     repeats: int | None = None  # how many of the suite's repeats run it (None: all of them)
-    # phalanx --timeout-s; None: the default of `phalanx run`. At model scale one allreduce
-    # of 0.4-1.2 GB takes seconds on a shared 2-core host, so a user would raise it.
+    # phalanx --timeout-s (its collective timeout); None: the default of `phalanx run`. At
+    # model scale a step's compute, optimizer step and allreduce take seconds each on a
+    # shared 2-core host, and a peer late by more than the timeout fails the collective.
     timeout_s: float | None = None
 
 
@@ -107,7 +108,7 @@ EQUAL_100M = FleetCase(FLEET_EQUAL, GPT_100M, SCALE_GOALS, repeats=2, timeout_s=
 EQUAL_300M = FleetCase(
     FLEET_EQUAL_2, GPT_300M, Goals(phalanx_over_ddp=0.95), repeats=1, timeout_s=SCALE_TIMEOUT_S
 )
-# The shortest model-scale run: 100M on 2 chips, 2 samples each, 6 steps (2 measured).
+# The shortest model-scale run: 100M on 2 chips, 2 samples each, 6 steps (4-5 measured).
 EQUAL_100M_SHORT = FleetCase(
     FLEET_EQUAL_2,
     GPT_100M.with_(batch=4, steps=6),

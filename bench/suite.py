@@ -1,7 +1,11 @@
 """Run a benchmark suite: every scenario, every contender, interleaved per repeat (A B A B).
 
-    python -m bench.suite --suite quick      # < 10 minutes on 2 cores, prints the table
-    python -m bench.suite --suite full       # also writes docs/benchmarks.md and its plots
+    python -m bench.suite --suite quick        # < 10 minutes on 2 cores, prints the table
+    python -m bench.suite --suite full --docs  # also writes docs/benchmarks.md and its plots
+    python -m bench.suite --suite scale-smoke  # only the 100M model on 2 chips, ~2-3 minutes
+
+The model-scale rows (100M, 300M parameters) run in `full` only: quick stays under
+10 minutes without them, and scale-smoke checks that they run.
 
 Raw runs go under --work-dir; the figures go to bench/results/<suite>.json.
 """
