@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from bench.timeline import spread
@@ -24,6 +25,28 @@ def _index(records: list[Record]) -> dict[tuple[str, str, str, int], Record]:
     return {(r["scenario"], r["config"], r["contender"], r["repeat"]): r for r in _ok(records)}
 
 
+def _paired(
+    index: dict,
+    scenario: str,
+    config: str,
+    top: str,
+    bottom: str,
+    figure: Callable[[Record, Record], float | None],
+    bottom_scenario: str | None = None,
+    bottom_config: str | None = None,
+) -> list[float]:
+    """figure(top's run, bottom's run) for each repeat that has both (None: not measured)."""
+    values = []
+    for (s, c, name, repeat), record in index.items():
+        if (s, c, name) != (scenario, config, top):
+            continue
+        other = index.get((bottom_scenario or scenario, bottom_config or config, bottom, repeat))
+        value = figure(record, other) if other is not None else None
+        if value is not None:
+            values.append(value)
+    return values
+
+
 def _ratios(
     index: dict,
     scenario: str,
@@ -35,14 +58,11 @@ def _ratios(
     bottom_config: str | None = None,
     bottom_key: str | None = None,
 ) -> list[float]:
-    values = []
-    for (s, c, name, repeat), record in index.items():
-        if (s, c, name) != (scenario, config, top):
-            continue
-        other = index.get((bottom_scenario or scenario, bottom_config or config, bottom, repeat))
-        if other is not None and other.get(bottom_key or key):
-            values.append(record[key] / other[bottom_key or key])
-    return values
+    def ratio(record: Record, other: Record) -> float | None:
+        below = other.get(bottom_key or key)
+        return record[key] / below if below else None
+
+    return _paired(index, scenario, config, top, bottom, ratio, bottom_scenario, bottom_config)
 
 
 def _maybe_spread(values: list[float]) -> dict[str, float | int] | None:
@@ -88,6 +108,10 @@ def _fleet_table(records: list[Record], scenario: str) -> list[dict[str, Any]]:
                 ),
                 "rates_sps": rates,
                 "phalanx_phases": _median_phases([r for r in mine if r["contender"] == "phalanx"]),
+                "ddp_phases": _median_phases([r for r in mine if r["contender"] == "ddp"]),
+                **_step_and_memory_figures(index, mine, scenario, config),
+                # A row's goals come with its runs (scenario 4); None: the report's defaults.
+                "goals": next((r["goals"] for r in mine if r.get("goals")), None),
                 "failures": [
                     r["contender"]
                     for r in records
@@ -96,6 +120,64 @@ def _fleet_table(records: list[Record], scenario: str) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def _max_rss_bytes(record: Record) -> float | None:
+    """The largest replica's peak resident memory in one run (the one that must fit)."""
+    peaks = [p for p in record.get("peak_rss_bytes") or [] if p]
+    return float(max(peaks)) if peaks else None
+
+
+def _phase_share(record: Record, phase: str) -> float | None:
+    """A phase's median over the run's median step (as in the phase table)."""
+    phases = record.get("phases") or {}
+    if phases.get(phase) is None or not phases.get("interval_s"):
+        return None
+    return float(phases[phase]) / float(phases["interval_s"])
+
+
+def _values(runs: list[Record], figure: Callable[[Record], float | None]) -> list[float]:
+    return [v for v in (figure(r) for r in runs) if v is not None]
+
+
+def _step_and_memory_figures(
+    index: dict, mine: list[Record], scenario: str, config: str
+) -> dict[str, Any]:
+    """Issue 14's figures of one row: step phases against DDP's, memory, balance."""
+    by_name = {n: [r for r in mine if r["contender"] == n] for n in ("phalanx", "ddp", "ideal")}
+
+    def points(top: Record, bottom: Record) -> float | None:
+        mine_share = _phase_share(top, "non_compute_s")
+        ddp_share = _phase_share(bottom, "non_compute_s")
+        return None if mine_share is None or ddp_share is None else 100 * (mine_share - ddp_share)
+
+    def rss_ratio(top: Record, bottom: Record) -> float | None:
+        mine_bytes, ddp_bytes = _max_rss_bytes(top), _max_rss_bytes(bottom)
+        return None if mine_bytes is None or not ddp_bytes else mine_bytes / ddp_bytes
+
+    return {
+        "non_compute_share": {
+            n: _maybe_spread(_values(runs, lambda r: _phase_share(r, "non_compute_s")))
+            for n, runs in by_name.items()
+            if n != "ideal"
+        },
+        # Paired per repeat: phalanx's share minus DDP's, in percentage points.
+        "non_compute_points": _maybe_spread(
+            _paired(index, scenario, config, "phalanx", "ddp", points)
+        ),
+        "imbalance_share": _maybe_spread(
+            _values(by_name["phalanx"], lambda r: _phase_share(r, "imbalance_s"))
+        ),
+        "equal_share_ratio": _maybe_spread(
+            _values(by_name["phalanx"], lambda r: r.get("equal_share_ratio"))
+        ),
+        "peak_rss_bytes": {
+            n: _maybe_spread(_values(runs, _max_rss_bytes)) for n, runs in by_name.items()
+        },
+        "rss_over_ddp": _maybe_spread(
+            _paired(index, scenario, config, "phalanx", "ddp", rss_ratio)
+        ),
+    }
 
 
 def _fault_table(records: list[Record]) -> list[dict[str, Any]]:

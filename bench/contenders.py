@@ -37,9 +37,20 @@ def _fault_options(faults: list[str]) -> list[str]:
 
 
 def run_phalanx(
-    work: Workload, fleet: Fleet, run_dir: Path, faults: list[str], checkpoint_every: int
+    work: Workload,
+    fleet: Fleet,
+    run_dir: Path,
+    faults: list[str],
+    checkpoint_every: int,
+    options: list[str] | None = None,
 ) -> dict[str, Any]:
-    options = ["--checkpoint-every", str(checkpoint_every), *_fault_options(faults)]
+    """`options`: more `phalanx run` flags (e.g. --timeout-s)."""
+    options = [
+        "--checkpoint-every",
+        str(checkpoint_every),
+        *_fault_options(faults),
+        *(options or []),
+    ]
     wall_s, events = _phalanx(["--emulate", fleet.spec], work, run_dir, options)
     times = step_times(events, first_writer=True)
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -54,7 +65,10 @@ def run_phalanx(
         # phalanx's own ideal: the sum of each chip's compute rate measured inside this run.
         "in_run_ideal_sps": summary.get("ideal_sps"),
         "phases": phases.phalanx_phases(events),
+        "equal_share_ratio": phases.equal_share_ratio(events),
         "recovery": phases.recovery(events),
+        # Each replica's largest process (the worker reports it in its worker_done event).
+        "peak_rss_bytes": [d.get("peak_rss_bytes") for d in summary.get("devices", [])],
         "run_dir": str(run_dir),
     }
 
@@ -108,8 +122,20 @@ def run_torchrun(
         "restarts": len(attempts) - 1,
         "to_new_progress_s": _restart_gaps_s(records),
         "steps_redone": executed - len(times),
+        "phases": phases.ddp_phases(records),
+        "peak_rss_bytes": _ddp_peak_rss_bytes(records, fleet.size),
         "run_dir": str(run_dir),
     }
+
+
+def _ddp_peak_rss_bytes(records: list[dict[str, Any]], world: int) -> list[int | None]:
+    """Per rank, the largest peak of its processes (a restarted rank had several)."""
+    peaks: list[int | None] = [None] * world
+    for record in records:
+        if record.get("kind") == "done":
+            rank, peak = int(record["rank"]), int(record["peak_rss_bytes"])
+            peaks[rank] = max(peak, peaks[rank] or 0)
+    return peaks
 
 
 def _restart_gaps_s(records: list[dict[str, Any]]) -> list[float]:
@@ -135,4 +161,10 @@ def run_ideal(work: Workload, fleet: Fleet, run_dir: Path) -> dict[str, Any]:
     cmd += ["--speeds", fleet.spec, "--time-scale", repr(fleet.time_scale), "--out", str(out)]
     wall_s = run_logged(cmd, run_dir.parent / f"{run_dir.name}.log", RUN_TIMEOUT_S)
     solo = json.loads(out.read_text())
-    return {"wall_s": wall_s, "steady_sps": solo["ideal_sps"], "chips_sps": solo["chips_sps"]}
+    return {
+        "wall_s": wall_s,
+        "steady_sps": solo["ideal_sps"],
+        "chips_sps": solo["chips_sps"],
+        # One process runs the chips one after the other: its peak is the largest chip's.
+        "peak_rss_bytes": [solo.get("peak_rss_bytes")],
+    }

@@ -10,6 +10,11 @@ Faults use phalanx's `FaultInjector` (same specs, once per run via marker
 files), so a kill is a real SIGKILL and a hang a real SIGSTOP. With
 --checkpoint-every K, rank 0 saves model+optimizer every K steps and every
 (re)started worker resumes from the newest checkpoint, as a torchrun user would.
+
+steps.jsonl (in --run-dir): rank 0 writes `attempt` and `step` (its commit time);
+every rank writes `phase` per step (compute_s: until its last gradient bucket left;
+backward_s: until backward returned, i.e. also the allreduce DDP did not hide;
+optimizer_s) and `done` with its peak resident memory.
 """
 
 # No `from __future__ import annotations`: DDP checks the hook's annotations at runtime.
@@ -17,6 +22,7 @@ files), so a kill is a real SIGKILL and a hang a real SIGSTOP. With
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 from datetime import timedelta
@@ -47,11 +53,24 @@ CHECKPOINT = "ddp_checkpoint.pt"
 TIMELINE = "steps.jsonl"
 
 
+class PacedBuckets:
+    """The comm hook's state: the emulated chip, and when this step's last bucket left it."""
+
+    def __init__(self, pacer: ComputePacer) -> None:
+        self.pacer = pacer
+        self.last_bucket_s = 0.0  # seconds from the step's compute start
+
+    def begin(self) -> None:
+        self.last_bucket_s = 0.0
+        self.pacer.begin()
+
+
 def paced_allreduce_hook(
-    pacer: ComputePacer, bucket: dist.GradBucket
+    state: PacedBuckets, bucket: dist.GradBucket
 ) -> torch.futures.Future[torch.Tensor]:
     # Pad to the emulated time first: a slow chip cannot send gradients it has not made yet.
-    pacer.end()
+    # The last bucket leaves when backward has made every gradient: the end of compute.
+    state.last_bucket_s = state.pacer.end()
     return default_hooks.allreduce_hook(None, bucket)  # type: ignore[arg-type]
 
 
@@ -129,8 +148,8 @@ def main() -> None:
     checkpoint = args.run_dir / CHECKPOINT
     start_step = load_checkpoint(checkpoint, model, optimizer)
     ddp = DistributedDataParallel(model)
-    pacer = ComputePacer(speeds[rank] * args.time_scale)
-    ddp.register_comm_hook(pacer, paced_allreduce_hook)
+    buckets = PacedBuckets(ComputePacer(speeds[rank] * args.time_scale))
+    ddp.register_comm_hook(buckets, paced_allreduce_hook)
     faults = [FaultSpec.from_json(f) for f in json.loads(args.faults) if f["replica"] == rank]
     injector = FaultInjector(faults, args.run_dir, events=None)
     timeline = args.run_dir / TIMELINE
@@ -142,23 +161,35 @@ def main() -> None:
         injector.at("compute", step)
         start = step * work.batch + rank * share
         indices = sample_indices(start, start + share, SEED, len(dataset))
-        pacer.begin()
+        buckets.begin()
         loss = loss_fn(ddp, default_collate([dataset[i] for i in indices]))
         loss.backward()  # the hook paces and launches each bucket's allreduce
-        compute_s = pacer.end()
+        backward_s = buckets.pacer.end()  # DDP's backward returns once every bucket is summed
+        optimizer_t0 = time.perf_counter()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        optimizer_s = time.perf_counter() - optimizer_t0
+        # Every rank: where its step went (the bench takes the slowest rank's compute).
+        emit(
+            timeline,
+            kind="phase",
+            rank=rank,
+            step=step,
+            compute_s=round(buckets.last_bucket_s or backward_s, 5),
+            backward_s=round(backward_s, 5),
+            optimizer_s=round(optimizer_s, 5),
+        )
         if rank == 0:
-            emit(
-                timeline,
-                kind="step",
-                step=step,
-                loss=float(loss.detach()),
-                compute_s=round(compute_s, 5),
-            )
+            emit(timeline, kind="step", step=step, loss=float(loss.detach()))
             if args.checkpoint_every and (step + 1) % args.checkpoint_every == 0:
                 save_checkpoint(checkpoint, model, optimizer, step + 1)
     dist.destroy_process_group()
+    emit(timeline, kind="done", rank=rank, peak_rss_bytes=peak_rss_bytes())
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory (Linux reports kilobytes), as phalanx's workers."""
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
 if __name__ == "__main__":

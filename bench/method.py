@@ -5,6 +5,8 @@ from __future__ import annotations
 from bench.scenarios import (
     COMM_HEAVY,
     DEFAULT,
+    EQUAL_100M,
+    EQUAL_300M,
     FAULTS,
     MAX_RESTARTS,
     SCALING_HANG_S,
@@ -13,7 +15,7 @@ from bench.scenarios import (
     USER_CHECKPOINT_EVERY,
 )
 from bench.timeline import WARMUP_STEPS
-from bench.workload import parameter_count
+from bench.workload import Workload, heads, parameter_count
 from phalanx.launch.launcher import RunPlan
 
 PHALANX_TIMEOUT_S = RunPlan.__dataclass_fields__["timeout_s"].default
@@ -36,6 +38,7 @@ def text() -> list[str]:
         f"The communication-heavy configuration is width {COMM_HEAVY.width}, "
         f"{COMM_HEAVY.layers} layers, context {COMM_HEAVY.context}, batch {COMM_HEAVY.batch} "
         f"({parameter_count(COMM_HEAVY) / 1e6:.1f}M parameters).",
+        _model_scale(),
         "- **phalanx** runs as users run it: `phalanx run bench/phalanx_script.py --emulate ... "
         "--out DIR`; rates come from its events.jsonl (a step's commit time is its first "
         "participant's `step` event).",
@@ -73,8 +76,41 @@ def text() -> list[str]:
         "of another replica; `worker_restart` (launcher) -> `worker_start` (process start) -> "
         "`heal` (its duration_s: state transfer) -> the replica's first `step` (rest). "
         "For torchrun: last commit before the failure -> first commit of a new step.",
+        "- **Step phases, memory and balance** (scenario 4's extra rows). Non-compute share: "
+        "a step (commit to commit) minus the critical participant's compute, over the step, "
+        "per-step medians; for DDP every rank records its paced forward+backward until its "
+        "last gradient bucket left, the rest of backward and its optimizer step in steps.jsonl. "
+        "The goal asks phalanx's share to exceed DDP's by at most the given points (a lower "
+        "share passes). Peak RSS per replica: each process's `ru_maxrss` at its end (phalanx: "
+        "`worker_done` events and summary.json `devices[].peak_rss_bytes`; DDP: each rank's "
+        "`done` record; solo: the one process that runs the chips in turn), the largest replica "
+        "of a run; the ratio is paired per repeat. Imbalance: phalanx's median `imbalance` over "
+        "its median step (see the phase table). Equal shares: over the steps after warm-up, "
+        "the largest share over the smallest among chips of the same speed, the worst step.",
         f"- **Scaling** (scenario 5): 2 plain CPU replicas (`--replicas 2`, no pacing), "
         f"{SCALING_TIMEOUT_S:g} s collective timeout, replica 1 frozen for "
         f"{SCALING_TIMEOUT_S + SCALING_HANG_S:g} s so it falls behind and heals from its peer; "
         "allreduce is the median over full-fleet steps.",
     ]
+
+
+def _shape(work: Workload) -> str:
+    return (
+        f"{parameter_count(work) / 1e6:.0f}M parameters (width {work.width}, {work.layers} "
+        f"layers, {heads(work)} heads, context {work.context}), B={work.batch}"
+    )
+
+
+def _model_scale() -> str:
+    scale_100m, scale_300m = EQUAL_100M, EQUAL_300M
+    return (
+        "- **Model scale** (scenario 4, `full` only): TinyGPT at GPT-2-like shapes, "
+        f"{_shape(scale_100m.work)} on {scale_100m.fleet.name} and {_shape(scale_300m.work)} "
+        f"on {scale_300m.fleet.name}, {scale_100m.work.steps} steps each (the character "
+        "vocabulary keeps the embeddings small). With AdamW a replica holds about 16 bytes per "
+        "parameter; one contender runs at a time. phalanx runs with --timeout-s "
+        f"{scale_100m.timeout_s:g} (its collective timeout, {PHALANX_TIMEOUT_S:g} s by "
+        "default; DDP's workers use 120 s): at this scale compute, optimizer step and "
+        "allreduce take seconds each on a shared host, and a collective that waits longer "
+        "than the timeout for a peer fails the step."
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,23 +11,41 @@ from bench import method, plots
 GOALS = {"efficiency": 0.90, "efficiency_target": 0.95, "goodput": 0.90, "homogeneous": 0.95}
 
 
-def fmt(value: dict[str, Any] | None, digits: int = 2) -> str:
-    """median (min-max, n=repeats)."""
+# Scenario 4's goals when a results file predates per-row goals (bench/scenarios.py Goals).
+DEFAULT_HOMOGENEOUS_GOALS = {
+    "phalanx_over_ddp": GOALS["homogeneous"],
+    "non_compute_points": None,
+    "rss_over_ddp": None,
+    "imbalance_share": 0.03,
+    "equal_share_ratio": 1.10,
+}
+
+
+def fmt(value: dict[str, Any] | None, digits: int = 2, scale: float = 1.0, unit: str = "") -> str:
+    """median (min-max, n=repeats), each multiplied by `scale` (e.g. 100 for percent)."""
     if not value:
         return "n/a"
-    med, low, high = value["median"], value["min"], value["max"]
+    med, low, high = (scale * value[k] for k in ("median", "min", "max"))
     if value["n"] == 1:
-        return f"{med:.{digits}f} (n=1)"
-    return f"{med:.{digits}f} ({low:.{digits}f}-{high:.{digits}f}, n={value['n']})"
+        return f"{med:.{digits}f}{unit} (n=1)"
+    return f"{med:.{digits}f}{unit} ({low:.{digits}f}-{high:.{digits}f}, n={value['n']})"
 
 
-def _verdict(value: dict[str, Any] | None, goal: float) -> str:
+def _verdict(
+    value: dict[str, Any] | None,
+    goal: float | None,
+    at_most: bool = False,
+    digits: int = 2,
+    scale: float = 1.0,
+) -> str:
+    if goal is None:
+        return ""
     if not value:
         return "not measured"
     median = value["median"]
-    if median >= goal:
+    if (median <= goal) if at_most else (median >= goal):
         return "met"
-    return f"missed by {goal - median:.2f}"
+    return f"missed by {scale * abs(median - goal):.{digits}f}"
 
 
 def headline_rows(figures: dict[str, Any]) -> list[list[str]]:
@@ -113,19 +132,83 @@ def headline_rows(figures: dict[str, Any]) -> list[list[str]]:
             ]
         )
     for row in figures["homogeneous"]:
+        rows += _homogeneous_rows(row)
+    return rows
+
+
+def _homogeneous_rows(row: dict[str, Any]) -> list[list[str]]:
+    """Scenario 4: throughput against DDP, then the step, memory and balance figures."""
+    goals = {**DEFAULT_HOMOGENEOUS_GOALS, **(row.get("goals") or {})}
+    head = ["4 homogeneous overhead", row["config"]]
+    ratio_goal = goals["phalanx_over_ddp"]
+    rows = [
+        [
+            *head,
+            "phalanx / DDP throughput",
+            fmt(row["phalanx_over_ddp"]),
+            f"phalanx/ideal {fmt(row['phalanx_over_ideal'])}; DDP/ideal {fmt(row['ddp_over_ideal'])}; "
+            f"phalanx / in-run ideal {fmt(row.get('phalanx_over_in_run_ideal'))}",
+            f">= {ratio_goal:.2f}" if ratio_goal is not None else "",
+            _verdict(row["phalanx_over_ddp"], ratio_goal),
+        ]
+    ]
+    for figure in AT_MOST_FIGURES:
+        value, goal = row.get(figure.key), goals.get(figure.key)
+        if not value and goal is None:
+            continue  # neither measured nor asked for (a results file from before the figure)
         rows.append(
             [
-                "4 homogeneous overhead",
-                row["config"],
-                "phalanx / DDP throughput",
-                fmt(row["phalanx_over_ddp"]),
-                f"phalanx/ideal {fmt(row['phalanx_over_ideal'])}; DDP/ideal {fmt(row['ddp_over_ideal'])}; "
-                f"phalanx / in-run ideal {fmt(row.get('phalanx_over_in_run_ideal'))}",
-                ">= 0.95",
-                _verdict(row["phalanx_over_ddp"], GOALS["homogeneous"]),
+                *head,
+                figure.name,
+                figure.number(value),
+                _at_most_baselines(row, figure.key),
+                figure.goal_text(goal),
+                _verdict(value, goal, True, figure.digits, figure.scale),
             ]
         )
     return rows
+
+
+@dataclass(frozen=True)
+class AtMost:
+    """A figure of a homogeneous row whose goal is an upper bound, and how it is printed."""
+
+    key: str  # in the aggregated row and in its goals
+    name: str
+    digits: int
+    scale: float = 1.0  # 100: a share printed as percent
+    unit: str = ""
+
+    def number(self, value: dict[str, Any] | None) -> str:
+        return fmt(value, self.digits, self.scale, self.unit)
+
+    def goal_text(self, goal: float | None) -> str:
+        return "" if goal is None else f"<= {self.scale * goal:.{self.digits}f}{self.unit}"
+
+
+AT_MOST_FIGURES = (
+    AtMost("non_compute_points", "non-compute share of a step: phalanx - DDP", 1, unit=" points"),
+    AtMost("rss_over_ddp", "peak RSS per replica: phalanx / DDP", 2),
+    AtMost("imbalance_share", "imbalance, % of a step", 1, 100.0, "%"),
+    AtMost("equal_share_ratio", "equal chips' shares after warm-up, max / min (worst step)", 2),
+)
+
+
+def _at_most_baselines(row: dict[str, Any], key: str) -> str:
+    """What each contender measured on its own, for the figures that compare two of them."""
+    if key == "non_compute_points":
+        shares = row.get("non_compute_share") or {}
+        return "; ".join(f"{_name(n)} {fmt(v, 1, 100, '%')}" for n, v in shares.items() if v)
+    if key == "rss_over_ddp":
+        rss = {n: v for n, v in (row.get("peak_rss_bytes") or {}).items() if v}
+        return (
+            "; ".join(f"{_name(n)} {fmt(v, 2, 1e-9, ' GB')}" for n, v in rss.items()) if rss else ""
+        )
+    return ""
+
+
+def _name(contender: str) -> str:
+    return {"ddp": "DDP", "ideal": "solo"}.get(contender, contender)
 
 
 HEADER = ["scenario", "configuration", "figure", "phalanx", "baselines", "goal", "verdict"]
@@ -162,36 +245,50 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     return out
 
 
+PHASE_KEYS = (
+    "interval_s",
+    "compute_s",
+    "balanced_compute_s",
+    "imbalance_s",
+    "quorum_s",
+    "allreduce_s",
+    "commit_s",
+    "guard_s",
+    "other_s",
+)
+PHASE_HEADER = [
+    "contender",
+    "configuration",
+    "step",
+    "compute",
+    "of which balanced",
+    "of which imbalance",
+    "quorum",
+    "allreduce",
+    "commit",
+    "guard",
+    "other",
+    "not compute",
+]
+
+
 def _phase_rows(figures: dict[str, Any]) -> list[list[str]]:
     rows = []
     for scenario in ("efficiency", "homogeneous"):
         for row in figures[scenario]:
-            p = row["phalanx_phases"]
-            if not p:
-                continue
-            cells = [
-                p.get(k)
-                for k in (
-                    "interval_s",
-                    "compute_s",
-                    "balanced_compute_s",
-                    "imbalance_s",
-                    "quorum_s",
-                    "allreduce_s",
-                    "commit_s",
-                    "other_s",
-                )
-            ]
-            overhead = p.get("non_compute_s")
-            share = f"{overhead / p['interval_s']:.1%}" if overhead and p.get("interval_s") else ""
-            rows.append(
-                [
-                    row["config"],
-                    *[f"{1000 * c:.1f}" if c is not None else "n/a" for c in cells],
-                    share,
-                ]
-            )
+            for contender in ("phalanx", "ddp"):
+                phases = row.get(f"{contender}_phases")
+                if phases:
+                    rows.append([_name(contender), row["config"], *_phase_cells(phases)])
     return rows
+
+
+def _phase_cells(phases: dict[str, Any]) -> list[str]:
+    """Milliseconds per phase ('' where the contender has no such phase), then the share."""
+    cells = ["" if phases.get(k) is None else f"{1000 * phases[k]:.1f}" for k in PHASE_KEYS]
+    overhead, interval = phases.get("non_compute_s"), phases.get("interval_s")
+    share = f"{overhead / interval:.1%}" if overhead is not None and interval else ""
+    return [*cells, share]
 
 
 def _caveats(figures: dict[str, Any]) -> list[str]:
@@ -240,31 +337,22 @@ def write_docs(figures: dict[str, Any], about: dict[str, Any], docs: Path) -> Pa
         "",
         *[f"![{name}](img/{path.name})" for name, path in images.items()],
         "",
-        "## Where phalanx's time goes (per-step medians on the critical path, ms)",
+        "## Where the time goes (per-step medians on the critical path, ms)",
         "",
         "The critical participant is the one with the longest compute in the step; "
+        "`guard` is the SDC guard's own time (fingerprints, gradient checks); "
         "`other` is the step loop outside the timed phases (packing the flat buffer, "
-        "optimizer step, events); the last column is the share of a step that is not compute. "
+        "optimizer step, events; in results from before the guard column it includes the "
+        "guard); the last column is the share of a step that is not compute. "
         "`balanced` is the compute the step would have taken with shares exactly proportional "
         "to the speeds the chips showed in that step; `imbalance` is the rest (waiting for the "
-        "participant whose share was too big, e.g. because its speed fluctuated).",
+        "participant whose share was too big, e.g. because its speed fluctuated). "
+        "DDP's compute ends when the rank's last gradient bucket leaves (the earlier buckets "
+        "are summed while backward goes on); its `allreduce` is the rest of backward, the "
+        "allreduce DDP did not hide; `other` is its optimizer step and the next batch.",
         "",
         *_caveats(figures),
-        *_md_table(
-            [
-                "configuration",
-                "step",
-                "compute",
-                "of which balanced",
-                "of which imbalance",
-                "quorum",
-                "allreduce",
-                "commit",
-                "other",
-                "not compute",
-            ],
-            _phase_rows(figures),
-        ),
+        *_md_table(PHASE_HEADER, _phase_rows(figures)),
         "",
         "## Scaling of cost with model size (scenario 5)",
         "",

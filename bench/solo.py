@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import time
 from pathlib import Path
@@ -73,7 +74,13 @@ def main() -> None:
         for speed in sorted(set(speeds), reverse=True)
     }
     chips_sps = [by_speed[s] for s in speeds]
-    result = {"speeds": speeds, "chips_sps": chips_sps, "ideal_sps": sum(chips_sps)}
+    result = {
+        "speeds": speeds,
+        "chips_sps": chips_sps,
+        "ideal_sps": sum(chips_sps),
+        # Linux reports kilobytes; one chip at a time, so this is the largest chip's peak.
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    }
     args.out.write_text(json.dumps(result, indent=1))
 
 

@@ -1,7 +1,11 @@
 """Run a benchmark suite: every scenario, every contender, interleaved per repeat (A B A B).
 
-    python -m bench.suite --suite quick      # < 10 minutes on 2 cores, prints the table
-    python -m bench.suite --suite full       # also writes docs/benchmarks.md and its plots
+    python -m bench.suite --suite quick        # < 10 minutes on 2 cores, prints the table
+    python -m bench.suite --suite full --docs  # also writes docs/benchmarks.md and its plots
+    python -m bench.suite --suite scale-smoke  # only the 100M model on 2 chips, ~2-3 minutes
+
+The model-scale rows (100M, 300M parameters) run in `full` only: quick stays under
+10 minutes without them, and scale-smoke checks that they run.
 
 Raw runs go under --work-dir; the figures go to bench/results/<suite>.json.
 """
@@ -14,6 +18,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +26,15 @@ from bench import aggregate, contenders, machine, report
 from bench.fleet import Fleet
 from bench.procs import RunFailed
 from bench.scenarios import (
-    COMM_HEAVY,
-    FLEET_EQUAL,
     MAX_RESTARTS,
     SCALING_HANG_S,
     SCALING_TIMEOUT_S,
     SOLO_STEPS,
     SUITES,
+    FleetCase,
     Suite,
 )
-from bench.workload import Workload, parameter_count
+from bench.workload import Workload, heads, parameter_count
 
 ROOT = Path(__file__).resolve().parents[1]
 Record = dict[str, Any]
@@ -45,7 +49,13 @@ class Runner:
         self._count = 0
 
     def run(
-        self, scenario: str, config: str, contender: str, repeat: int, fn: Callable[[Path], Record]
+        self,
+        scenario: str,
+        config: str,
+        contender: str,
+        repeat: int,
+        fn: Callable[[Path], Record],
+        goals: Record | None = None,
     ) -> Record | None:
         self._count += 1
         run_dir = self.work_dir / f"{self._count:03d}-{contender}"
@@ -56,6 +66,8 @@ class Runner:
             "contender": contender,
             "repeat": repeat,
         }
+        if goals is not None:  # the row's goals travel with its runs, failed ones too
+            record["goals"] = goals
         try:
             record.update(fn(run_dir))
             ok = True
@@ -74,20 +86,23 @@ class Runner:
 def _fleet_runs(
     runner: Runner,
     scenario: str,
-    fleet: Fleet,
-    work: Workload,
+    case: FleetCase,
     suite: Suite,
     repeat: int,
     with_ideal: bool,
 ) -> None:
-    """One repeat of the fault-free contenders on one fleet, interleaved."""
+    """One repeat of the fault-free contenders on one fleet, interleaved, one at a time."""
+    fleet, work = case.fleet, case.work
     config = f"{fleet.name} | {_describe(work)}"
+    goals = asdict(case.goals) if scenario == "homogeneous" else None
+    options = [] if case.timeout_s is None else ["--timeout-s", f"{case.timeout_s:g}"]
     runner.run(
         scenario,
         config,
         "phalanx",
         repeat,
-        lambda d: contenders.run_phalanx(work, fleet, d, [], suite.checkpoint_every),
+        lambda d: contenders.run_phalanx(work, fleet, d, [], suite.checkpoint_every, options),
+        goals,
     )
     runner.run(
         scenario,
@@ -95,11 +110,12 @@ def _fleet_runs(
         "ddp",
         repeat,
         lambda d: contenders.run_torchrun(work, fleet, d, [], suite.checkpoint_every, MAX_RESTARTS),
+        goals,
     )
     if with_ideal:
         solo = work.with_(steps=min(work.steps, SOLO_STEPS))
         runner.run(
-            scenario, config, "ideal", repeat, lambda d: contenders.run_ideal(solo, fleet, d)
+            scenario, config, "ideal", repeat, lambda d: contenders.run_ideal(solo, fleet, d), goals
         )
 
 
@@ -107,29 +123,28 @@ def _describe(work: Workload) -> str:
     params_m = parameter_count(work) / 1e6
     return (
         f"TinyGPT {params_m:.2f}M params (width {work.width}, {work.layers} layers, "
-        f"context {work.context}), B={work.batch}, {work.steps} steps"
+        f"{heads(work)} heads, context {work.context}), B={work.batch}, {work.steps} steps"
     )
 
 
 def run_suite(suite: Suite, work_dir: Path) -> list[Record]:
     runner = Runner(work_dir)
     fault_list = list(suite.faults)
-    main_fleet = suite.hetero[0]
+    main_fleet = suite.hetero[0] if suite.hetero else None
     for repeat in range(max(suite.repeats, suite.fault_repeats)):
         # Scenario 1 (and the fault-free rates of scenario 2) on every heterogeneous fleet.
         for fleet in suite.hetero:
             wanted = suite.repeats if fleet == main_fleet else suite.wide_repeats
             # The main fleet's fault-free runs are also scenario 2's baseline.
             if repeat < wanted or (fleet == main_fleet and repeat < suite.fault_repeats):
-                _fleet_runs(runner, "efficiency", fleet, suite.work, suite, repeat, True)
-        if repeat < suite.fault_repeats:
+                case = FleetCase(fleet, suite.work)
+                _fleet_runs(runner, "efficiency", case, suite, repeat, True)
+        if main_fleet is not None and repeat < suite.fault_repeats:
             _fault_runs(runner, suite, main_fleet, fault_list, repeat)
-        if suite.homogeneous and repeat < suite.repeats:
-            work = suite.work.with_(steps=24)  # no faults here: a shorter run is steady enough
-            ideal = suite.homogeneous_ideal
-            _fleet_runs(runner, "homogeneous", FLEET_EQUAL, work, suite, repeat, ideal)
-            if suite.comm_heavy and repeat == 0:
-                _fleet_runs(runner, "homogeneous", FLEET_EQUAL, COMM_HEAVY, suite, repeat, ideal)
+        for case in suite.homogeneous:
+            wanted = suite.repeats if case.repeats is None else min(case.repeats, suite.repeats)
+            if repeat < wanted:
+                _fleet_runs(runner, "homogeneous", case, suite, repeat, suite.homogeneous_ideal)
     for point in suite.sizes:
         runner.run("scaling", point.label, "phalanx", 0, lambda d, p=point: _scaling_run(p, d))
     return runner.records
