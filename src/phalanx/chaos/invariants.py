@@ -233,6 +233,10 @@ def check_run(
             verdict.violations.append(f"max |loss - reference| = {verdict.max_loss_diff:.3g}")
 
     # 4. No healthy replica quarantined: only after >= QUARANTINE_AFTER corruptions fired on it.
+    # Emulated defective chips say so when their worker starts (`defects` in worker_start).
+    defective = defective | {
+        e["replica"] for e in events if e.get("kind") == "worker_start" and e.get("defects")
+    }
     verdict.quarantined = sorted({e["replica"] for e in events if e.get("kind") == "quarantine"})
     for name in verdict.quarantined:
         corrupt = sum(1 for _, c in fired_by.get(name, []) if c in CORRUPTIONS)

@@ -219,6 +219,7 @@ class Trainer:
             speed=worker.speed if worker else None, restarted=bool(worker and worker.restarted),
             global_batch_size=self.global_batch_size, steps=self.steps,
             num_samples=self.num_samples, seed=self.seed,
+            defects=worker.defects if worker and worker.defects else None,
         )  # fmt: skip
         if worker is None:
             events.emit(
