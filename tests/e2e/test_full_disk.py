@@ -10,7 +10,6 @@ it mid-run (the run finishes, exit 0, exact).
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import re
@@ -22,6 +21,8 @@ from pathlib import Path
 import pytest
 
 from phalanx.errors import EXIT_DISK_FULL
+from tests.disk_helpers import fill as fill_disk
+from tests.disk_helpers import mounted_tmpfs
 from tests.fleet_helpers import (
     EXACT_ARGS,
     MLP,
@@ -73,34 +74,13 @@ def reference(tmp_path_factory):
 
 @pytest.fixture
 def disk(tmp_path):
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mount = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)],
-        capture_output=True,
-        text=True,
-    )
-    if mount.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mount.stderr.strip()}")
-    yield disk
-    if subprocess.run(["umount", str(disk)], capture_output=True).returncode != 0:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
+    with mounted_tmpfs(tmp_path / "disk", "4m") as disk:
+        yield disk
 
 
 def fill(disk: Path) -> Path:
-    """Write until the file system takes not one byte more; the filler's path."""
-    filler = disk / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o644)
-    try:
-        size = 1 << 16
-        while size:
-            try:
-                os.write(fd, b"\0" * size)
-            except OSError as err:
-                assert err.errno == errno.ENOSPC
-                size //= 2
-    finally:
-        os.close(fd)
+    """Fill the disk; nothing at all may be left."""
+    filler = fill_disk(disk)
     assert shutil.disk_usage(disk).free < 4096
     return filler
 

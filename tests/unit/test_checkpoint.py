@@ -3,7 +3,6 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ import torch
 
 from phalanx.runtime import checkpoint as ckpt
 from phalanx.runtime.state import FleetState, TrainState
+from tests.disk_helpers import mounted_tmpfs
 
 
 def _state(seed: int) -> TrainState:
@@ -303,23 +303,11 @@ def test_a_writer_killed_mid_save_leaves_nothing_a_load_picks_and_the_next_save_
     assert not dead.exists() and foreign.exists()
 
 
-def _tmpfs(path, size):
-    path.mkdir()
-    mount = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-        capture_output=True,
-        text=True,
-    )
-    if mount.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mount.stderr.strip()}")
-
-
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("mount") is None, reason="needs root")
 def test_a_really_full_disk(tmp_path):
     """The same, on a 2 MiB tmpfs that a real save fills (no monkeypatch)."""
-    disk = tmp_path / "disk"
-    _tmpfs(disk, "2m")
-    try:
+    # Loaded tensors are copies: no checkpoint file may stay mapped (and its space in use).
+    with mounted_tmpfs(tmp_path / "disk", "2m", must_unmount=True) as disk:
         torch.manual_seed(0)
         model = torch.nn.Linear(128, 256).double()  # 264 KB of weights, ~0.8 MB a checkpoint
         optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
@@ -335,12 +323,6 @@ def test_a_really_full_disk(tmp_path):
         assert "the disk is full" in str(err.value)
         assert sorted(p.name for p in (disk / "checkpoints").iterdir()) == sorted(saved)
         assert ckpt.load_newest(state, disk).step == len(saved)
-    finally:
-        busy = subprocess.run(["umount", str(disk)], capture_output=True).returncode != 0
-        if busy:
-            subprocess.run(["umount", "-l", str(disk)], check=False)
-    # Loaded tensors are copies: no checkpoint file stays mapped (and its space in use).
-    assert not busy
 
 
 def test_a_trainer_on_a_full_disk_warns_in_one_line_and_trains_on(tmp_path, monkeypatch, capsys):

@@ -28,6 +28,7 @@ from phalanx.observe import safe_write
 from phalanx.observe.events import EventLog, read_events
 from phalanx.observe.summary import SUMMARY_FILE, build_summary, write_summary
 from phalanx.runtime.worker_config import WorkerConfig
+from tests.disk_helpers import fill, mounted_tmpfs
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -68,35 +69,8 @@ class FullDiskOs:
 
 @pytest.fixture
 def tiny_disk(tmp_path):
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mount = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
-        capture_output=True,
-        text=True,
-    )
-    if mount.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mount.stderr.strip()}")
-    yield disk
-    if subprocess.run(["umount", str(disk)], capture_output=True).returncode != 0:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
-
-
-def fill(disk: Path) -> Path:
-    """Write until the file system takes not one byte more; the filler's path."""
-    filler = disk / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o644)
-    try:
-        size = 1 << 16
-        while size:
-            try:
-                os.write(fd, b"\0" * size)
-            except OSError as err:
-                assert err.errno == errno.ENOSPC
-                size //= 2
-    finally:
-        os.close(fd)
-    return filler
+    with mounted_tmpfs(tmp_path / "disk", "1m") as disk:
+        yield disk
 
 
 # ------------------------------------------------------------------ safe_write

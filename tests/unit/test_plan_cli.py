@@ -7,25 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import typer
 from typer.testing import CliRunner
 
 from phalanx.errors import UsageError
-from phalanx.plan.cli import register
-from phalanx.sim.cli import register as register_simulate
 
 ROOT = Path(__file__).resolve().parents[2]
 FLEET = ROOT / "examples" / "fleets" / "llama3_mixed_6500.toml"
 MODEL = ROOT / "examples" / "models" / "gpt_1b.toml"
-
-
-@pytest.fixture(scope="module")
-def app() -> typer.Typer:
-    a = typer.Typer()
-    register(a)
-    register_simulate(a)
-    return a
 
 
 def test_plan_writes_table_and_json(app: typer.Typer, tmp_path: Path) -> None:

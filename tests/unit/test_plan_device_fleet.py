@@ -11,11 +11,9 @@ from typer.testing import CliRunner
 from phalanx.devices.config import DeviceConfig, Qualification
 from phalanx.devices.fleet_file import save_fleet
 from phalanx.errors import UsageError
-from phalanx.plan.cli import register
 from phalanx.plan.device_classes import load_plan_fleet
 from phalanx.plan.model_profile import parse_model
 from phalanx.plan.planner import make_plan
-from phalanx.sim.cli import register as register_simulate
 
 GIB = 2**30
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,14 +71,6 @@ def test_identical_devices_form_one_class_and_failed_ones_are_left_out(tmp_path)
     (cls,) = fleet.spec.classes
     assert (cls.name, cls.count) == ("x0 +1", 2)
     assert fleet.left_out == ("bad",) and fleet.from_devices
-
-
-@pytest.fixture(scope="module")
-def app() -> typer.Typer:
-    a = typer.Typer()
-    register(a)
-    register_simulate(a)
-    return a
 
 
 def _plan(app: typer.Typer, tmp_path: Path, fleet: Path, *extra: str, model: dict | None = None):
