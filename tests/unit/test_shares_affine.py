@@ -86,3 +86,25 @@ def test_noisy_timings_of_equal_chips_do_not_random_walk_the_shares():
         shares = dict(zip(["r0", "r1"], new))
         seen.append(max(new) / max(1, min(new)))
     assert max(seen[20:]) <= 1.1  # within 10% of each other after warm-up
+
+
+def test_a_chip_that_slows_down_loses_share_at_once_despite_the_noise_band():
+    from phalanx.shares.affine import fit_cost, record_timing, relative_uncertainty
+    from phalanx.shares.apportion import choose_shares
+
+    names = ["r0", "r1", "r2"]
+    shares = {"r0": 16, "r1": 16, "r2": 16}
+    timings: dict[str, list[list[float]]] = {n: [] for n in names}
+    costs: dict[str, list[float]] = {}
+    for step in range(40):
+        for name in names:
+            per_sample = 0.004 if name == "r2" and step >= 20 else 0.001  # r2: 4x slower at 20
+            seconds = 0.010 + per_sample * shares[name]
+            timings[name] = record_timing(timings[name], shares[name], seconds)
+            costs[name] = list(fit_cost(timings[name], costs.get(name)))
+        noise = max(relative_uncertainty(timings[m], costs[m]) for m in names)
+        shares = dict(
+            zip(names, choose_shares(names, 48, {}, shares, costs=costs, uncertainty=noise))
+        )
+        if step == 26:
+            assert shares["r2"] <= 8, shares  # within a few steps of the slow-down

@@ -11,12 +11,19 @@ Everything here is pure and deterministic: replicas agree without talking.
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Sequence
 
 # Pairs of (samples, seconds) kept per chip.
 HISTORY = 16
+# Timings whose median says what the chip takes now (robust to one slow step).
+RECENT = 5
+# The relative noise of one timing assumed before there are many (a shared host's),
+# and how many timings that assumption is worth.
+PRIOR_NOISE = 0.10
+PRIOR_WEIGHT = 2
 # A fitted per-sample cost below this fraction of the plain t/n is noise (two
 # nearby sizes, one slow step), not a chip made of fixed cost: do not trust it.
 _MIN_SLOPE_FRACTION = 0.25
@@ -37,38 +44,74 @@ def fit_cost(history: list[list[float]], previous: Sequence[float] | None) -> tu
     points = [(n, t) for n, t in history if n > 0 and t > 0]
     if not points:
         raise ValueError("no timings")
-    recent_n, _ = points[-1]
-    recent_t = statistics.median(t for n, t in points[-4:] if n == recent_n)
-    plain_b = recent_t / recent_n
-    floor_b = _MIN_SLOPE_FRACTION * plain_b
+    recent_n = points[-1][0]
+    slope: float | None = None
     if len({n for n, _ in points}) >= 2:
         mean_n = statistics.fmean(n for n, _ in points)
         mean_t = statistics.fmean(t for _, t in points)
         var_n = sum((n - mean_n) ** 2 for n, _ in points)
         slope = sum((n - mean_n) * (t - mean_t) for n, t in points) / var_n
-        if slope >= floor_b:
-            # Anchor the line on what the chip does now, at its newest size.
-            fixed = min(max(0.0, mean_t - slope * mean_n), recent_t)
-            return fixed, max((recent_t - fixed) / recent_n, floor_b)
+    recent_t = _recent_time(points, recent_n, slope, previous)
+    plain_b = recent_t / recent_n
+    floor_b = _MIN_SLOPE_FRACTION * plain_b
+    if slope is not None and slope >= floor_b:
+        # Anchor the line on what the chip does now, at its newest size.
+        fixed = min(max(0.0, mean_t - slope * mean_n), recent_t)
+        return fixed, max((recent_t - fixed) / recent_n, floor_b)
     if previous is not None:
         fixed = min(float(previous[0]), recent_t)
         return fixed, max((recent_t - fixed) / recent_n, floor_b)
     return 0.0, plain_b
 
 
-def relative_uncertainty(history: list[list[float]], cost: Sequence[float]) -> float:
-    """How far off the fitted line's predictions may be: twice the standard error of the
-    mean of the chip's relative residuals (median-based, robust to one slow step).
+def _recent_time(
+    points: list[tuple[float, float]],
+    recent_n: float,
+    slope: float | None,
+    previous: Sequence[float] | None,
+) -> float:
+    """What the chip takes now for `recent_n` samples: the median of its last RECENT
+    timings, each moved to that size along the current line.
 
-    A share change that promises a gain below this is noise, not balance.
+    One measurement alone (the first after a share change) would let a single slow
+    step from a neighbouring process move the shares; a real change of speed wins
+    the median within a few steps.
+    """
+    if slope is None or slope <= 0:
+        slope = float(previous[1]) if previous is not None else None
+    recent = points[-RECENT:]
+    if slope is None:  # nothing known about the line yet: proportional
+        moved = [t * recent_n / n for n, t in recent]
+    else:
+        moved = [t + slope * (recent_n - n) for n, t in recent]
+    return max(statistics.median(moved), 1e-9)
+
+
+def relative_uncertainty(history: list[list[float]], cost: Sequence[float]) -> float:
+    """How far off the fitted line's predictions may be, relative: twice the standard
+    error of the median of the recent timings the prediction is anchored on.
+
+    The noise of one measurement comes from the differences between consecutive
+    measured/predicted ratios (their median absolute value, as a robust sigma): a
+    chip that really changed speed shows one large difference, which the median
+    ignores, so its shares still move at once. A share change that promises a gain
+    below this is noise, not balance.
     """
     points = [(n, t) for n, t in history if n > 0 and t > 0]
-    if len(points) < 2:
+    if not points:
         return 0.0
     fixed, per_sample = cost
-    residuals = sorted(abs(t - (fixed + per_sample * n)) / t for n, t in points)
-    spread = residuals[len(residuals) // 2] * 1.4826  # median absolute deviation -> sigma
-    return 2.0 * spread / math.sqrt(len(points))
+    ratios = [t / max(fixed + per_sample * n, 1e-12) for n, t in points]
+    steps = sorted(abs(b - a) for a, b in itertools.pairwise(ratios))
+    measured = steps[len(steps) // 2] * 1.4826 / math.sqrt(2) if steps else PRIOR_NOISE
+    # Few timings say little about the noise: lean on a prior until they are many (the
+    # first fits after a start would otherwise move shares on a lucky quiet pair); the
+    # prior only ever widens the band.
+    shrunk = (measured * len(steps) + PRIOR_NOISE * PRIOR_WEIGHT) / (len(steps) + PRIOR_WEIGHT)
+    # The prediction is anchored on the median of the last RECENT timings
+    # (`_recent_time`): its standard error is about 1.25 sigma / sqrt(RECENT).
+    anchored = min(len(points), RECENT)
+    return 2.0 * 1.25 * max(measured, shrunk) / math.sqrt(anchored)
 
 
 def equal_time_weights(
