@@ -282,3 +282,22 @@ def test_the_launcher_reads_a_workers_error_line_from_memory(said, tmp_path, mon
     assert slot.last_error_line() == "the final model could not be written. Fix: --resume"
     assert not (tmp_path / "logs" / "r0.log").exists()
     assert len(said) == 1 and "worker output not written" in said[0]
+
+
+def test_a_kind_relayed_from_a_worker_first_is_not_said_again_by_the_launcher(tmp_path):
+    said: list[str] = []
+    safe_write.reset()
+    safe_write.set_reporter(said.append)
+    try:
+        relayed = "warning: events not written to run/events.jsonl: the disk is full; ..."
+        assert safe_write.say_once(relayed, prefix="r0: ")
+
+        def full() -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        # The launcher's own write of the same kind fails later, its path spelt otherwise.
+        safe_write.write_or_warn("events", tmp_path / "events.jsonl", full, "x", "y")
+        assert said == ["r0: " + relayed]
+    finally:
+        safe_write.set_reporter(None)
+        safe_write.reset()

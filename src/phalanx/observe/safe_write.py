@@ -60,6 +60,9 @@ def _to_stderr(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
 
+_KIND = re.compile(r"warning: (.+?) not written to ")
+
+
 class _Warnings:
     """What this process has said already: each kind once, each exact line once."""
 
@@ -70,6 +73,10 @@ class _Warnings:
         self.reporter: Reporter = _to_stderr
 
     def say(self, line: str, kind: str | None = None, prefix: str = "") -> bool:
+        # A line relayed from a worker names its kind too ("warning: KIND not written to
+        # ..."): whichever process hits the full disk first, the user reads it once.
+        relayed = _KIND.match(line) if kind is None else None
+        kind = relayed.group(1) if relayed else kind
         with self.lock:
             if (kind is not None and kind in self.kinds) or line in self.lines:
                 return False
