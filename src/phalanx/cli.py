@@ -15,6 +15,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Help texts are plain: rich markup would eat TOML names such as [[class]] and
+    # [device.qualification].
+    rich_markup_mode=None,
 )
 
 

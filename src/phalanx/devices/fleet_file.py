@@ -12,13 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
 from phalanx.devices.config import DeviceConfig, Qualification
 from phalanx.devices.fleet_parse import Fleet, parse_fleet
 from phalanx.devices.toml_write import dumps
 from phalanx.errors import UsageError
 from phalanx.plan.loading import check_integer_range
+from phalanx.toml_compat import tomllib
 
 
 @dataclass(frozen=True)

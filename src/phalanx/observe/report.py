@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from phalanx.observe import plots
 from phalanx.observe import report_html as h
 from phalanx.observe.events import EVENTS_FILE, read_events
 from phalanx.observe.fleet_state import format_duration, format_energy
@@ -40,6 +39,10 @@ class Report:
 
 
 def render_report(run_dir: str | Path) -> Report:
+    # matplotlib is imported here, not at the top: every worker imports this module
+    # (the one-process run writes its report) and must not pay ~0.5 s to start.
+    from phalanx.observe import plots
+
     run_dir = Path(run_dir)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -192,6 +195,8 @@ def _device_energy(device: dict[str, Any], view: FleetView) -> float | None:
 
 
 def _telemetry_section(report: Report, series: RunSeries) -> str:
+    from phalanx.observe import plots  # lazily: see render_report
+
     png = plots.telemetry_plot(series)
     if png is None:
         body = h.paragraph(

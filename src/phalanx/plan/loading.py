@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
 from phalanx.errors import UsageError
+from phalanx.toml_compat import tomllib
 
 # TOML integers are 64-bit signed; Python's tomllib and json accept any size, and a
 # 400-digit integer overflows the first float() a parser does on it.
