@@ -88,6 +88,10 @@ def run_command(
         str | None,
         typer.Option(help="This host's IP that other hosts reach (default: route to lighthouse)."),
     ] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(help="32, bf16-mixed or fp16-mixed (overrides the script's Trainer)."),
+    ] = None,
     guard: Annotated[
         str | None, typer.Option(help="SDC guard: off, standard (default) or full (adds ABFT).")
     ] = None,
@@ -143,6 +147,10 @@ def run_command(
         )
     if guard is not None and guard not in ("off", "standard", "full"):
         raise UsageError("--guard", "unknown guard level", "use off, standard or full", guard)
+    if precision is not None and precision not in ("32", "bf16-mixed", "fp16-mixed"):
+        raise UsageError(
+            "--precision", "unknown precision", "use 32, bf16-mixed or fp16-mixed", precision
+        )
     tables: list[dict] = []
     if fleet is not None:
         if emulate or replicas:
@@ -182,6 +190,7 @@ def run_command(
         quiet=quiet,
         dashboard_port=dashboard,
         guard=guard,
+        precision=precision,
         device_tables=tables,
         max_shares=[c.max_share for c in parse_emulate_chips(emulate)] if emulate else [],
         rescreen_every_s=rescreen_every_s,

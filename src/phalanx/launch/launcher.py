@@ -67,6 +67,7 @@ class RunPlan:
     progress_every: int = 10
     dashboard_port: int | None = None  # None: no web dashboard; 0: the OS picks a port
     guard: str | None = None  # None: the script's Trainer(guard=...) decides
+    precision: str | None = None  # None: the script's Trainer(precision=...) decides
     rescreen_every_s: float | None = None  # periodic correctness probe on each device
     tariff_per_kwh: float | None = None  # for the cost estimate in summary.json
     subsidy_per_kwh: float | None = None
@@ -324,6 +325,7 @@ class Launcher:
                 fleet_size=len(plan.speeds),
                 checkpoint_every=plan.checkpoint_every,
                 guard=plan.guard,
+                precision=plan.precision,
                 defects=tables[index].get("defects"),
                 device_table=tables[index].get("device"),
                 rescreen_every_s=plan.rescreen_every_s,

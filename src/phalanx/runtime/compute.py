@@ -16,7 +16,7 @@ layers can depend on the samples rather than on the split.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -24,6 +24,7 @@ from torch.utils.data import Dataset, default_collate
 
 from phalanx.data.slicing import microbatches
 from phalanx.exact.keys import sample_keys
+from phalanx.runtime.precision import Precision
 
 LossFn = Callable[[torch.nn.Module, Any], torch.Tensor]
 
@@ -40,6 +41,7 @@ class Workload:
     max_microbatch: int | None
     device: torch.device
     seed: int
+    precision: Precision = field(default_factory=Precision)
 
 
 def move_to(batch: Any, device: torch.device) -> Any:
@@ -61,12 +63,14 @@ def slice_gradient(
     indices: Sequence[int],
     start_position: int,
     before_last_backward: Callable[[], None] | None = None,
+    loss_scale: float = 1.0,
 ) -> float:
     """Add the weighted gradient of `indices` (stream positions from `start_position`)
-    to `.grad`; return the weighted loss.
+    to `.grad`, multiplied by `loss_scale` (fp16-mixed); return the weighted loss.
 
     `before_last_backward` runs before the last micro-batch's backward (the
-    step engine arms its overlap hooks there).
+    step engine arms its overlap hooks there). The forward runs under the
+    workload's autocast; the backward outside it, as autocast asks.
     """
     weighted_loss = 0.0
     chunks = microbatches(list(indices), work.max_microbatch)
@@ -77,11 +81,14 @@ def slice_gradient(
         torch.manual_seed(work.seed * 1_000_003 + position)
         batch = move_to(default_collate([work.dataset[i] for i in chunk]), work.device)
         with sample_keys(work.seed, position, len(chunk), work.device):
-            loss = work.loss_fn(work.model, batch)
+            with work.precision.autocast(work.device):
+                loss = work.loss_fn(work.model, batch)
             weight = len(chunk) / work.global_batch_size
             if number == len(chunks) - 1 and before_last_backward is not None:
                 before_last_backward()
-            (loss * weight).backward()
+            if loss.element_size() < 4:  # a half-precision loss: scale it in float32
+                loss = loss.float()
+            (loss * (weight * loss_scale)).backward()
         weighted_loss += float(loss.detach()) * weight
         position += len(chunk)
     return weighted_loss

@@ -30,6 +30,7 @@ from phalanx.runtime.fleet_watch import FleetWatch
 from phalanx.runtime.grad_buffer import GradBuffer
 from phalanx.runtime.hooks import CheckpointHook, DeviceHook, GuardHook, StepLogHook
 from phalanx.runtime.model_buffers import ModelBuffers
+from phalanx.runtime.precision import Precision
 from phalanx.runtime.reduction import Reduction
 from phalanx.runtime.setup import find_trained_buffers, make_layers_exact
 from phalanx.runtime.state import TrainState
@@ -58,6 +59,7 @@ class RunSettings:
     exact: bool
     checkpoint_every: int | None
     keep_checkpoints: int
+    precision: str = "32"
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ def build_context(
     params = trainable_parameters(user.model)
     work = Workload(
         user.model, user.loss_fn, user.dataset, user.num_samples, run.global_batch_size,
-        run.max_microbatch, run.device, run.seed,
+        run.max_microbatch, run.device, run.seed, Precision(run.precision),
     )  # fmt: skip
     fleet_info = worker.fleet if worker else {}
     shares = SharePolicy(

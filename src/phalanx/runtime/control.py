@@ -16,6 +16,7 @@ Fields (per participant unless marked):
 - slice_norm: the vetoed slice's normalised gradient norm (evidence);
 - rerun: 1 = its rerun of the slice it vetoed reproduced it, 2 = differed;
 - peer_verdict: 1 = a peer recomputed that slice and agreed, 2 = disagreed;
+- overflow: 1 = the loss-scaled gradient overflowed (fp16-mixed: halve the scale);
 - fingerprint: the parameters' integer fingerprint, in 16-bit chunks;
 - buffers (global): model buffers (running statistics), weighted by share.
 """
@@ -26,7 +27,9 @@ from dataclasses import dataclass
 
 import torch
 
-PER_PARTICIPANT = ("veto", "throughput_sps", "heat", "slice_norm", "rerun", "peer_verdict")
+PER_PARTICIPANT = (
+    "veto", "throughput_sps", "heat", "slice_norm", "rerun", "peer_verdict", "overflow",
+)  # fmt: skip
 # rerun / peer_verdict codes
 NOT_CHECKED, AGREES, DIFFERS = 0, 1, 2
 

@@ -29,6 +29,9 @@ class FleetState:
     derates: dict[str, float] = field(default_factory=dict)  # thermal guard cuts (< 1 only)
     # Norms of the last committed global gradients: the guard's one reference for every slice.
     grad_norms: list[float] = field(default_factory=list)
+    # fp16-mixed: the fleet's loss scale (None: not started yet) and steps since it changed.
+    loss_scale: float | None = None
+    scale_good_steps: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -40,6 +43,8 @@ class FleetState:
             "costs": self.costs,
             "derates": self.derates,
             "grad_norms": self.grad_norms,
+            "loss_scale": self.loss_scale,
+            "scale_good_steps": self.scale_good_steps,
         }
 
     @classmethod
@@ -55,6 +60,8 @@ class FleetState:
             costs={k: [float(x) for x in v] for k, v in data.get("costs", {}).items()},
             derates={k: float(v) for k, v in data.get("derates", {}).items()},
             grad_norms=[float(v) for v in data.get("grad_norms", [])],
+            loss_scale=None if data.get("loss_scale") is None else float(data["loss_scale"]),
+            scale_good_steps=int(data.get("scale_good_steps", 0)),
         )
 
 

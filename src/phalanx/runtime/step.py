@@ -49,6 +49,13 @@ from phalanx.runtime.control import AGREES, DIFFERS, NOT_CHECKED, Control, Contr
 from phalanx.runtime.fleet_watch import FleetWatch
 from phalanx.runtime.grad_buffer import GradBuffer
 from phalanx.runtime.model_buffers import ModelBuffers
+from phalanx.runtime.precision import (
+    MAX_OVERFLOW_RETRIES,
+    MIN_SCALE,
+    after_good_step,
+    after_overflow,
+    initial_scale,
+)
 from phalanx.runtime.reduction import Reduction
 from phalanx.runtime.state import TrainState
 from phalanx.runtime.sync import Sync
@@ -145,7 +152,9 @@ class RoundResult:
     diverged_self: bool = False
     tie: bool = False
     all_excluded: bool = False
-    global_norm: float = math.nan
+    global_norm: float = math.nan  # of the summed gradient, unscaled
+    loss_scale: float = 1.0  # fp16-mixed: the scale this round's gradients carry
+    overflows: int = 0  # fp16-mixed: attempts recomputed at a halved scale
     compute_s: float = 0.0
     allreduce_s: float = 0.0
     guard_s: float = 0.0
@@ -266,7 +275,8 @@ def run_round(ctx: StepContext, members: list[str], step: int) -> RoundResult:
     excluded: set[str] = set()
     pending: list[Vetoed] = []
     waive_allowance = False  # every slice vetoed and finite: a data-wide spike, accept it
-    for attempt in range(len(members) + 2):  # the last passes find nobody left
+    result.loss_scale = fleet.loss_scale or initial_scale(work.precision)
+    for attempt in range(len(members) + 2 + MAX_OVERFLOW_RETRIES):  # last ones: nobody left
         active = [m for m in members if m not in excluded]
         if not active:
             result.reason = "every participant was excluded"
@@ -278,19 +288,25 @@ def run_round(ctx: StepContext, members: list[str], step: int) -> RoundResult:
         ctx.reduction.start()
         control.clear()
         # While the others compute, the evidence on the last attempt's vetoes.
-        result.guard_s += _gather_evidence(ctx, control, members, active, pending, slot)
+        result.guard_s += _gather_evidence(
+            ctx, control, members, active, pending, slot, result.loss_scale
+        )
         ctx.model_buffers.restore()
         # 3-4: slice and compute (the first buckets' sums leave during the last backward).
         share = shares[active.index(ctx.name)] if ctx.name in active else 0
         verdict = SliceVerdict(False, 0.0)
-        compute_s, loss = 0.0, 0.0
+        compute_s, loss, overflow = 0.0, 0.0, False
         if share:
             start, end = ranges[active.index(ctx.name)]
             overlap = ctx.overlap and not ctx.injector.gradient_fault_due(step)
-            loss, compute_s = _compute(ctx, start, end, overlap)
+            loss, compute_s = _compute(ctx, start, end, overlap, result.loss_scale)
             ctx.injector.corrupt_gradient(step, ctx.params)
             guard_t0 = time.perf_counter()
-            verdict = _check(ctx, share, waive_allowance, ctx.reduction.measure_rest())
+            norm = ctx.reduction.measure_rest() / result.loss_scale
+            overflow = _overflowed(ctx, norm, result.loss_scale)
+            verdict = (
+                SliceVerdict(False, 0.0) if overflow else _check(ctx, share, waive_allowance, norm)
+            )
             result.guard_s += time.perf_counter() - guard_t0
         else:
             with ctx.layer_stats.phantom():
@@ -302,6 +318,7 @@ def run_round(ctx: StepContext, members: list[str], step: int) -> RoundResult:
         control.put("slice_norm", slot, verdict.norm if verdict.vetoed else 0.0)
         control.put("throughput_sps", slot, -throughput if warming else throughput)
         control.put("heat", slot, ctx.heat)
+        control.put("overflow", slot, 1.0 if overflow else 0.0)
         if fingerprint is not None and attempt == 0:
             control.put_fingerprint(slot, fingerprint)
         first_computing = next(m for m, n in zip(active, shares) if n > 0)
@@ -312,7 +329,7 @@ def run_round(ctx: StepContext, members: list[str], step: int) -> RoundResult:
         reduce_t0 = time.perf_counter()
         ctx.reduction.launch_rest()
         ctx.injector.at("allreduce", step)
-        result.global_norm = ctx.reduction.wait()
+        result.global_norm = ctx.reduction.wait() / result.loss_scale
         result.allreduce_s += time.perf_counter() - reduce_t0
         result.compute_s += compute_s
         if ctx.sync.errored():
@@ -321,6 +338,12 @@ def run_round(ctx: StepContext, members: list[str], step: int) -> RoundResult:
         # 6: guard.
         _attribute(control, members, pending, step, result)
         pending = []
+        if any(v > 0.5 for v in control.read("overflow")):
+            # fp16-mixed: someone's scaled gradient overflowed. Everyone read the same
+            # flags: halve the scale and recompute the same samples at once.
+            result.loss_scale = after_overflow(result.loss_scale)
+            result.overflows += 1
+            continue
         diverged: set[str] = set()
         if fingerprint is not None and attempt == 0:
             held = dict(zip(members, control.fingerprints()))
@@ -369,7 +392,9 @@ def run_round(ctx: StepContext, members: list[str], step: int) -> RoundResult:
     return result
 
 
-def _compute(ctx: StepContext, start: int, end: int, overlap: bool) -> tuple[float, float]:
+def _compute(
+    ctx: StepContext, start: int, end: int, overlap: bool, loss_scale: float
+) -> tuple[float, float]:
     """Forward/backward of stream positions [start, end); (weighted loss, seconds)."""
     work = ctx.work
     indices = sample_indices(start, end, work.seed, work.num_samples)
@@ -377,8 +402,14 @@ def _compute(ctx: StepContext, start: int, end: int, overlap: bool) -> tuple[flo
         ctx.guard.abft.reset()
     ctx.pacer.begin()
     with ctx.layer_stats.live():
-        loss = slice_gradient(work, indices, start, ctx.reduction.arm if overlap else None)
+        arm = ctx.reduction.arm if overlap else None
+        loss = slice_gradient(work, indices, start, arm, loss_scale)
     return loss, ctx.pacer.end()
+
+
+def _overflowed(ctx: StepContext, norm: float, loss_scale: float) -> bool:
+    """fp16-mixed: a non-finite scaled gradient is the scale's fault while it can shrink."""
+    return ctx.work.precision.scaled and not math.isfinite(norm) and loss_scale > MIN_SCALE
 
 
 def _check(ctx: StepContext, share: int, waive_allowance: bool, norm: float) -> SliceVerdict:
@@ -390,7 +421,7 @@ def _check(ctx: StepContext, share: int, waive_allowance: bool, norm: float) -> 
     return slice_check.judge(norm, share, ctx.work.global_batch_size, history, abft)
 
 
-def _recompute_verdict(ctx: StepContext, vetoed: Vetoed) -> SliceVerdict:
+def _recompute_verdict(ctx: StepContext, vetoed: Vetoed, loss_scale: float) -> SliceVerdict:
     """Recompute a slice vetoed in the last attempt (own rerun or a peer's check), then clear."""
     if ctx.guard.abft is not None:
         ctx.guard.abft.reset()
@@ -398,9 +429,9 @@ def _recompute_verdict(ctx: StepContext, vetoed: Vetoed) -> SliceVerdict:
     indices = sample_indices(vetoed.start, vetoed.end, work.seed, work.num_samples)
     ctx.pacer.begin()
     with ctx.layer_stats.replay():
-        slice_gradient(work, indices, vetoed.start)
+        slice_gradient(work, indices, vetoed.start, loss_scale=loss_scale)
     ctx.pacer.end()
-    norm = math.sqrt(ctx.buffer.norm_sq())
+    norm = math.sqrt(ctx.buffer.norm_sq()) / loss_scale
     verdict = _check(ctx, vetoed.end - vetoed.start, False, norm)
     ctx.buffer.zero_grads()
     ctx.model_buffers.restore()
@@ -414,18 +445,19 @@ def _gather_evidence(
     active: list[str],
     pending: list[Vetoed],
     slot: int,
+    loss_scale: float,
 ) -> float:
     """Rerun our own vetoed slice, or recompute a peer's as its verifier; seconds spent."""
     started = time.perf_counter()
     for number, vetoed in enumerate(pending):
         verifier = active[number % len(active)]
         if vetoed.replica == ctx.name and vetoed.own is not None:
-            again = _recompute_verdict(ctx, vetoed)
+            again = _recompute_verdict(ctx, vetoed, loss_scale)
             same = slice_check.reproduces(vetoed.own, again)
             control.put("rerun", slot, AGREES if same else DIFFERS)
         elif verifier == ctx.name:
             theirs = SliceVerdict(True, vetoed.norm)
-            mine = _recompute_verdict(ctx, vetoed)
+            mine = _recompute_verdict(ctx, vetoed, loss_scale)
             same = slice_check.reproduces(theirs, mine)
             control.put("peer_verdict", members.index(vetoed.replica), AGREES if same else DIFFERS)
     return time.perf_counter() - started
@@ -489,11 +521,13 @@ def sound(ctx: StepContext, result: RoundResult) -> tuple[bool, str]:
 def apply(ctx: StepContext, result: RoundResult, step: int) -> None:
     """Apply the committed step: identical inputs on every replica, identical outcome."""
     state = ctx.state
+    factor = 1.0 / result.loss_scale  # fp16-mixed: the gradients carry the loss scale
     if ctx.clip_grad_norm is not None and result.global_norm > ctx.clip_grad_norm:
-        # The summed gradient is identical everywhere, so is its norm: scale as torch does.
-        scale = ctx.clip_grad_norm / (result.global_norm + 1e-6)
+        # The summed gradient is identical everywhere, so is its norm: clip as torch does.
+        factor *= ctx.clip_grad_norm / (result.global_norm + 1e-6)
+    if factor != 1.0:
         for bucket in ctx.buffer.buckets:
-            bucket.grads.mul_(scale)
+            bucket.grads.mul_(factor)
     ctx.model_buffers.apply()
     state.optimizer.step()
     if state.scheduler is not None:
@@ -501,6 +535,9 @@ def apply(ctx: StepContext, result: RoundResult, step: int) -> None:
     fleet = state.fleet
     learn_from_step(fleet, result.active, result.shares, result.throughputs_sps, result.heats)
     fleet.grad_norms = slice_check.remember_global_norm(fleet.grad_norms, result.global_norm)
+    if ctx.work.precision.scaled:
+        good = 0 if result.overflows else fleet.scale_good_steps
+        fleet.loss_scale, fleet.scale_good_steps = after_good_step(result.loss_scale, good)
     fleet.step = step + 1
     ctx.steps_computed += 1
 

@@ -31,6 +31,7 @@ from phalanx.runtime.context import RunSettings, UserParts, build_context
 from phalanx.runtime.error_line import say_error
 from phalanx.runtime.fleet_watch import COMPLETE_MARKER
 from phalanx.runtime.hooks import LeaveFleet
+from phalanx.runtime.precision import PRECISIONS
 from phalanx.runtime.profile_mode import ProfileRequest, run_profile
 from phalanx.runtime.setup import start_barrier
 from phalanx.runtime.state import TrainState
@@ -71,6 +72,7 @@ class Trainer:
         guard: str = "standard",
         quarantine_after: int = 3,
         exact: bool = True,
+        precision: str = "32",
     ) -> None:
         excepthook.install()
         self.global_batch_size = validate.positive_int(
@@ -93,6 +95,7 @@ class Trainer:
             )  # fmt: skip
         self.num_samples = validate.check_dataset(dataset)
         validate.one_of("guard", guard, GUARD_LEVELS)
+        self.precision = validate.one_of("precision", precision, PRECISIONS)
         self.guard = guard
         self.quarantine_after = validate.positive_int(
             "quarantine_after", quarantine_after, "quarantine a replica after this many offences"
@@ -111,6 +114,8 @@ class Trainer:
                 self.keep_checkpoints = self.worker.keep_checkpoints
             if self.worker.guard is not None:
                 self.guard = self.worker.guard
+            if self.worker.precision is not None:
+                self.precision = self.worker.precision
         self.out_dir = Path(self.worker.out_dir if self.worker else out_dir)
         self.name = self.worker.replica if self.worker else "local"
         self.device = torch.device(self.worker.device if self.worker else _default_device(model))
@@ -164,6 +169,7 @@ class Trainer:
             global_batch_size=self.global_batch_size, steps=self.steps, seed=self.seed,
             max_microbatch=self.max_microbatch, clip_grad_norm=self.clip_grad_norm,
             guard=self.guard, quarantine_after=self.quarantine_after, exact=self.exact,
+            precision=self.precision,
             checkpoint_every=self.checkpoint_every, keep_checkpoints=self.keep_checkpoints,
         )  # fmt: skip
 

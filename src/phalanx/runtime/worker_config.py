@@ -38,6 +38,7 @@ class WorkerConfig:
     checkpoint_every: int | None = None
     keep_checkpoints: int | None = None
     guard: str | None = None  # overrides the script's Trainer(guard=...)
+    precision: str | None = None  # overrides the script's Trainer(precision=...)
     defects: dict[str, Any] | None = None  # emulated chip defects (from fleet.toml)
     device_table: dict[str, Any] | None = None  # this replica's [[device]] table
     rescreen_every_s: float | None = None  # periodic correctness probe; None: off
