@@ -14,6 +14,7 @@ from phalanx.energy.operating_points import OBJECTIVES
 from phalanx.errors import EXIT_DISK_FULL, UsageError
 from phalanx.faults.spec import parse_faults
 from phalanx.launch.energy_setup import EnergySettings
+from phalanx.launch.run_config import load_run_config, script_and_args
 
 if TYPE_CHECKING:
     from phalanx.launch.launcher import RunPlan
@@ -40,6 +41,15 @@ def _fleet_speeds(emulate: str | None, replicas: int | None) -> list[float | Non
 def run_command(
     ctx: typer.Context,
     script: Annotated[Path, typer.Argument(help="Your training script (uses phalanx.Trainer).")],
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            is_eager=True,
+            callback=load_run_config,
+            help="A TOML file with any of these flags (flags given here override it).",
+        ),
+    ] = None,
     out: Annotated[
         Path, typer.Option("--out", help="Run directory (overrides the script's out_dir).")
     ] = Path("runs/phalanx"),
@@ -138,6 +148,7 @@ def run_command(
     """Train SCRIPT on a fleet. Arguments after the options go to the script."""
     from phalanx.launch.launcher import RunPlan
 
+    script, arguments = script_and_args(ctx, script)
     if rescreen_every_s is not None and (rescreen_every_s <= 0 or fleet is None):
         raise UsageError(
             "--rescreen-every-s",
@@ -181,7 +192,7 @@ def run_command(
         script=script,
         out_dir=out,
         speeds=speeds,
-        script_args=list(ctx.args),
+        script_args=arguments,
         faults=parse_faults(fault or [], len(speeds)),
         resume=resume,
         timeout_s=timeout_s,
