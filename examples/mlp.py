@@ -48,6 +48,11 @@ def main() -> None:
         default="normal",
         help="cauchy: heavy-tailed inputs, so a few samples' gradients are huge",
     )
+    parser.add_argument(
+        "--replica-copy",
+        action="store_true",
+        help="also save this process's final model as replica-<pid>.safetensors (to compare)",
+    )
     args = parser.parse_args()
 
     dtype = getattr(torch, args.dtype)
@@ -76,6 +81,12 @@ def main() -> None:
         checkpoint_every=args.checkpoint_every or None,  # 0: off
     )
     summary = trainer.fit()
+    if args.replica_copy:
+        import os
+
+        from safetensors.torch import save_model
+
+        save_model(model, str(trainer.out_dir / f"replica-{os.getpid()}.safetensors"))
     print(f"final loss {summary['final_loss']:.4f} after {summary['steps']} steps")
 
 

@@ -38,7 +38,7 @@ def _served(state: TrainState) -> dict:
 
 def test_a_replicas_whole_state_heals_over_http():
     source = _state(0)
-    sender = StreamingStateTransport("127.0.0.1", TIMEOUT)
+    sender = StreamingStateTransport("127.0.0.1", timedelta(seconds=1))
     receiver = StreamingStateTransport("127.0.0.1", TIMEOUT)
     try:
         sender.send_checkpoint([1], step=5, state_dict=_served(source), timeout=TIMEOUT)
@@ -99,3 +99,25 @@ def test_closing_the_window_waits_for_a_transfer_in_progress():
         assert not sender._window.enter(1)  # and nothing is served after
     finally:
         sender.shutdown()
+
+
+def test_a_request_that_arrives_before_the_state_is_staged_waits_for_it():
+    # The healing peer learns of the quorum as early as the source, whose quorum thread
+    # still has to stage the state: the request must wait, not be refused.
+    sender = StreamingStateTransport("127.0.0.1", TIMEOUT)
+    receiver = StreamingStateTransport("127.0.0.1", TIMEOUT)
+    fetched: dict = {}
+    try:
+        fetch = threading.Thread(
+            target=lambda: fetched.update(
+                state=receiver.recv_checkpoint(0, sender.metadata(), step=3, timeout=TIMEOUT)
+            )
+        )
+        fetch.start()
+        fetch.join(timeout=0.3)  # it is waiting for the window
+        sender.send_checkpoint([1], step=3, state_dict={"w": torch.ones(4)}, timeout=TIMEOUT)
+        fetch.join(timeout=10)
+        assert torch.equal(fetched["state"]["w"], torch.ones(4))
+    finally:
+        sender.shutdown()
+        receiver.shutdown()

@@ -4,7 +4,9 @@ Grammar: comma-separated items `SPEED[xCOUNT][:KEY=VALUE]...`. Options apply to
 every chip of the item:
 
 - `max_share=N`: never give this chip more than N samples of a step (a chip
-  shared with other work, or known to hold no more).
+  shared with other work, or known to hold no more);
+- `kind=NAME`: the chip is of another kind (vendor): its optimizer kernels round
+  differently (emulate/other_kind.py), as a CPU beside a GPU or two vendors do.
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ class EmulatedChip:
     options: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def kind(self) -> str | None:
+        value = self.options.get("kind")
+        return None if value is None else str(value)
+
+    @property
     def max_share(self) -> int | None:
         value = self.options.get("max_share")
         return None if value is None else int(value)
@@ -39,7 +46,13 @@ def _positive_int(key: str, raw: str, spec: str) -> int:
     return value
 
 
-_OPTIONS = {"max_share": _positive_int}
+def _kind_name(key: str, raw: str, spec: str) -> str:
+    if not raw.isidentifier():
+        raise UsageError(f"--emulate: {key}", "must be a name (letters, digits, _)", FIX, spec)
+    return raw
+
+
+_OPTIONS = {"max_share": _positive_int, "kind": _kind_name}
 
 
 def _options(item: str, texts: list[str], spec: str) -> dict[str, Any]:

@@ -76,6 +76,8 @@ class RunPlan:
     device_tables: list[dict] = field(default_factory=list)
     # Per replica: the most samples of a step it may get (`--emulate ...:max_share=N`).
     max_shares: list[int | None] = field(default_factory=list)
+    # Per replica: its kind when emulated as another vendor's (`--emulate ...:kind=b`).
+    kinds: list[str | None] = field(default_factory=list)
     # --objective / --power-budget-w (None: every device at full power).
     energy: EnergySettings | None = None
     power_limits_w: list[float | None] = field(default_factory=list)  # per replica, set by it
@@ -223,7 +225,10 @@ class Launcher:
             lighthouse=lighthouse_address,
             resume=plan.resume,
             replicas={
-                s.name: {"speed": s.config.speed, "kind": "emulated" if s.config.speed else "cpu"}
+                s.name: {
+                    "speed": s.config.speed,
+                    "kind": s.config.fleet[s.name]["kind"] if s.config.speed else "cpu",
+                }
                 for s in slots
             },
             steps=None,
@@ -295,6 +300,7 @@ class Launcher:
         )
         tables = plan.device_tables or [{} for _ in plan.names]
         max_shares = plan.max_shares or [None for _ in plan.names]
+        kinds = plan.kinds or [None for _ in plan.names]
         fleet = {
             # Profiled throughput is in real time; emulated chips run in dilated time.
             name: {
@@ -305,8 +311,10 @@ class Launcher:
                 else None,
                 "max_share": max_share,
                 "device": table.get("id"),
+                # What rounds alike: parameter fingerprints are compared within a kind.
+                "kind": kind or _device_kind(table),
             }
-            for name, table, max_share in zip(plan.names, tables, max_shares)
+            for name, table, max_share, kind in zip(plan.names, tables, max_shares, kinds)
         }
         slots = []
         for index, (name, speed) in enumerate(zip(plan.names, plan.speeds)):
@@ -331,6 +339,7 @@ class Launcher:
                 rescreen_every_s=plan.rescreen_every_s,
                 power_limit_w=limits[index],
                 thermal_guard=plan.thermal_guard,
+                emulated_kind=kinds[index],
             )
             slots.append(
                 WorkerSlot(
@@ -463,3 +472,9 @@ class Launcher:
         slot.restart_at = now + delay_s
         self.events.emit("restart_scheduled", replica=slot.name, after_s=delay_s)
         return None
+
+
+def _device_kind(table: dict) -> str:
+    """A replica's kind from its fleet-file table (emulated chips: "emulated")."""
+    device = table.get("device") or {}
+    return str(device.get("kind") or "emulated")

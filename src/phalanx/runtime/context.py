@@ -118,6 +118,9 @@ def build_context(
         sync=sync, shares=shares, injector=injector, pacer=ComputePacer(None), guard=guard,
         steps=run.steps, clip_grad_norm=run.clip_grad_norm,
     )  # fmt: skip
+    if worker is not None:
+        ctx.kinds = {name: str(info.get("kind") or "") for name, info in worker.fleet.items()}
+        ctx.emulated_kind = worker.emulated_kind
     if layer_stats is not None:
         ctx.layer_stats = layer_stats
         ctx.overlap = False  # its collectives inside backward must keep one order everywhere

@@ -17,6 +17,8 @@ Fields (per participant unless marked):
 - rerun: 1 = its rerun of the slice it vetoed reproduced it, 2 = differed;
 - peer_verdict: 1 = a peer recomputed that slice and agreed, 2 = disagreed;
 - overflow: 1 = the loss-scaled gradient overflowed (fp16-mixed: halve the scale);
+- coarse_sum, coarse_abs: the parameters' L1 and L2 norms, compared
+  across replicas of different kinds (guard/kinds.py);
 - fingerprint: the parameters' integer fingerprint, in 16-bit chunks;
 - buffers (global): model buffers (running statistics), weighted by share.
 """
@@ -29,6 +31,7 @@ import torch
 
 PER_PARTICIPANT = (
     "veto", "throughput_sps", "heat", "slice_norm", "rerun", "peer_verdict", "overflow",
+    "coarse_sum", "coarse_abs",
 )  # fmt: skip
 # rerun / peer_verdict codes
 NOT_CHECKED, AGREES, DIFFERS = 0, 1, 2

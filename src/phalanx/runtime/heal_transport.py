@@ -138,7 +138,13 @@ def read_state(stream: Reader) -> Any:
 
 # ------------------------------------------------------------ the transport
 class _ServingWindow:
-    """Requests are served only between `open(step)` and `close()`; close waits for them."""
+    """Requests are served only between `open(step)` and `close()`; close waits for them.
+
+    A request may arrive before the window opens: the healing peer learns of the
+    quorum at the same moment as this replica, whose quorum thread then still has to
+    stage the state. It waits for the window (as torchft's transport does), up to the
+    transport's timeout.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Condition()
@@ -148,15 +154,16 @@ class _ServingWindow:
     def open(self, step: int) -> None:
         with self._lock:
             self._step = step
+            self._lock.notify_all()
 
     def close(self) -> None:
         with self._lock:
             self._step = None
             self._lock.wait_for(lambda: self._readers == 0)
 
-    def enter(self, step: int) -> bool:
+    def enter(self, step: int, wait_s: float = 0.0) -> bool:
         with self._lock:
-            if self._step != step:
+            if not self._lock.wait_for(lambda: self._step == step, timeout=wait_s):
                 return False
             self._readers += 1
             return True
@@ -193,7 +200,7 @@ class StreamingStateTransport(CheckpointTransport[Any]):
                 if len(parts) != 2 or parts[0] != "checkpoint" or not parts[1].isdigit():
                     self.send_error(400, "expected /checkpoint/STEP")
                     return
-                if not transport._window.enter(int(parts[1])):
+                if not transport._window.enter(int(parts[1]), transport._timeout.total_seconds()):
                     self.send_error(409, "that step is not being served now")
                     return
                 try:

@@ -52,6 +52,8 @@ class GuardHook:
             ctx.events.emit("sdc", observer=ctx.name, step=report.step, **detection)
         if result.tie:
             self._restore_after_tie(report.step)
+        if result.resync and ctx.name == report.members[0]:
+            ctx.events.emit("resync", replica=ctx.name, step=report.step, replicas=result.resync)
         if self.ledger.record(report.step, result.at_fault) and self.in_fleet:
             raise LeaveFleet(
                 EXIT_QUARANTINED,

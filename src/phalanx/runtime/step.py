@@ -37,11 +37,13 @@ from typing import Any, Protocol
 import torch
 
 from phalanx.data.slicing import participant_ranges, sample_indices
+from phalanx.emulate.other_kind import round_differently
 from phalanx.emulate.pacer import ComputePacer
 from phalanx.faults.injector import FaultInjector
 from phalanx.guard import slice_check
 from phalanx.guard.abft import AbftMonitor
-from phalanx.guard.fingerprint import WIDTH, fingerprint_chunks, majority
+from phalanx.guard.fingerprint import WIDTH, fingerprint_chunks
+from phalanx.guard.kinds import check_replicas
 from phalanx.guard.slice_check import SliceVerdict
 from phalanx.observe.events import EventLog
 from phalanx.runtime.compute import Workload, slice_gradient
@@ -122,6 +124,8 @@ class StepContext:
     steps_computed: int = 0  # by this process: its first ones are warm-up
     heat: float = 0.0  # this replica's thermal cut (1 - derate), published in the buffer
     members: list[str] = field(default_factory=list)  # the last quorum's
+    kinds: dict[str, str] = field(default_factory=dict)  # replica -> kind (what rounds alike)
+    emulated_kind: str | None = None  # this emulated chip rounds like another vendor's
 
 
 @dataclass
@@ -150,6 +154,8 @@ class RoundResult:
     detections: list[dict[str, Any]] = field(default_factory=list)
     at_fault: dict[str, str] = field(default_factory=dict)  # replica -> why (offences)
     diverged_self: bool = False
+    resync_self: bool = False  # of another kind: re-synchronise from the largest kind now
+    resync: list[str] = field(default_factory=list)
     tie: bool = False
     all_excluded: bool = False
     global_norm: float = math.nan  # of the summed gradient, unscaled
@@ -270,6 +276,8 @@ def run_round(ctx: StepContext, members: list[str], step: int) -> RoundResult:
     # The replicated state: parameters and the synchronised buffers (running statistics).
     replicated = [*ctx.params, *ctx.model_buffers.buffers]
     fingerprint = fingerprint_chunks(replicated) if ctx.guard.fingerprints else None
+    kinds = {m: ctx.kinds.get(m, "") for m in members}
+    coarse = _coarse_summary(ctx.params) if fingerprint and len(set(kinds.values())) > 1 else None
     result.guard_s += time.perf_counter() - started
     ctx.model_buffers.snapshot()
     excluded: set[str] = set()
@@ -321,6 +329,9 @@ def run_round(ctx: StepContext, members: list[str], step: int) -> RoundResult:
         control.put("overflow", slot, 1.0 if overflow else 0.0)
         if fingerprint is not None and attempt == 0:
             control.put_fingerprint(slot, fingerprint)
+            if coarse is not None:
+                control.put("coarse_sum", slot, coarse[0])
+                control.put("coarse_abs", slot, coarse[1])
         first_computing = next(m for m, n in zip(active, shares) if n > 0)
         ctx.model_buffers.pack(
             control.buffers_view(), share / work.global_batch_size, ctx.name == first_computing
@@ -346,20 +357,26 @@ def run_round(ctx: StepContext, members: list[str], step: int) -> RoundResult:
             continue
         diverged: set[str] = set()
         if fingerprint is not None and attempt == 0:
-            held = dict(zip(members, control.fingerprints()))
-            value, odd = majority(held)
-            if value is None and len(held) > 1:
+            summaries = dict(
+                zip(members, zip(control.read("coarse_sum"), control.read("coarse_abs")))
+            )
+            check = check_replicas(
+                dict(zip(members, control.fingerprints())), summaries, kinds, step
+            )
+            if check.tie:
                 result.tie = True
                 result.reason = "parameter fingerprints disagree and no majority exists"
-                result.detections.append({"check": "fingerprint_tie", "replicas": sorted(held)})
+                result.detections.append({"check": "fingerprint_tie", "replicas": sorted(members)})
                 return result
-            diverged = set(odd)
+            diverged = set(check.diverged)
             for member in sorted(diverged):
                 result.detections.append(
                     {"check": "fingerprint_mismatch", "replica": member, "attribution": "chip"}
                 )
-                result.at_fault[member] = "its parameters differ from the majority's"
+                result.at_fault[member] = check.diverged[member]
             result.diverged_self = ctx.name in diverged
+            result.resync = check.resync
+            result.resync_self = ctx.name in check.resync
         vetoes = control.read("veto")
         vetoers = [m for m, v in zip(members, vetoes) if v > 0.5 and m in active]
         if not vetoers and not diverged:
@@ -506,6 +523,16 @@ def _veto_detection(vetoed: Vetoed, rerun: int, peer: int, attribution: str) -> 
     return detection
 
 
+def _coarse_summary(params: list[torch.nn.Parameter]) -> tuple[float, float]:
+    """(L1 norm, L2 norm) of the parameters: compared across kinds, with tolerance.
+
+    Norms, not a plain sum: a sum of signed parameters can cancel to near zero,
+    and then last-bit differences look like a large relative change."""
+    l1 = sum(float(torch.linalg.vector_norm(p.detach(), ord=1)) for p in params)
+    l2 = sum(float(torch.linalg.vector_norm(p.detach())) ** 2 for p in params) ** 0.5
+    return l1, l2
+
+
 # ----------------------------------------------------------------- 7-8: commit, apply
 def sound(ctx: StepContext, result: RoundResult) -> tuple[bool, str]:
     """May this replica vote to commit? Also measures the summed gradient's norm."""
@@ -513,6 +540,8 @@ def sound(ctx: StepContext, result: RoundResult) -> tuple[bool, str]:
         return False, result.reason or "the step failed"
     if result.diverged_self:
         return False, "parameters differ from the majority"
+    if result.resync_self:
+        return False, "re-synchronising from the largest kind (rounding drift)"
     if not math.isfinite(result.global_norm):
         return False, "non-finite values in the summed gradient"
     return True, ""
@@ -530,6 +559,8 @@ def apply(ctx: StepContext, result: RoundResult, step: int) -> None:
             bucket.grads.mul_(factor)
     ctx.model_buffers.apply()
     state.optimizer.step()
+    if ctx.emulated_kind is not None:
+        round_differently(ctx.params, step, ctx.emulated_kind)
     if state.scheduler is not None:
         state.scheduler.step()
     fleet = state.fleet

@@ -39,6 +39,8 @@ class WorkerConfig:
     keep_checkpoints: int | None = None
     guard: str | None = None  # overrides the script's Trainer(guard=...)
     precision: str | None = None  # overrides the script's Trainer(precision=...)
+    # `--emulate ...:kind=NAME`: this emulated chip rounds like another vendor's.
+    emulated_kind: str | None = None
     defects: dict[str, Any] | None = None  # emulated chip defects (from fleet.toml)
     device_table: dict[str, Any] | None = None  # this replica's [[device]] table
     rescreen_every_s: float | None = None  # periodic correctness probe; None: off
