@@ -149,3 +149,21 @@ def test_resume_when_every_checkpoint_is_damaged(tmp_path):
     )
     # Nothing was deleted or rewritten: the damaged checkpoints are there to look at.
     assert {p: p.read_bytes() for p in (run / "checkpoints").rglob("*") if p.is_file()} == files
+
+
+@pytest.mark.parametrize(
+    ("devices", "needles"),
+    [
+        ("cuda:7", ["--devices", "cuda:7 is not available on this host"]),
+        ("cpu,tpu:0", ["--devices", "unknown device type 'tpu'"]),
+    ],
+)
+def test_devices_that_do_not_exist(tmp_path, devices, needles):
+    result = phalanx("run", str(MLP), "--out", str(tmp_path), "--devices", devices)
+    _one_clear_line(result, *needles, "Fix:")
+    assert not (tmp_path / "events.jsonl").exists()  # refused before anything ran
+
+
+def test_devices_with_emulate(tmp_path):
+    result = phalanx("run", str(MLP), "--out", str(tmp_path), "--devices", "cpu", "--replicas", "2")
+    _one_clear_line(result, "--devices", "cannot be combined")

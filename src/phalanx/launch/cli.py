@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from phalanx.devices.placement import place
 from phalanx.emulate.spec import parse_emulate, parse_emulate_chips
 from phalanx.energy.operating_points import OBJECTIVES
 from phalanx.errors import EXIT_DISK_FULL, UsageError
@@ -58,6 +59,10 @@ def run_command(
     ] = None,
     replicas: Annotated[
         int | None, typer.Option(help="Plain replicas on this host's own device.")
+    ] = None,
+    devices: Annotated[
+        str | None,
+        typer.Option(help="One replica per device: auto (every accelerator) or e.g. cuda:0,cpu."),
     ] = None,
     fault: Annotated[
         list[str] | None, typer.Option("--fault", help="KIND:replica=R,step=S,... (repeatable).")
@@ -163,12 +168,24 @@ def run_command(
             "--precision", "unknown precision", "use 32, bf16-mixed or fp16-mixed", precision
         )
     tables: list[dict] = []
-    if fleet is not None:
+    if devices is not None:
+        if emulate or replicas or fleet:
+            raise UsageError(
+                "--devices", "cannot be combined with --emulate, --replicas or --fleet",
+                "give one of them",
+            )  # fmt: skip
+        placements = place(devices)
+        _check_precision_support([p.device for p in placements], precision)
+        speeds: list[float | None] = [None] * len(placements)
+        tables = [{"placement": {"device": p.device, "kind": p.kind}} for p in placements]
+    elif fleet is not None:
         if emulate or replicas:
             raise UsageError(
                 "--fleet", "cannot be combined with --emulate or --replicas", "give one of them"
             )
         speeds, tables = _admitted_fleet(fleet, quiet)
+        real = [t["placement"]["device"] for t in tables if t.get("placement")]
+        _check_precision_support(real, precision)
     else:
         speeds = _fleet_speeds(emulate, replicas)
     speeds, many_hosts = _many_hosts(
@@ -177,7 +194,7 @@ def run_command(
         replica_names,
         advertise_host,
         speeds,
-        bool(emulate or replicas or fleet),
+        bool(emulate or replicas or fleet or devices),
     )
     if timeout_s <= 0:
         raise UsageError("--timeout-s", "must be > 0", "pass e.g. --timeout-s 5", timeout_s)
@@ -328,18 +345,14 @@ def _admitted_fleet(path: Path, quiet: bool) -> tuple[list[float | None], list[d
             "run `phalanx qualify` and fix or replace devices",
             str(path),
         )
-    if any(not d.emulated for d in admitted):
-        raise UsageError(
-            "--fleet",
-            "real devices are not yet driven by `phalanx run`",
-            "use emulated devices, or --replicas",
-            str(path),
-        )
     speeds: list[float | None] = []
     tables: list[dict] = []
     for device in admitted:
         q = device.qualification
-        speed = device.speed or (q.measured_speed if q else None) or 1.0
+        # An emulated chip is paced to its speed; a real device runs at its own.
+        speed = (
+            (device.speed or (q.measured_speed if q else None) or 1.0) if device.emulated else None
+        )
         rates = list(q.profile_samples_per_s) if q else []
         defects = {"flip_rate": device.defects.flip_rate} if device.defects.flip_rate else None
         speeds.append(speed)
@@ -349,6 +362,11 @@ def _admitted_fleet(path: Path, quiet: bool) -> tuple[list[float | None], list[d
                 "hint_sps": max(rates) if rates else None,
                 "defects": defects,
                 "device": device_to_dict(device),
+                **(
+                    {}
+                    if device.emulated
+                    else {"placement": {"device": device.torch_device, "kind": device.kind}}
+                ),
             }
         )
     if not quiet:
@@ -521,3 +539,13 @@ def register(app: typer.Typer) -> None:
     )
     app.command("demo")(demo_command)
     app.command("lighthouse")(lighthouse_command)
+
+
+def _check_precision_support(devices: list[str], precision: str | None) -> None:
+    """A precision a listed device lacks is refused before any worker starts."""
+    from phalanx.runtime.precision import missing_support
+
+    for device in devices:
+        why = missing_support(device, precision or "32")
+        if why is not None:
+            raise UsageError("--precision", why, "use --precision fp16-mixed on this chip", device)

@@ -316,8 +316,18 @@ class Launcher:
             }
             for name, table, max_share, kind in zip(plan.names, tables, max_shares, kinds)
         }
+        placements = [t.get("placement") or {} for t in tables]
+        # Plain CPU replicas share the host's cores fairly; emulated chips pace one thread each.
+        plain_cpu = sum(
+            1
+            for s, p in zip(plan.speeds, placements)
+            if s is None and p.get("device", "cpu") == "cpu"
+        )
+        cores = os.cpu_count() or 1
         slots = []
         for index, (name, speed) in enumerate(zip(plan.names, plan.speeds)):
+            device = placements[index].get("device", "cpu")
+            threads = max(1, cores // plain_cpu) if speed is None and device == "cpu" else 1
             config = WorkerConfig(
                 replica=name,
                 index=index,
@@ -340,6 +350,8 @@ class Launcher:
                 power_limit_w=limits[index],
                 thermal_guard=plan.thermal_guard,
                 emulated_kind=kinds[index],
+                device=device,
+                threads=threads,
             )
             slots.append(
                 WorkerSlot(
@@ -475,6 +487,7 @@ class Launcher:
 
 
 def _device_kind(table: dict) -> str:
-    """A replica's kind from its fleet-file table (emulated chips: "emulated")."""
+    """A replica's kind: its placement's device type, else its fleet-file table's kind."""
+    placement = table.get("placement") or {}
     device = table.get("device") or {}
-    return str(device.get("kind") or "emulated")
+    return str(placement.get("kind") or device.get("kind") or "emulated")

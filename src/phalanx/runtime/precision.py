@@ -68,3 +68,25 @@ def after_good_step(scale: float, good_steps: int) -> tuple[float, int]:
 
 def after_overflow(scale: float) -> float:
     return scale * 0.5
+
+
+def missing_support(device: str, precision: str) -> str | None:
+    """Why `device` cannot run `precision` (None when it can).
+
+    Pre-Ampere NVIDIA cards (compute capability below 8.0) have no bfloat16
+    arithmetic; torch would emulate it slowly or fail inside a kernel, so the
+    run refuses before it starts. Other vendors report what they support.
+    """
+    if precision != "bf16-mixed":
+        return None
+    target = torch.device(device)
+    if target.type == "cuda":
+        index = target.index or 0
+        if torch.cuda.get_device_capability(index) < (8, 0):
+            return f"{device} ({torch.cuda.get_device_name(index)}) has no bfloat16"
+        return None
+    module = getattr(torch, target.type, None)
+    check = getattr(module, "is_bf16_supported", None) if target.type != "cpu" else None
+    if check is not None and not check():
+        return f"{device} has no bfloat16"
+    return None

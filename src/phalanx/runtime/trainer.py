@@ -119,6 +119,10 @@ class Trainer:
         self.out_dir = Path(self.worker.out_dir if self.worker else out_dir)
         self.name = self.worker.replica if self.worker else "local"
         self.device = torch.device(self.worker.device if self.worker else _default_device(model))
+        if self.worker is not None:
+            from phalanx.devices.placement import bind
+
+            bind(self.worker.device)
         if self.worker is not None and self.worker.device_table:
             # Memory that qualification never tested must not train (devices/memory_cap.py).
             from phalanx.devices.memory_cap import apply_memory_cap, usable_memory_of_table
@@ -194,7 +198,7 @@ class Trainer:
             from phalanx.runtime.sync_local import LocalSync
 
             return LocalSync(self.name)
-        torch.set_num_threads(1)  # emulated chips share the host's cores
+        torch.set_num_threads(self.worker.threads)  # emulated chips pace one thread each
         from phalanx.runtime.sync_fleet import FleetSync
 
         return FleetSync(self.worker, self.state)
@@ -226,6 +230,7 @@ class Trainer:
             global_batch_size=self.global_batch_size, steps=self.steps,
             num_samples=self.num_samples, seed=self.seed,
             defects=worker.defects if worker and worker.defects else None,
+            device=str(self.device), threads=torch.get_num_threads(),
         )  # fmt: skip
         if worker is None:
             events.emit(

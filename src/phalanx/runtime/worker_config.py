@@ -25,7 +25,10 @@ class WorkerConfig:
     advertise_host: str = "127.0.0.1"  # the address peers on other hosts reach us at
     speed: float | None = None  # emulated speed, None on a real device
     time_scale: float = 1.0  # common slow-down of all emulated chips (see launcher)
-    device: str = "cpu"
+    device: str = "cpu"  # the torch device this replica binds (`phalanx run --devices`)
+    threads: int = (
+        1  # intra-op threads: 1 for an emulated chip, a fair part of the host's for a CPU
+    )
     faults: list[dict[str, Any]] = field(default_factory=list)
     # Every replica of the fleet: name -> {"hint_sps": float|None, "max_share": int|None}.
     fleet: dict[str, dict[str, Any]] = field(default_factory=dict)
