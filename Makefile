@@ -54,6 +54,13 @@ bench-energy: $(STAMP)
 	$(BIN)/python bench/energy.py --repeats 3
 	$(BIN)/python -m bench.report bench/results/full.json
 
+# The real-device check (issue 16), for a host with one GPU: the GPU plus two CPU replicas,
+# a kill and a hang, in 32, fp16-mixed and bf16-mixed; writes bench/results/gpu-check.json.
+# Without a GPU it says so and does nothing (GPU_CHECK_ARGS=--cpu-stand-in runs it on CPU).
+.PHONY: gpu-check
+gpu-check: $(STAMP)
+	$(BIN)/python -m bench.gpu_check $(GPU_CHECK_ARGS)
+
 clean:
 	rm -rf $(VENV) runs .pytest_cache
 

@@ -53,6 +53,13 @@ def main() -> None:
         action="store_true",
         help="also save this process's final model as replica-<pid>.safetensors (to compare)",
     )
+    parser.add_argument(
+        "--precision",
+        choices=["32", "bf16-mixed", "fp16-mixed"],
+        default="32",
+        help="autocast precision (`phalanx run --precision` overrides it)",
+    )
+    parser.add_argument("--device", default="cpu", help="one-process run only: where to train")
     args = parser.parse_args()
 
     dtype = getattr(torch, args.dtype)
@@ -63,7 +70,7 @@ def main() -> None:
         inputs = torch.randn(args.samples, 32, dtype=dtype)
     targets = (inputs[:, :8].sum(dim=1, keepdim=True) > 0).to(dtype)
     dataset = TensorDataset(inputs, targets)
-    model = RepeatedMLP(32, args.width, args.repeat).to(dtype)
+    model = RepeatedMLP(32, args.width, args.repeat).to(dtype).to(args.device)
 
     def loss_fn(model: torch.nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
         x, y = batch
@@ -79,6 +86,7 @@ def main() -> None:
         seed=0,
         out_dir=args.out,
         checkpoint_every=args.checkpoint_every or None,  # 0: off
+        precision=args.precision,
     )
     summary = trainer.fit()
     if args.replica_copy:

@@ -1,12 +1,17 @@
 """Mixed precision on a fleet: one loss scale, halved everywhere on an overflow (issue 16)."""
 
+import subprocess
+import sys
 import textwrap
 
 import pytest
 
-from tests.fleet_helpers import events, independent_data_check, phalanx, summary
+from tests.fleet_helpers import events, independent_data_check, max_param_diff, phalanx, summary
 
 pytestmark = [pytest.mark.dist, pytest.mark.timeout(300)]
+# fp16 autocast rounds each replica's slice on its own; the summed gradient then differs
+# from the one-process run's at float16 level (measured 1.1e-6 after 20 SGD steps).
+FP16_TOLERANCE = 1e-4
 
 # Targets of order 1e3: at the initial scale of 2^16 the float16 gradients overflow.
 SCRIPT = textwrap.dedent(
@@ -24,7 +29,7 @@ SCRIPT = textwrap.dedent(
         model=model, optimizer=lambda p: torch.optim.SGD(p, lr=1e-6),
         dataset=TensorDataset(x, y),
         loss_fn=lambda m, b: torch.nn.functional.mse_loss(m(b[0]), b[1]),
-        global_batch_size=32, steps=20, out_dir="unused", checkpoint_every=None,
+        global_batch_size=32, steps=20, out_dir=sys.argv[2], checkpoint_every=None,
         precision=sys.argv[1],
     )
     trainer.fit()
@@ -32,35 +37,49 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_fp16_overflow_halves_the_scale_on_every_replica_and_keeps_every_sample(tmp_path):
-    script = tmp_path / "scaled.py"
-    script.write_text(SCRIPT)
+def _fleet_run(tmp_path, script_text: str, precision: str, *flags: str):
+    script = tmp_path / "script.py"
+    script.write_text(script_text)
     run = tmp_path / "run"
     result = phalanx(
-        "run", str(script), "--out", str(run), "--emulate", "1,0.5", "--quiet",
-        "--timeout-s", "5", "--", "fp16-mixed",
+        "run", str(script), "--out", str(run), "--emulate", "1,0.5,0.5", "--quiet",
+        "--timeout-s", "5", *flags, "--", precision, "unused",
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+    return script, run
+
+
+def _scales(run) -> dict[int, float]:
+    return {e["step"]: e["loss_scale"] for e in events(run) if e["kind"] == "step"}
+
+
+def test_fp16_overflow_halves_the_scale_everywhere_like_one_process_even_with_a_kill(tmp_path):
+    script, run = _fleet_run(
+        tmp_path, SCRIPT, "fp16-mixed", "--fault", "kill:replica=1,step=3,restart_s=1"
+    )
     steps = [e for e in events(run) if e["kind"] == "step"]
-    scales = {e["step"]: e["loss_scale"] for e in steps}
+    scales = _scales(run)
     assert scales[0] < 2.0**16  # the first step overflowed and was recomputed at once
     # Every replica applied every step with the same scale.
     for e in steps:
         assert e["loss_scale"] == scales[e["step"]]
-    assert summary(run)["steps"] == 20
+    assert summary(run)["steps"] == 20 and summary(run)["faults"]["survived"] == 1
     assert independent_data_check(run, num_samples=256) == (0, 0)  # no batch was skipped
     assert not any(e["kind"] in ("sdc", "quarantine") for e in events(run))
+    # The one-process run overflows at the same steps and ends at the same scale.
+    local = tmp_path / "local"
+    subprocess.run([sys.executable, str(script), "fp16-mixed", str(local)], check=True, timeout=240)
+    local_scales = _scales(local)
+    assert local_scales[0] < 2.0**16
+    # A float16 product summed over a whole batch can overflow where the same sum over a
+    # replica's slice does not, so the two may settle one or two halvings apart.
+    assert 0.25 <= local_scales[max(local_scales)] / scales[max(scales)] <= 4.0
+    assert max_param_diff(run, local) < FP16_TOLERANCE
 
 
 def test_bf16_mixed_trains_and_replicas_agree(tmp_path):
-    script = tmp_path / "bf16.py"
-    script.write_text(SCRIPT.replace("* 1000.0", "* 1.0").replace("1e-6", "1e-2"))
-    run = tmp_path / "run"
-    result = phalanx(
-        "run", str(script), "--out", str(run), "--emulate", "1,0.5", "--quiet",
-        "--timeout-s", "5", "--", "bf16-mixed",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
+    text = SCRIPT.replace("* 1000.0", "* 1.0").replace("1e-6", "1e-2")
+    _, run = _fleet_run(tmp_path, text, "bf16-mixed")
     losses = [e["loss"] for e in events(run) if e["kind"] == "step" and e["replica"] == "r0"]
     assert losses[-1] < losses[0]
     assert not any(e["kind"] == "sdc" for e in events(run))  # fingerprints agreed every step

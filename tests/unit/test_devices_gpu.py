@@ -68,3 +68,12 @@ def test_energy_power_and_temperature_during_a_short_training_run():
     assert reading.energy_j is not None and reading.energy_j > 0
     assert reading.max_power_w is not None and reading.max_power_w > 0
     assert all(t is not None and 0 < t < 120 for t in temperatures_c)
+
+
+@pytest.mark.timeout(600)
+def test_a_gpu_and_a_cpu_replica_train_together_with_a_kill(tmp_path):
+    """The GPU check's fp32 case (bench/gpu_check.py): GPU + 2 CPU replicas, a kill, a hang."""
+    from bench.gpu_check import check_precision
+
+    record = check_precision("cuda:0", "32", steps=30, work=tmp_path)
+    assert record["ok"], record

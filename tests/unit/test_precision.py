@@ -46,3 +46,23 @@ def test_a_scaled_gradient_is_the_scale_times_the_unscaled_one():
     assert torch.allclose(gradient("32", 1024.0), plain * 1024)
     bf16 = gradient("bf16-mixed", 1.0)  # autocast on the CPU: close, not equal
     assert torch.allclose(bf16, plain, rtol=0.05, atol=1e-2) and not torch.equal(bf16, plain)
+
+
+def test_the_loss_scale_travels_in_heals_and_checkpoints(tmp_path) -> None:
+    from phalanx.runtime.checkpoint import load_checkpoint_into, save_checkpoint
+    from phalanx.runtime.state import TrainState
+
+    def fresh() -> TrainState:
+        model = torch.nn.Linear(2, 1)
+        return TrainState(
+            model=model, optimizer=torch.optim.SGD(model.parameters()), scheduler=None
+        )
+
+    source = fresh()
+    source.fleet.loss_scale, source.fleet.scale_good_steps, source.fleet.step = 512.0, 17, 4
+    healed = fresh()
+    healed.load_state_dict(source.state_dict())  # what a heal hands over
+    assert (healed.fleet.loss_scale, healed.fleet.scale_good_steps) == (512.0, 17)
+    resumed = fresh()
+    load_checkpoint_into(resumed, save_checkpoint(source, tmp_path))  # what --resume reads
+    assert (resumed.fleet.loss_scale, resumed.fleet.scale_good_steps) == (512.0, 17)
