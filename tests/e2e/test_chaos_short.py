@@ -109,6 +109,8 @@ def test_short_chaos_campaign_has_no_violations(tmp_path: Path) -> None:
     records = run_campaign(config, log=print)
     assert len(records) == 2
     for record in records:
+        if record["violations"]:  # CI keeps only this output: say what the fleet was doing
+            print(_digest(config.out_dir / f"schedule-{record['index']:04d}"))
         assert record["violations"] == [], record
         assert record["completed"] and record["exact"]
         assert record["data"]["duplicates"] == record["data"]["missing"] == 0
@@ -117,6 +119,26 @@ def test_short_chaos_campaign_has_no_violations(tmp_path: Path) -> None:
     assert "lighthouse" in fired  # the fleet's own faults fired too
     assert "netcut" in fired or "netcut" not in config.categories
     assert "had 0 violation(s)" in (tmp_path / "chaos_table.md").read_text()
+
+
+def _digest(run_dir: Path, last: int = 60) -> str:
+    """The failing run's story: its events other than steps and heartbeats, and its output."""
+    import json
+
+    lines = []
+    merged = run_dir / "events.jsonl"  # the hosts' logs merged, where the campaign got to it
+    for path in [merged] if merged.exists() else sorted(run_dir.rglob("events.jsonl")):
+        for raw in path.read_text(errors="replace").splitlines():
+            try:
+                event = json.loads(raw)
+            except ValueError:
+                continue
+            if event.get("kind") not in ("step", "heartbeat", "phases", "share", "device"):
+                lines.append((event.get("t", 0.0), f"{path.parent.name}: {raw[:300]}"))
+    story = [text for _, text in sorted(lines)[-last:]]
+    output = run_dir / "chaos-output.txt"
+    tail = output.read_text(errors="replace")[-4000:] if output.exists() else ""
+    return "\n".join([f"--- {run_dir.name}: last events", *story, "--- output tail", tail])
 
 
 def _fake_run(run_dir: Path, ranges_by_step: list[list[list[int]]], weight: float) -> Path:
