@@ -167,3 +167,24 @@ def test_devices_that_do_not_exist(tmp_path, devices, needles):
 def test_devices_with_emulate(tmp_path):
     result = phalanx("run", str(MLP), "--out", str(tmp_path), "--devices", "cpu", "--replicas", "2")
     _one_clear_line(result, "--devices", "cannot be combined")
+
+
+def test_a_mistyped_flag_is_not_passed_to_the_script(tmp_path):
+    result = phalanx("run", str(MLP), "--out", str(tmp_path), "--emualte", "1x2")
+    _one_clear_line(result, "--emualte", "did you mean --emulate?")
+    assert not (tmp_path / "events.jsonl").exists()  # nothing started
+
+
+def test_script_flags_before_the_separator_are_refused_after_it_accepted():
+    from typer.main import get_command
+
+    from phalanx.cli import _register_all, app
+    from phalanx.errors import UsageError
+    from phalanx.launch.flag_check import reject_unknown_flags
+
+    _register_all()
+    run = get_command(app).commands["run"]
+    reject_unknown_flags(run, ["train.py", "--emulate", "1x2", "--timeout-s", "-1", "--", "--lr=1"])
+    reject_unknown_flags(run, ["train.py", "--emulate=1x2", "--quiet", "--", "--steps", "9"])
+    with pytest.raises(UsageError, match="--steps"):
+        reject_unknown_flags(run, ["train.py", "--steps", "9", "--", "--lr", "1"])

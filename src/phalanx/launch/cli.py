@@ -15,6 +15,7 @@ from phalanx.energy.operating_points import OBJECTIVES
 from phalanx.errors import EXIT_DISK_FULL, UsageError
 from phalanx.faults.spec import parse_faults
 from phalanx.launch.energy_setup import EnergySettings
+from phalanx.launch.flag_check import RunCommand
 from phalanx.launch.run_config import load_run_config, script_and_args
 
 if TYPE_CHECKING:
@@ -534,9 +535,11 @@ def _serve_gated(settings: Any, secret: bytes, secret_path: Path, created: bool)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
-        run_command
-    )
+    app.command(
+        "run",
+        cls=RunCommand,
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    )(run_command)
     app.command("demo")(demo_command)
     app.command("lighthouse")(lighthouse_command)
 
