@@ -154,6 +154,10 @@ class RoundResult:
     detections: list[dict[str, Any]] = field(default_factory=list)
     at_fault: dict[str, str] = field(default_factory=dict)  # replica -> why (offences)
     diverged_self: bool = False
+    # Replicas whose wrong gradient their own rerun reproduced while a peer's recomputation
+    # of the same slice differed: their state (a flipped weight) may be wrong, not just
+    # one computation. They do not commit, so the next quorum heals them from a peer.
+    reproducibly_wrong: set[str] = field(default_factory=set)
     resync_self: bool = False  # of another kind: re-synchronise from the largest kind now
     resync: list[str] = field(default_factory=list)
     tie: bool = False
@@ -498,6 +502,8 @@ def _attribute(
                 else "a peer recomputed the slice and disagreed"
             )
             result.at_fault[vetoed.replica] = why
+            if rerun == AGREES and peer == DIFFERS:
+                result.reproducibly_wrong.add(vetoed.replica)
         elif rerun == AGREES and peer == AGREES:
             attribution = "data"
         else:
@@ -540,6 +546,10 @@ def sound(ctx: StepContext, result: RoundResult) -> tuple[bool, str]:
         return False, result.reason or "the step failed"
     if result.diverged_self:
         return False, "parameters differ from the majority"
+    if ctx.name in result.reproducibly_wrong:
+        # Committing would carry a possibly corrupt state on (and serve it to healing
+        # peers): stay behind and heal from a peer at the next quorum instead.
+        return False, "its wrong gradient was reproduced while a peer's differed: healing"
     if result.resync_self:
         return False, "re-synchronising from the largest kind (rounding drift)"
     if not math.isfinite(result.global_norm):

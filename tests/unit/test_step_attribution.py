@@ -1,0 +1,48 @@
+"""Who is to blame for a vetoed slice, and what the blamed replica does next (runtime/step.py)."""
+
+from __future__ import annotations
+
+import math
+import types
+
+import torch
+
+from phalanx.runtime.control import AGREES, DIFFERS, NOT_CHECKED, Control, ControlLayout
+from phalanx.runtime.step import RoundResult, Vetoed, _attribute, sound
+
+MEMBERS = ["r0", "r1", "r2"]
+
+
+def _judged(rerun: int, peer: int) -> RoundResult:
+    layout = ControlLayout(len(MEMBERS), 0, 0)
+    control = Control(torch.zeros(layout.numel, dtype=torch.float64), layout)
+    control.put("rerun", 0, rerun)
+    control.put("peer_verdict", 0, peer)
+    result = RoundResult(ok=True, global_norm=1.0)
+    _attribute(control, MEMBERS, [Vetoed("r0", 0, 16, math.inf, "non-finite gradient")], 5, result)
+    return result
+
+
+def _votes(result: RoundResult, name: str) -> tuple[bool, str]:
+    return sound(types.SimpleNamespace(name=name), result)
+
+
+def test_a_wrong_gradient_its_own_rerun_reproduces_while_a_peer_differs_is_healed() -> None:
+    """A flipped weight gives the same wrong gradient on every rerun: the replica's state
+    is suspect, so it does not commit (the next quorum heals it from a peer) and nobody
+    can heal from its corrupt state meanwhile."""
+    result = _judged(rerun=AGREES, peer=DIFFERS)
+    assert result.at_fault == {"r0": "a peer recomputed the slice and disagreed"}
+    assert result.reproducibly_wrong == {"r0"}
+    ok, why = _votes(result, "r0")
+    assert not ok and "healing" in why
+    assert _votes(result, "r1") == (True, "")  # the others commit the step without r0
+
+
+def test_a_transient_fault_or_the_data_keeps_the_replica_in_step() -> None:
+    transient = _judged(rerun=DIFFERS, peer=NOT_CHECKED)  # its state is fine: a one-off
+    assert transient.at_fault and not transient.reproducibly_wrong
+    assert _votes(transient, "r0") == (True, "")
+    data = _judged(rerun=AGREES, peer=AGREES)  # the slice itself is extreme
+    assert not data.at_fault and not data.reproducibly_wrong
+    assert _votes(data, "r0") == (True, "")
