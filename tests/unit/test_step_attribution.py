@@ -46,3 +46,21 @@ def test_a_transient_fault_or_the_data_keeps_the_replica_in_step() -> None:
     data = _judged(rerun=AGREES, peer=AGREES)  # the slice itself is extreme
     assert not data.at_fault and not data.reproducibly_wrong
     assert _votes(data, "r0") == (True, "")
+
+
+def test_a_fingerprint_tie_is_left_to_the_vetoes_only_when_some_gradients_overflowed() -> None:
+    from phalanx.runtime.step import _tie_left_to_vetoes
+
+    def control_with(vetoes: list[tuple[float, float]]) -> Control:
+        layout = ControlLayout(len(vetoes), 0, 0)
+        control = Control(torch.zeros(layout.numel, dtype=torch.float64), layout)
+        for slot, (veto, norm) in enumerate(vetoes):
+            control.put("veto", slot, veto)
+            control.put("slice_norm", slot, norm)
+        return control
+
+    assert _tie_left_to_vetoes(control_with([(1, math.inf), (0, 0)]), ["r0", "r1"])
+    assert _tie_left_to_vetoes(control_with([(1, math.nan), (0, 0)]), ["r0", "r1"])
+    assert not _tie_left_to_vetoes(control_with([(1, 50.0), (0, 0)]), ["r0", "r1"])  # finite
+    assert not _tie_left_to_vetoes(control_with([(0, 0), (0, 0)]), ["r0", "r1"])  # no veto
+    assert not _tie_left_to_vetoes(control_with([(1, math.inf)] * 2), ["r0", "r1"])  # both

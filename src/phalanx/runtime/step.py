@@ -368,10 +368,11 @@ def run_round(ctx: StepContext, members: list[str], step: int) -> RoundResult:
                 dict(zip(members, control.fingerprints())), summaries, kinds, step
             )
             if check.tie:
-                result.tie = True
-                result.reason = "parameter fingerprints disagree and no majority exists"
                 result.detections.append({"check": "fingerprint_tie", "replicas": sorted(members)})
-                return result
+                if not _tie_left_to_vetoes(control, members):
+                    result.tie = True
+                    result.reason = "parameter fingerprints disagree and no majority exists"
+                    return result
             diverged = set(check.diverged)
             for member in sorted(diverged):
                 result.detections.append(
@@ -482,6 +483,21 @@ def _gather_evidence(
             same = slice_check.reproduces(theirs, mine)
             control.put("peer_verdict", members.index(vetoed.replica), AGREES if same else DIFFERS)
     return time.perf_counter() - started
+
+
+def _tie_left_to_vetoes(control: Control, members: list[str]) -> bool:
+    """May a fingerprint tie be settled by this attempt's vetoes instead of a checkpoint?
+
+    Yes when some participants' gradients were non-finite and others' were not: a
+    flipped weight usually makes its holder's gradient overflow. The veto path then
+    gathers evidence (the holder's rerun, a peer's recomputation of its slice), and a
+    replica found reproducibly wrong does not commit and heals from one that did.
+    Only non-finite vetoes: a finite outlier is the data's as often as not, and with
+    two holders a peer's recomputation cannot tell which of them is wrong.
+    """
+    vetoes, norms = control.read("veto"), control.read("slice_norm")
+    broken = [v > 0.5 and not math.isfinite(n) for v, n in zip(vetoes, norms)]
+    return any(broken) and not all(broken)
 
 
 def _attribute(
