@@ -64,3 +64,30 @@ def test_a_fingerprint_tie_is_left_to_the_vetoes_only_when_some_gradients_overfl
     assert not _tie_left_to_vetoes(control_with([(1, 50.0), (0, 0)]), ["r0", "r1"])  # finite
     assert not _tie_left_to_vetoes(control_with([(0, 0), (0, 0)]), ["r0", "r1"])  # no veto
     assert not _tie_left_to_vetoes(control_with([(1, math.inf)] * 2), ["r0", "r1"])  # both
+
+
+def test_a_replica_healed_at_this_quorum_is_no_witness_and_not_at_fault() -> None:
+    """Chaos schedule 145, third rerun: r2 healed from r0 just as r0's weight flipped, so two
+    replicas held the corrupt state and outvoted the healthy r1."""
+    from phalanx.guard.kinds import check_replicas
+
+    bad, good = (1.0, 2.0), (1.0, 3.0)
+    prints = {"r0": bad, "r1": good, "r2": bad}
+    kinds = dict.fromkeys(prints, "cpu")
+    assert set(check_replicas(prints, {}, kinds, 4).diverged) == {"r1"}  # copies voting
+    copied = check_replicas(prints, {}, kinds, 4, frozenset({"r2"}))
+    assert copied.tie and not copied.diverged  # two independent witnesses disagree
+    # A copy that differs from an agreed majority still diverges (its heal went wrong).
+    assert set(check_replicas({**prints, "r1": bad, "r2": good}, {}, kinds, 4,
+                              frozenset({"r2"})).diverged) == {"r2"}  # fmt: skip
+
+    layout = ControlLayout(len(MEMBERS), 0, 0)
+    control = Control(torch.zeros(layout.numel, dtype=torch.float64), layout)
+    control.put("rerun", 2, AGREES)
+    control.put("peer_verdict", 2, DIFFERS)
+    control.put("healed", 2, 1.0)
+    result = RoundResult(ok=True, global_norm=1.0)
+    _attribute(control, MEMBERS, [Vetoed("r2", 0, 16, math.inf)], 4, result)
+    assert result.detections[0]["attribution"] == "heal_source"
+    assert not result.at_fault  # no offence: its chip did nothing wrong
+    assert not _votes(result, "r2")[0]  # but it heals again, from a replica that committed

@@ -278,7 +278,9 @@ def detections(events: list[dict[str, Any]]) -> list[Detection]:
     Every observer writes its own event of a detection (a fingerprint mismatch is
     seen by every participant), so they are folded, keeping the first one's position.
     `attribution` is `chip` or `data`; an event without it (a run before the guard
-    wrote it) blames the chip it names, as the guard of that time did.
+    wrote it) blames the chip it names, as the guard of that time did. A
+    `heal_source` veto (a replica that healed at that quorum computed from its
+    source's wrong state) blames no chip and is left out.
     """
     found: dict[tuple[int, str, tuple[str, ...]], Detection] = {}
     for index, event in enumerate(events):
@@ -290,6 +292,8 @@ def detections(events: list[dict[str, Any]]) -> list[Detection]:
             named = tuple(sorted(str(r) for r in event["replicas"]))
         else:
             continue  # names nobody: nothing to check
+        if event.get("attribution") == "heal_source":
+            continue  # its state came from a heal this quorum: it blames no chip of its own
         by_data = event.get("attribution") == "data"
         key = (int(event["step"]), str(event.get("check")), named)
         seen = found.get(key)

@@ -59,19 +59,26 @@ def check_replicas(
     coarse: dict[str, tuple[float, float]],
     kinds: dict[str, str],
     step: int,
+    copies: frozenset[str] = frozenset(),
 ) -> ReplicaCheck:
-    """Who holds wrong parameters, whether there is an unbreakable tie, who re-synchronises."""
+    """Who holds wrong parameters, whether there is an unbreakable tie, who re-synchronises.
+
+    `copies` healed from a peer at this very quorum: they hold their source's state,
+    so they are no independent witnesses and do not vote. (A corrupt replica that
+    served a heal would otherwise win a majority with its own copy.)
+    """
     check = ReplicaCheck()
     by_kind: dict[str, dict[str, tuple[float, ...]]] = {}
     for name, value in fingerprints.items():
         by_kind.setdefault(kinds.get(name, ""), {})[name] = value
     tied: list[str] = []
     for members in by_kind.values():
-        agreed, odd = majority(members)
-        if agreed is None and len(members) > 1:
+        witnesses = {n: v for n, v in members.items() if n not in copies} or members
+        agreed, _ = majority(witnesses)
+        if agreed is None and len(witnesses) > 1:
             tied.extend(members)
             continue
-        for name in odd:
+        for name in sorted(n for n, v in members.items() if v != agreed):
             check.diverged[name] = "its parameters differ from the majority's"
     several_kinds = len(by_kind) > 1
     if several_kinds:

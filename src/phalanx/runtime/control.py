@@ -31,7 +31,7 @@ import torch
 
 PER_PARTICIPANT = (
     "veto", "throughput_sps", "heat", "slice_norm", "rerun", "peer_verdict", "overflow",
-    "coarse_sum", "coarse_abs",
+    "coarse_sum", "coarse_abs", "healed",
 )  # fmt: skip
 # rerun / peer_verdict codes
 NOT_CHECKED, AGREES, DIFFERS = 0, 1, 2

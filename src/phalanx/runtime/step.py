@@ -239,7 +239,7 @@ def take_step(ctx: StepContext) -> StepReport:
     ctx.injector.at("compute", step)
     # 2-6: the attempts.
     report.trained = True
-    report.round = run_round(ctx, members, step)
+    report.round = run_round(ctx, members, step, healed=state.fleet.step != step_before)
     ctx.injector.at("commit", step)
     # 7: commit.
     if report.round.tie:
@@ -266,7 +266,7 @@ def take_step(ctx: StepContext) -> StepReport:
 
 
 # ----------------------------------------------------------------- 2-6: the attempts
-def run_round(ctx: StepContext, members: list[str], step: int) -> RoundResult:
+def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = False) -> RoundResult:
     """Compute, reduce and guard the step inside one quorum, recomputing without culprits."""
     result = RoundResult()
     work, fleet = ctx.work, ctx.state.fleet
@@ -331,6 +331,7 @@ def run_round(ctx: StepContext, members: list[str], step: int) -> RoundResult:
         control.put("throughput_sps", slot, -throughput if warming else throughput)
         control.put("heat", slot, ctx.heat)
         control.put("overflow", slot, 1.0 if overflow else 0.0)
+        control.put("healed", slot, 1.0 if healed else 0.0)
         if fingerprint is not None and attempt == 0:
             control.put_fingerprint(slot, fingerprint)
             if coarse is not None:
@@ -364,8 +365,9 @@ def run_round(ctx: StepContext, members: list[str], step: int) -> RoundResult:
             summaries = dict(
                 zip(members, zip(control.read("coarse_sum"), control.read("coarse_abs")))
             )
+            copies = frozenset(m for m, h in zip(members, control.read("healed")) if h > 0.5)
             check = check_replicas(
-                dict(zip(members, control.fingerprints())), summaries, kinds, step
+                dict(zip(members, control.fingerprints())), summaries, kinds, step, copies
             )
             if check.tie:
                 result.detections.append({"check": "fingerprint_tie", "replicas": sorted(members)})
@@ -507,10 +509,16 @@ def _attribute(
     if not pending:
         return
     reruns, peers = control.read("rerun"), control.read("peer_verdict")
+    healed = control.read("healed")
     for vetoed in pending:
         index = members.index(vetoed.replica)
         rerun, peer = int(reruns[index]), int(peers[index])
-        if rerun == DIFFERS or peer == DIFFERS:
+        if healed[index] > 0.5 and rerun == AGREES and peer == DIFFERS:
+            # It healed at this quorum: the wrong state is its source's, not its chip's.
+            # No offence; it still does not commit, so it heals again from a committer.
+            attribution = "heal_source"
+            result.reproducibly_wrong.add(vetoed.replica)
+        elif rerun == DIFFERS or peer == DIFFERS:
             attribution = "chip"
             why = (
                 "its rerun of the slice differed"
