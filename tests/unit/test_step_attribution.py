@@ -91,3 +91,13 @@ def test_a_replica_healed_at_this_quorum_is_no_witness_and_not_at_fault() -> Non
     assert result.detections[0]["attribution"] == "heal_source"
     assert not result.at_fault  # no offence: its chip did nothing wrong
     assert not _votes(result, "r2")[0]  # but it heals again, from a replica that committed
+
+
+def test_every_observer_reads_the_same_kinds_from_the_control_block() -> None:
+    """Chaos schedule 48, third rerun: on many hosts each host knew only its own replica's
+    kind, so observers grouped the same fingerprints differently and two histories of
+    one step were committed. Kinds now ride in the control block, declared by each."""
+    from phalanx.runtime.control import kind_code
+
+    assert kind_code("emulated") == kind_code("emulated") != kind_code("b")
+    assert 1 <= kind_code("") <= 32768 and float(int(kind_code("cuda"))) == kind_code("cuda")

@@ -81,7 +81,8 @@ def check_replicas(
         for name in sorted(n for n, v in members.items() if v != agreed):
             check.diverged[name] = "its parameters differ from the majority's"
     several_kinds = len(by_kind) > 1
-    if several_kinds:
+    # A replica that knew of no other kind sent no coarse summary (zeros): no conclusion.
+    if several_kinds and all(value[1] > 0 for value in coarse.values()):
         for name in sorted(_coarse_outliers(coarse)):
             check.diverged.setdefault(name, "its parameters differ from the other kinds' by far")
     if tied and not any(name in check.diverged for name in tied):

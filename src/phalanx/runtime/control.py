@@ -25,14 +25,26 @@ Fields (per participant unless marked):
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import torch
 
 PER_PARTICIPANT = (
     "veto", "throughput_sps", "heat", "slice_norm", "rerun", "peer_verdict", "overflow",
-    "coarse_sum", "coarse_abs", "healed",
+    "coarse_sum", "coarse_abs", "healed", "kind",
 )  # fmt: skip
+
+
+def kind_code(kind: str) -> float:
+    """A replica's kind as a number that rides exactly in the control block (1..32768).
+
+    Each participant declares its own kind: on many hosts a host knows only its own
+    replicas' kinds, and observers that group replicas differently reach different
+    verdicts from the same fingerprints (docs/reliability.md, bug 12)."""
+    return float((zlib.crc32(kind.encode()) & 0x7FFF) + 1)
+
+
 # rerun / peer_verdict codes
 NOT_CHECKED, AGREES, DIFFERS = 0, 1, 2
 

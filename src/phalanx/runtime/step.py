@@ -47,7 +47,14 @@ from phalanx.guard.kinds import check_replicas
 from phalanx.guard.slice_check import SliceVerdict
 from phalanx.observe.events import EventLog
 from phalanx.runtime.compute import Workload, slice_gradient
-from phalanx.runtime.control import AGREES, DIFFERS, NOT_CHECKED, Control, ControlLayout
+from phalanx.runtime.control import (
+    AGREES,
+    DIFFERS,
+    NOT_CHECKED,
+    Control,
+    ControlLayout,
+    kind_code,
+)
 from phalanx.runtime.fleet_watch import FleetWatch
 from phalanx.runtime.grad_buffer import GradBuffer
 from phalanx.runtime.model_buffers import ModelBuffers
@@ -280,8 +287,12 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
     # The replicated state: parameters and the synchronised buffers (running statistics).
     replicated = [*ctx.params, *ctx.model_buffers.buffers]
     fingerprint = fingerprint_chunks(replicated) if ctx.guard.fingerprints else None
-    kinds = {m: ctx.kinds.get(m, "") for m in members}
-    coarse = _coarse_summary(ctx.params) if fingerprint and len(set(kinds.values())) > 1 else None
+    # Coarse summaries are compared across kinds; a host of many knows only its own
+    # replicas' kinds, so there every replica sends one (a pass over the parameters).
+    known_kinds = {ctx.kinds.get(m, "") for m in members}
+    several_known = len(known_kinds) > 1 or ctx.watch.many_hosts
+    coarse = _coarse_summary(ctx.params) if fingerprint and several_known else None
+    own_kind = kind_code(ctx.kinds.get(ctx.name, ""))
     result.guard_s += time.perf_counter() - started
     ctx.model_buffers.snapshot()
     excluded: set[str] = set()
@@ -332,6 +343,7 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
         control.put("heat", slot, ctx.heat)
         control.put("overflow", slot, 1.0 if overflow else 0.0)
         control.put("healed", slot, 1.0 if healed else 0.0)
+        control.put("kind", slot, own_kind)
         if fingerprint is not None and attempt == 0:
             control.put_fingerprint(slot, fingerprint)
             if coarse is not None:
@@ -366,6 +378,8 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
                 zip(members, zip(control.read("coarse_sum"), control.read("coarse_abs")))
             )
             copies = frozenset(m for m, h in zip(members, control.read("healed")) if h > 0.5)
+            # Every participant's declared kind, the same for every observer.
+            kinds = {m: str(int(code)) for m, code in zip(members, control.read("kind"))}
             check = check_replicas(
                 dict(zip(members, control.fingerprints())), summaries, kinds, step, copies
             )
