@@ -95,7 +95,7 @@ def test_standalone_script_with_bad_argument_has_no_traceback(tmp_path):
 @pytest.mark.parametrize(
     ("argv", "needles"),
     [
-        (["run", "--bogus"], ["SCRIPT"]),  # `run` passes unknown options on to the script
+        (["run", "--bogus"], ["--bogus", "is not a flag of phalanx run"]),
         (["run", str(MLP), "--checkpoint-every", "abc"], ["'--checkpoint-every'", "phalanx run --help"]),
         (["plan", "--model", "m.toml"], ["Missing option '--fleet'", "phalanx plan --help"]),
         (["simulate", "--fleet", "f", "--model", "m", "--seed", "1.5"], ["'--seed'"]),

@@ -86,11 +86,16 @@ def test_a_replica_healed_at_this_quorum_is_no_witness_and_not_at_fault() -> Non
     control.put("rerun", 2, AGREES)
     control.put("peer_verdict", 2, DIFFERS)
     control.put("healed", 2, 1.0)
-    result = RoundResult(ok=True, global_norm=1.0)
+    result = RoundResult(ok=True, global_norm=1.0, tie_to_vetoes=True)
     _attribute(control, MEMBERS, [Vetoed("r2", 0, 16, math.inf)], 4, result)
     assert result.detections[0]["attribution"] == "heal_source"
     assert not result.at_fault  # no offence: its chip did nothing wrong
     assert not _votes(result, "r2")[0]  # but it heals again, from a replica that committed
+    # A fingerprint majority vouched for the healed state: the wrong gradient is its chip's
+    # (a defective chip that healed after an earlier offence, test_sdc_guard, seed 11).
+    vouched = RoundResult(ok=True, global_norm=1.0)
+    _attribute(control, MEMBERS, [Vetoed("r2", 0, 16, math.inf)], 4, vouched)
+    assert vouched.detections[0]["attribution"] == "chip" and "r2" in vouched.at_fault
 
 
 def test_every_observer_reads_the_same_kinds_from_the_control_block() -> None:

@@ -168,6 +168,8 @@ class RoundResult:
     resync_self: bool = False  # of another kind: re-synchronise from the largest kind now
     resync: list[str] = field(default_factory=list)
     tie: bool = False
+    # A fingerprint tie left to the vetoes: no majority vouched for any state this step.
+    tie_to_vetoes: bool = False
     all_excluded: bool = False
     global_norm: float = math.nan  # of the summed gradient, unscaled
     loss_scale: float = 1.0  # fp16-mixed: the scale this round's gradients carry
@@ -389,6 +391,7 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
                     result.tie = True
                     result.reason = "parameter fingerprints disagree and no majority exists"
                     return result
+                result.tie_to_vetoes = True
             diverged = set(check.diverged)
             for member in sorted(diverged):
                 result.detections.append(
@@ -527,9 +530,11 @@ def _attribute(
     for vetoed in pending:
         index = members.index(vetoed.replica)
         rerun, peer = int(reruns[index]), int(peers[index])
-        if healed[index] > 0.5 and rerun == AGREES and peer == DIFFERS:
-            # It healed at this quorum: the wrong state is its source's, not its chip's.
-            # No offence; it still does not commit, so it heals again from a committer.
+        if result.tie_to_vetoes and healed[index] > 0.5 and rerun == AGREES and peer == DIFFERS:
+            # It healed at this quorum and no fingerprint majority vouched for its state:
+            # the wrong state is its source's, not its chip's. No offence; it still does
+            # not commit, so it heals again from a committer. (With a majority that its
+            # fingerprint matched, its state was right and the wrong gradient its chip's.)
             attribution = "heal_source"
             result.reproducibly_wrong.add(vetoed.replica)
         elif rerun == DIFFERS or peer == DIFFERS:
