@@ -203,5 +203,8 @@ def test_metrics_endpoint_parses_and_counts_steps(fleet):
 def test_interrupted_run_still_writes_its_report(fleet):
     code = fleet.stop()
     assert code != 0  # stopped early, and says so
-    html = (fleet.out / "report.html").read_text()
+    report = fleet.out / "report.html"
+    # CI keeps only the test's output: on a failure, say what the launcher said.
+    assert report.exists(), (code, "".join(list(fleet.lines.queue))[-4000:])
+    html = report.read_text()
     assert '<section id="timeline">' in html and "stopped early" in html

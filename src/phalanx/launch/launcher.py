@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -252,18 +254,14 @@ class Launcher:
                 slot.launch(restarted=False)
             code = self._supervise(slots)
         except KeyboardInterrupt:
+            # A second Ctrl-C must not cut the shutdown short: the summary and the report
+            # of an interrupted run are what the user looks at next.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             self.printer.say("interrupted: stopping workers (checkpoints on disk are kept)")
             code = 130
         finally:
-            for slot in slots:
-                slot.stop()
-            if lighthouse is not None:
-                self.events.emit("admission", **lighthouse.admission())
-                lighthouse.shutdown()
+            self._shut_down(slots, lighthouse)
             del barrier
-            self.printer.close()
-            if self.dashboard is not None:
-                self.dashboard.close()
         self.events.emit("run_end", code=code)
         if code == EXIT_USAGE:
             return code
@@ -276,6 +274,26 @@ class Launcher:
             print(f"error: {self._stop_line}", file=sys.stderr, flush=True)
             return code
         return 0 if summary.get("completed") else (code or 1)
+
+    def _shut_down(self, slots: list[WorkerSlot], lighthouse: Any) -> None:
+        """Stop workers, lighthouse, live view and dashboard; one failing step skips only itself."""
+        steps: list[tuple[str, Any]] = [(f"stop {s.name}", s.stop) for s in slots]
+        if lighthouse is not None:
+            steps.append(
+                (
+                    "record admissions",
+                    lambda: self.events.emit("admission", **lighthouse.admission()),
+                )
+            )
+            steps.append(("stop the lighthouse", lighthouse.shutdown))
+        steps.append(("close the live view", self.printer.close))
+        if self.dashboard is not None:
+            steps.append(("close the dashboard", self.dashboard.close))
+        for what, step in steps:
+            try:
+                step()
+            except Exception as err:  # the run's summary and report still get written
+                print(f"warning: could not {what} cleanly: {err}", file=sys.stderr, flush=True)
 
     def _warn(self, line: str) -> None:
         """A disk warning: above the live view on a terminal, else on stderr."""
