@@ -52,6 +52,10 @@ class Fleet:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            # A user's Ctrl-C reaches a foreground process; a test run started in the
+            # background (`cmd &`) inherits SIGINT ignored, and Python then never raises
+            # KeyboardInterrupt: the launcher ran on until the stop's hang guard killed it.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         threading.Thread(target=self._pump, daemon=True).start()
         self.url = self._wait_for_url(deadline_s=60)
