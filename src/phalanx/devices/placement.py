@@ -25,6 +25,12 @@ class Placement:
     threads: int  # intra-op threads for this replica
 
 
+def fair_threads(cpu_replicas: int, host_cores: int | None = None) -> int:
+    """Intra-op threads for each of `cpu_replicas` plain CPU replicas sharing this host."""
+    cores = host_cores or os.cpu_count() or 1
+    return max(1, cores // max(1, cpu_replicas))
+
+
 def _available(device_type: str, index: int) -> bool:
     import torch
 
@@ -79,12 +85,10 @@ def place(spec: str, host_cores: int | None = None) -> list[Placement]:
                 "--devices", f"{label} is not available on this host",
                 "check `phalanx fleet scan`, or name another device", spec,
             )  # fmt: skip
-    cores = host_cores or os.cpu_count() or 1
-    cpu_replicas = sum(1 for t, _ in names if t == "cpu")
+    threads = fair_threads(sum(1 for t, _ in names if t == "cpu"), host_cores)
     placements = []
     for device_type, index in names:
         if device_type == "cpu":
-            threads = max(1, cores // cpu_replicas)
             placements.append(Placement("cpu", "cpu", threads))
         else:
             placements.append(Placement(f"{device_type}:{index}", device_type, 1))

@@ -12,6 +12,7 @@ from typing import Any
 
 from rich.console import Console
 
+from phalanx.devices.placement import fair_threads
 from phalanx.errors import EXIT_DISK_FULL, EXIT_FATAL, EXIT_QUARANTINED, EXIT_USAGE, UsageError
 from phalanx.faults.markers import claim_once
 from phalanx.faults.spec import FLEET_KINDS, FaultSpec
@@ -341,11 +342,11 @@ class Launcher:
             for s, p in zip(plan.speeds, placements)
             if s is None and p.get("device", "cpu") == "cpu"
         )
-        cores = os.cpu_count() or 1
+        cpu_threads = fair_threads(plain_cpu)
         slots = []
         for index, (name, speed) in enumerate(zip(plan.names, plan.speeds)):
             device = placements[index].get("device", "cpu")
-            threads = max(1, cores // plain_cpu) if speed is None and device == "cpu" else 1
+            threads = cpu_threads if speed is None and device == "cpu" else 1
             config = WorkerConfig(
                 replica=name,
                 index=index,

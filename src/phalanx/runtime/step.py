@@ -387,7 +387,7 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
             )
             if check.tie:
                 result.detections.append({"check": "fingerprint_tie", "replicas": sorted(members)})
-                if not _tie_left_to_vetoes(control, members):
+                if not _tie_left_to_vetoes(control):
                     result.tie = True
                     result.reason = "parameter fingerprints disagree and no majority exists"
                     return result
@@ -504,7 +504,7 @@ def _gather_evidence(
     return time.perf_counter() - started
 
 
-def _tie_left_to_vetoes(control: Control, members: list[str]) -> bool:
+def _tie_left_to_vetoes(control: Control) -> bool:
     """May a fingerprint tie be settled by this attempt's vetoes instead of a checkpoint?
 
     Yes when some participants' gradients were non-finite and others' were not: a
