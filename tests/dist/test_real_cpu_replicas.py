@@ -27,3 +27,6 @@ def test_real_cpu_replicas_with_a_kill_inside_the_allreduce_are_exact(tmp_path, 
     # Two CPU replicas share the host: each gets half its cores (at least one thread).
     cores = os.cpu_count() or 1
     assert {e["threads"] for e in starts} == {max(1, cores // 2)}
+    # The fleet view and the report show the replicas' real kind, not "emulated".
+    (run_start,) = [e for e in events(run) if e["kind"] == "run_start"]
+    assert {r["kind"] for r in run_start["replicas"].values()} == {"cpu"}, run_start

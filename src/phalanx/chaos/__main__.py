@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         f"--schedules {args.schedules} --seed {args.seed} --steps {args.steps} --jobs {args.jobs}"
         + ("" if args.budget_min is None else f" --budget-min {args.budget_min:g}")
         + (" --continue" if args.resume else "")
+        + ("" if args.only is None else f" --only {args.only}")
     )
     config = CampaignConfig(
         schedules=args.schedules,

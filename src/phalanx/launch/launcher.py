@@ -230,7 +230,8 @@ class Launcher:
             replicas={
                 s.name: {
                     "speed": s.config.speed,
-                    "kind": s.config.fleet[s.name]["kind"] if s.config.speed else "cpu",
+                    # The kind the control block declares: a placed replica's device type too.
+                    "kind": s.config.fleet[s.name]["kind"],
                 }
                 for s in slots
             },
@@ -506,7 +507,10 @@ class Launcher:
 
 
 def _device_kind(table: dict) -> str:
-    """A replica's kind: its placement's device type, else its fleet-file table's kind."""
+    """A replica's kind: its placement's device type, else its fleet-file table's kind.
+
+    A replica with neither (no --emulate, no --devices, no fleet file) is a plain CPU process.
+    """
     placement = table.get("placement") or {}
     device = table.get("device") or {}
-    return str(placement.get("kind") or device.get("kind") or "emulated")
+    return str(placement.get("kind") or device.get("kind") or "cpu")
