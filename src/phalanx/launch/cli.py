@@ -17,6 +17,7 @@ from phalanx.faults.spec import parse_faults
 from phalanx.launch.energy_setup import EnergySettings
 from phalanx.launch.flag_check import RunCommand
 from phalanx.launch.run_config import load_run_config, script_and_args
+from phalanx.observe.trackers.spec import parse_log_specs
 
 if TYPE_CHECKING:
     from phalanx.launch.launcher import RunPlan
@@ -85,6 +86,13 @@ def run_command(
     dashboard: Annotated[
         int | None,
         typer.Option(help="Serve a live dashboard on 127.0.0.1:PORT (0: the OS picks)."),
+    ] = None,
+    log: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--log",
+            help="Also log to tensorboard:DIR, wandb:PROJECT or mlflow:URI (repeatable).",
+        ),
     ] = None,
     fleet: Annotated[
         Path | None, typer.Option(help="A qualified fleet file: only devices that passed train.")
@@ -218,6 +226,7 @@ def run_command(
         secret_file=secret_file,
         quiet=quiet,
         dashboard_port=dashboard,
+        logs=parse_log_specs(log or [], out),
         guard=guard,
         precision=precision,
         device_tables=tables,

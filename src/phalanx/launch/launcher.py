@@ -35,6 +35,7 @@ from phalanx.observe.report import write_report_safely
 from phalanx.observe.safe_write import say_once, set_reporter
 from phalanx.observe.summary import build_summary, follows_restart, write_summary
 from phalanx.observe.tail import EventTail
+from phalanx.observe.trackers import LogSpec, TrackerFeed, open_trackers
 from phalanx.runtime.checkpoint import list_checkpoints
 from phalanx.runtime.worker_config import WorkerConfig
 
@@ -69,6 +70,7 @@ class RunPlan:
     quiet: bool = False
     progress_every: int = 10
     dashboard_port: int | None = None  # None: no web dashboard; 0: the OS picks a port
+    logs: list[LogSpec] = field(default_factory=list)  # --log: TensorBoard, W&B, MLflow
     guard: str | None = None  # None: the script's Trainer(guard=...) decides
     precision: str | None = None  # None: the script's Trainer(precision=...) decides
     rescreen_every_s: float | None = None  # periodic correctness probe on each device
@@ -193,6 +195,7 @@ class Launcher:
         self._lighthouse_faults = [f for f in plan.faults if f.kind in FLEET_KINDS]
         # The lighthouse_down event and the restart's time, until a step follows the restart.
         self._lighthouse_lost: tuple[dict, float | None] | None = None
+        self.trackers: TrackerFeed | None = None  # --log
 
     def run(self) -> int:
         plan = self.plan
@@ -250,6 +253,9 @@ class Launcher:
         )
         if self.dashboard is not None:
             print(f"dashboard: {self.dashboard.url}", flush=True)  # also under --quiet: asked for
+        self.trackers = open_trackers(
+            plan.logs, plan.out_dir, _tracker_config(plan, slots), self.printer.say, self._warn
+        )
         code = 1
         try:
             for slot in slots:
@@ -266,9 +272,11 @@ class Launcher:
             del barrier
         self.events.emit("run_end", code=code)
         if code == EXIT_USAGE:
+            self._close_trackers({})
             return code
         summary = build_summary(plan.out_dir)
         write_summary(plan.out_dir, summary)
+        self._close_trackers(summary)
         write_report_safely(plan.out_dir)
         if not plan.quiet:
             print_summary(self.console, summary, str(plan.out_dir))
@@ -296,6 +304,11 @@ class Launcher:
                 step()
             except Exception as err:  # the run's summary and report still get written
                 print(f"warning: could not {what} cleanly: {err}", file=sys.stderr, flush=True)
+
+    def _close_trackers(self, summary: dict) -> None:
+        if self.trackers is not None:
+            self.trackers.close(summary)
+            self.trackers = None
 
     def _warn(self, line: str) -> None:
         """A disk warning: above the live view on a terminal, else on stderr."""
@@ -332,9 +345,11 @@ class Launcher:
                 "max_share": max_share,
                 "device": table.get("id"),
                 # What rounds alike: parameter fingerprints are compared within a kind.
-                "kind": kind or _device_kind(table),
+                "kind": kind or _device_kind(table, emulated=speed is not None),
             }
-            for name, table, max_share, kind in zip(plan.names, tables, max_shares, kinds)
+            for name, table, max_share, kind, speed in zip(
+                plan.names, tables, max_shares, kinds, plan.speeds
+            )
         }
         placements = [t.get("placement") or {} for t in tables]
         # Plain CPU replicas share the host's cores fairly; emulated chips pace one thread each.
@@ -383,6 +398,8 @@ class Launcher:
     def _follow_events(self) -> None:
         for event in self.tail.read_new():
             self.view.apply(event)
+            if self.trackers is not None:
+                self.trackers.event(event, self.view)
             self._note_lighthouse(event)
             if event.get("kind") == "fault" and event.get("fault") == "kill":
                 self._fired_kills.setdefault(event["replica"], []).append(event)
@@ -506,11 +523,27 @@ class Launcher:
         return None
 
 
-def _device_kind(table: dict) -> str:
+def _tracker_config(plan: RunPlan, slots: list[WorkerSlot]) -> dict[str, Any]:
+    """What a tracker records as the run's configuration (workers add steps and batch)."""
+    return {
+        "script": str(plan.script),
+        "script_args": " ".join(plan.script_args),
+        "replicas": {s.name: s.config.fleet[s.name]["kind"] for s in slots},
+        "speeds": {s.name: s.config.speed for s in slots},
+        "timeout_s": plan.timeout_s,
+        "precision": plan.precision or "script",
+        "guard": plan.guard or "script",
+        "resume": plan.resume,
+        "out_dir": str(plan.out_dir),
+    }
+
+
+def _device_kind(table: dict, emulated: bool) -> str:
     """A replica's kind: its placement's device type, else its fleet-file table's kind.
 
-    A replica with neither (no --emulate, no --devices, no fleet file) is a plain CPU process.
+    A replica with neither is an emulated chip (`--emulate`) or a plain CPU process.
     """
     placement = table.get("placement") or {}
     device = table.get("device") or {}
-    return str(placement.get("kind") or device.get("kind") or "cpu")
+    default = "emulated" if emulated else "cpu"
+    return str(placement.get("kind") or device.get("kind") or default)
