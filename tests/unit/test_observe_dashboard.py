@@ -1,5 +1,6 @@
 """The dashboard server in-process: page, fragment, /api/state and /metrics on 127.0.0.1."""
 
+import itertools
 import json
 import urllib.error
 import urllib.request
@@ -122,3 +123,95 @@ def test_bad_or_taken_port_is_a_usage_error(dashboard):
         start_dashboard(70000)
     with pytest.raises(UsageError, match="cannot listen"):
         start_dashboard(dashboard.port)
+
+
+def _samples(text: str) -> dict[tuple, float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def test_metrics_answer_every_family_before_the_first_step(dashboard):
+    _, _, text = _get(dashboard, "/metrics")
+    samples = _samples(text)
+    assert samples[("phalanx_steps_committed_total", ())] == 0
+    assert samples[("phalanx_quorums_total", ())] == 0
+    assert samples[("phalanx_step_seconds_count", ())] == 0
+    families = {f.name for f in text_string_to_metric_families(text)}
+    assert {"phalanx_replica_up", "phalanx_loss", "phalanx_lighthouse_up"} <= families
+
+
+def test_metrics_step_histogram_quorums_lighthouse_and_one_up_series_per_replica(dashboard):
+    view = FleetView()
+    view.apply({"t": 0.0, "kind": "run_start", "own_lighthouse": True, "replicas": {"r0": {}}})
+    events = read_events(RECORDED)
+    view.apply_all(events)
+    view.apply({"t": view.last_t, "kind": "lighthouse_down", "cause": "killed"})
+    view.apply({"t": view.last_t, "kind": "lighthouse_restart", "down_s": 1.0})
+    dashboard.publish(view, force=True)
+    samples = _samples(_get(dashboard, "/metrics")[2])
+    first_report: dict[int, float] = {}  # a step counts when its first participant reports it
+    for event in events:
+        if event["kind"] == "step":
+            first_report.setdefault(event["step"], event["t"])
+    commits = list(first_report.values())
+    assert samples[("phalanx_step_seconds_count", ())] == len(commits) - 1
+    gaps = [b - a for a, b in itertools.pairwise(commits)]
+    assert samples[("phalanx_step_seconds_sum", ())] == pytest.approx(sum(gaps), abs=1e-3)
+    assert samples[("phalanx_step_seconds_bucket", (("le", "+Inf"),))] == len(gaps)
+    quorum_keys = {(e.get("quorum_id"), e["step"]) for e in events if e["kind"] == "quorum"}
+    assert samples[("phalanx_quorums_total", ())] == len(quorum_keys) > 0
+    assert samples[("phalanx_lighthouse_up", ())] == 1
+    assert samples[("phalanx_lighthouse_restarts_total", ())] == 1
+    for row in dashboard.state["replicas"]:
+        ups = [
+            k for k in samples if k[0] == "phalanx_replica_up" and ("replica", row["name"]) in k[1]
+        ]
+        assert len(ups) == 1  # no state label: a state change does not start a new series
+        states = {
+            dict(k[1])["phalanx_replica_state"]: v
+            for k, v in samples.items()
+            if k[0] == "phalanx_replica_state" and dict(k[1])["replica"] == row["name"]
+        }
+        assert sum(states.values()) == 1 and states[row["state"]] == 1
+
+
+def test_a_dashboard_beyond_loopback_needs_the_token(tmp_path):
+    board = start_dashboard(None, bind="0.0.0.0:0", token_dir=tmp_path)
+    try:
+        token_file = tmp_path / ".dashboard-token"
+        token = token_file.read_text().strip()
+        assert oct(token_file.stat().st_mode & 0o777) == "0o600" and len(token) >= 24
+        assert board.url.endswith(f"/?token={token}")
+        base = f"http://127.0.0.1:{board.port}"
+
+        def get(path, headers=None):
+            request = urllib.request.Request(base + path, headers=headers or {})
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    return response.status, response.headers.get("Set-Cookie")
+            except urllib.error.HTTPError as err:
+                return err.code, None
+
+        assert get("/metrics")[0] == 401
+        assert get("/api/state?token=wrong")[0] == 401
+        status, cookie = get(f"/?token={token}")
+        assert status == 200 and cookie.startswith(f"phalanx_token={token};")
+        assert get("/fragment", {"Cookie": f"phalanx_token={token}"})[0] == 200
+        assert get("/metrics", {"Authorization": f"Bearer {token}"})[0] == 200
+    finally:
+        board.close()
+
+
+def test_loopback_bind_needs_no_token_and_a_bad_bind_is_a_usage_error(tmp_path):
+    board = start_dashboard(None, bind="127.0.0.1:0", token_dir=tmp_path)
+    try:
+        assert board.token is None and not (tmp_path / ".dashboard-token").exists()
+        assert _get(board, "/metrics")[0] == 200
+    finally:
+        board.close()
+    for bad in ("8080", "host:", ":80", "h:http"):
+        with pytest.raises(UsageError, match="--dashboard-bind"):
+            start_dashboard(None, bind=bad)

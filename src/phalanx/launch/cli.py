@@ -87,6 +87,12 @@ def run_command(
         int | None,
         typer.Option(help="Serve a live dashboard on 127.0.0.1:PORT (0: the OS picks)."),
     ] = None,
+    dashboard_bind: Annotated[
+        str | None,
+        typer.Option(
+            help="Serve the dashboard on HOST:PORT for other machines (a token protects it)."
+        ),
+    ] = None,
     log: Annotated[
         list[str] | None,
         typer.Option(
@@ -226,6 +232,7 @@ def run_command(
         secret_file=secret_file,
         quiet=quiet,
         dashboard_port=dashboard,
+        dashboard_bind=dashboard_bind,
         logs=parse_log_specs(log or [], out),
         guard=guard,
         precision=precision,

@@ -70,6 +70,7 @@ class RunPlan:
     quiet: bool = False
     progress_every: int = 10
     dashboard_port: int | None = None  # None: no web dashboard; 0: the OS picks a port
+    dashboard_bind: str | None = None  # HOST:PORT beyond loopback (token-protected)
     logs: list[LogSpec] = field(default_factory=list)  # --log: TensorBoard, W&B, MLflow
     guard: str | None = None  # None: the script's Trainer(guard=...) decides
     precision: str | None = None  # None: the script's Trainer(precision=...) decides
@@ -186,7 +187,9 @@ class Launcher:
         self._stop_line: str | None = None
         for line in describe(self.energy_plan) if self.energy_plan else []:
             self.printer.say(line)
-        self.dashboard: Dashboard | None = start_dashboard(plan.dashboard_port)
+        self.dashboard: Dashboard | None = start_dashboard(
+            plan.dashboard_port, bind=plan.dashboard_bind, token_dir=plan.out_dir
+        )
         self.view = FleetView()
         self.events = EventLog(plan.out_dir, source="launcher")
         self.tail = EventTail(plan.out_dir)
@@ -229,6 +232,7 @@ class Launcher:
             "run_start",
             script=str(plan.script),
             lighthouse=lighthouse_address,
+            own_lighthouse=lighthouse is not None,
             resume=plan.resume,
             replicas={
                 s.name: {

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from phalanx.observe.fleet_view import FleetView
+from phalanx.observe.fleet_view import STEP_SECONDS_BUCKETS, FleetView
 
 STATE_SCHEMA = "phalanx.fleet_state/1"
 
@@ -36,6 +36,15 @@ def fleet_state(view: FleetView, now_s: float | None = None) -> dict[str, Any]:
         "checkpoints": view.checkpoints,
         "energy_j": _round(view.energy_j(), 1),
         "finished": view.finished,
+        "participants": view.participants,
+        "quorums": view.quorums,
+        "lighthouse_up": view.lighthouse_up,
+        "lighthouse_restarts": view.lighthouse_restarts,
+        "step_seconds": {
+            "bounds": list(STEP_SECONDS_BUCKETS),
+            "counts": list(view.step_seconds_counts),
+            "sum": round(view.step_seconds_sum, 6),
+        },
         "replicas": [
             {
                 "name": name,

@@ -15,6 +15,12 @@ from typing import Any
 # `telemetry` event): the fields are read wherever they appear, so a device
 # layer that starts reporting them needs no change here.
 TELEMETRY_FIELDS = ("temperature_c", "power_w", "mean_power_w", "energy_j")
+# Upper bounds (s) of the step-time histogram: a toy's 10 ms step to a stall of minutes.
+STEP_SECONDS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+# Every state a replica row can be in (the /metrics state set lists them all, always).
+REPLICA_STATES = (
+    "starting", "joining", "training", "healing", "hung", "out", "down", "restarting", "done",
+)  # fmt: skip
 
 
 @dataclass
@@ -69,10 +75,21 @@ class FleetView:
     last_t: float | None = None
     last_commit_t: float | None = None
     finished: bool = False
+    # Seconds between consecutive commits as the fleet lived them (stalls included):
+    # counts per STEP_SECONDS_BUCKETS bound (the last: above all), their sum and number.
+    step_seconds_counts: list[int] = field(
+        default_factory=lambda: [0] * (len(STEP_SECONDS_BUCKETS) + 1)
+    )
+    step_seconds_sum: float = 0.0
+    quorums: int = 0  # quorums formed (distinct quorum ids seen)
+    participants: int = 0  # replicas in the last committed step
+    lighthouse_up: bool | None = None  # None: this host runs no lighthouse of its own
+    lighthouse_restarts: int = 0
     # Bumped by every event: a display redraws only when it moved.
     version: int = 0
     _fault_times: list[float] = field(default_factory=list)
     _recent: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=12))
+    _quorum_ids: deque[Any] = field(default_factory=lambda: deque(maxlen=64))
 
     def replica(self, name: str) -> ReplicaView:
         if name not in self.replicas:
@@ -102,6 +119,8 @@ class FleetView:
     def _run_start(self, event: dict[str, Any], _name: str | None) -> None:
         self.planned_steps = event.get("steps") or self.planned_steps
         self.global_batch_size = event.get("global_batch_size") or self.global_batch_size
+        if event.get("own_lighthouse"):
+            self.lighthouse_up = True
         for rname, info in (event.get("replicas") or {}).items():
             view = self.replica(rname)
             view.speed = info.get("speed")
@@ -119,6 +138,12 @@ class FleetView:
         self.planned_steps = self.planned_steps or event.get("steps") or 0
 
     def _quorum(self, event: dict[str, Any], _name: str | None) -> None:
+        # Every member reports the same quorum; ids restart with a restarted lighthouse,
+        # so the id is paired with the step it formed at.
+        key = (event.get("quorum_id"), event.get("step"))
+        if key not in self._quorum_ids:
+            self._quorum_ids.append(key)
+            self.quorums += 1
         members = set(event.get("participants") or [])
         for rname, view in self.replicas.items():
             if rname in members and view.state in ("joining", "healing", "hung", "out"):
@@ -137,10 +162,13 @@ class FleetView:
             return  # every participant writes the same record; count it once
         self.committed.add(step)
         self._recent.append((event["t"], step))
+        if self.last_commit_t is not None and event["t"] >= self.last_commit_t:
+            self._count_step_seconds(event["t"] - self.last_commit_t)
         self.last_commit_t = event["t"]
         self.last_step = max(self.last_step, step)
         self.last_loss = event["loss"]
         participants = event["participants"]
+        self.participants = len(participants)
         for rname, share, sps in zip(participants, event["shares"], event["sps"]):
             view = self.replica(rname)
             view.share = share
@@ -154,6 +182,21 @@ class FleetView:
             if rname not in participants and view.state == "training":
                 view.state = "out"
                 view.share = 0
+
+    def _count_step_seconds(self, seconds: float) -> None:
+        index = next(
+            (i for i, bound in enumerate(STEP_SECONDS_BUCKETS) if seconds <= bound),
+            len(STEP_SECONDS_BUCKETS),
+        )
+        self.step_seconds_counts[index] += 1
+        self.step_seconds_sum += seconds
+
+    def _lighthouse_down(self, _event: dict[str, Any], _name: str | None) -> None:
+        self.lighthouse_up = False
+
+    def _lighthouse_restart(self, _event: dict[str, Any], _name: str | None) -> None:
+        self.lighthouse_up = True
+        self.lighthouse_restarts += 1
 
     def _fault(self, event: dict[str, Any], name: str | None) -> None:
         self.faults += 1
@@ -276,6 +319,8 @@ _HANDLERS = {
     "worker_restart": FleetView._worker_restart,
     "worker_done": FleetView._worker_done,
     "run_end": FleetView._run_end,
+    "lighthouse_down": FleetView._lighthouse_down,
+    "lighthouse_restart": FleetView._lighthouse_restart,
     "thermal": FleetView._thermal,
     "device_failure": FleetView._device_failure,
 }

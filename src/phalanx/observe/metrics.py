@@ -11,8 +11,17 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+    StateSetMetricFamily,
+)
 from prometheus_client.registry import Collector
+
+from phalanx.observe.fleet_state import fleet_state
+from phalanx.observe.fleet_view import REPLICA_STATES, FleetView
 
 # (metric name, help, key in a replica row, counter?)
 _REPLICA_METRICS = (
@@ -58,6 +67,14 @@ _FLEET_METRICS = (
     ("phalanx_throughput_samples_per_second", "Recent fleet throughput.", "throughput_sps", False),
     ("phalanx_ideal_samples_per_second", "Sum of each replica's own speed.", "ideal_sps", False),
     ("phalanx_efficiency_ratio", "Throughput divided by ideal.", "efficiency", False),
+    ("phalanx_participants", "Replicas in the last committed step.", "participants", False),
+    ("phalanx_quorums", "Quorums formed (each change of the fleet's membership).", "quorums", True),
+    (
+        "phalanx_lighthouse_restarts",
+        "Times this host's lighthouse was restarted.",
+        "lighthouse_restarts",
+        True,
+    ),
 )
 
 
@@ -66,9 +83,9 @@ class FleetCollector(Collector):
         self._get_state = get_state
 
     def collect(self) -> Iterator[Metric]:
-        state = self._get_state()
-        if state is None:
-            return
+        # Before the first published state, every family is there already (counters at 0):
+        # a scrape in a run's first seconds sees the metrics, not an empty page.
+        state = self._get_state() or fleet_state(FleetView())
         for name, doc, key, counter in _FLEET_METRICS:
             family = CounterMetricFamily(name, doc) if counter else GaugeMetricFamily(name, doc)
             if state.get(key) is not None:
@@ -85,12 +102,39 @@ class FleetCollector(Collector):
                 if row.get(key) is not None:
                     family.add_metric([row["name"], row["device"]], float(row[key]))
             yield family
+        # One series per replica (a state label would start a new series at every change).
         up = GaugeMetricFamily(
-            "phalanx_replica_up", "1 while the replica is training.", labels=["replica", "state"]
+            "phalanx_replica_up", "1 while the replica is training.", labels=["replica"]
+        )
+        states = StateSetMetricFamily(
+            "phalanx_replica_state", "The replica's state (one of a fixed set).", labels=["replica"]
         )
         for row in state["replicas"]:
-            up.add_metric([row["name"], row["state"]], 1.0 if row["state"] == "training" else 0.0)
+            up.add_metric([row["name"]], 1.0 if row["state"] == "training" else 0.0)
+            states.add_metric([row["name"]], {s: row["state"] == s for s in REPLICA_STATES})
         yield up
+        yield states
+        lighthouse = GaugeMetricFamily(
+            "phalanx_lighthouse_up", "1 while this host's lighthouse serves (absent: none here)."
+        )
+        if state.get("lighthouse_up") is not None:
+            lighthouse.add_metric([], 1.0 if state["lighthouse_up"] else 0.0)
+        yield lighthouse
+        yield _step_seconds(state.get("step_seconds"))
+
+
+def _step_seconds(histogram: dict[str, Any] | None) -> Metric:
+    family = HistogramMetricFamily(
+        "phalanx_step_seconds", "Seconds between consecutive committed steps, stalls included."
+    )
+    if not histogram:
+        return family
+    cumulative, buckets = 0, []
+    for bound, count in zip([*histogram["bounds"], float("inf")], histogram["counts"]):
+        cumulative += count
+        buckets.append(("+Inf" if bound == float("inf") else repr(float(bound)), cumulative))
+    family.add_metric([], buckets, sum_value=histogram["sum"])
+    return family
 
 
 def metrics_registry(get_state: Callable[[], dict[str, Any] | None]) -> CollectorRegistry:
