@@ -231,7 +231,7 @@ def assert_one_clear_error(code: int, stdout: str, stderr: str) -> None:
 FLAGS = st.sampled_from([
     "--emulate", "--replicas", "--fault", "--timeout-s", "--checkpoint-every", "--guard",
     "--rescreen-every-s", "--dashboard", "--resume", "--quiet", "--out", "--fleet", "--model",
-    "--days", "--tariff", "--subsidy", "--seed", "--policies", "--json", "--samples",
+    "--days", "--tariff", "--subsidy-fraction", "--subsidy-per-kwh", "--seed", "--policies", "--json", "--samples",
     "--checkpoint-s", "--world-restart-s", "--stall-s", "--time-value", "--level",
     "--time-scale", "--script", "--cpu", "--no-cpu", "--co2-g-per-kwh", "--bogus", "-x", "--",
 ])  # fmt: skip

@@ -71,3 +71,14 @@ def test_main_cli_turns_bad_input_into_exit_2(tmp_path: Path) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "class[0].mtbh_h" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_subsidy_is_a_fraction_in_plan_and_named_so(app: typer.Typer) -> None:
+    base = ["plan", "--fleet", str(FLEET), "--model", str(MODEL)]
+    res = CliRunner().invoke(app, [*base, "--subsidy-fraction", "0.25"])
+    assert res.exit_code == 0 and "subsidy 25%" in res.output, res.output
+    res = CliRunner().invoke(app, [*base, "--subsidy-fraction", "2"])
+    assert isinstance(res.exception, UsageError) and res.exception.field == "--subsidy-fraction"
+    # The old name meant a fraction here and a price per kWh in `run`: it is gone from both.
+    res = CliRunner().invoke(app, [*base, "--subsidy", "0.25"])
+    assert res.exit_code == 2 and "--subsidy-fraction" in res.output, res.output

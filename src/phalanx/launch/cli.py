@@ -133,7 +133,10 @@ def run_command(
         str | None, typer.Option(help="Electricity price for the cost estimate, e.g. 0.08/kWh.")
     ] = None,
     subsidy: Annotated[
-        str | None, typer.Option(help="Subsidy per kWh taken off the tariff, e.g. 0.02/kWh.")
+        str | None,
+        typer.Option(
+            "--subsidy-per-kwh", help="Subsidy per kWh taken off the tariff, e.g. 0.02/kWh."
+        ),
     ] = None,
     co2_g_per_kwh: Annotated[
         float | None, typer.Option(help="Grid intensity for the CO2 estimate (g per kWh).")
@@ -242,7 +245,7 @@ def run_command(
         rescreen_every_s=rescreen_every_s,
         **many_hosts,
         tariff_per_kwh=_per_kwh("--tariff", tariff),
-        subsidy_per_kwh=_per_kwh("--subsidy", subsidy),
+        subsidy_per_kwh=_per_kwh("--subsidy-per-kwh", subsidy),
         co2_g_per_kwh=_non_negative("--co2-g-per-kwh", co2_g_per_kwh),
         energy=energy,
         thermal_guard=thermal_guard,

@@ -39,7 +39,8 @@ PlanFleetOpt = Annotated[
 ModelOpt = Annotated[Path, typer.Option("--model", help="model profile (TOML or JSON)")]
 TariffOpt = Annotated[float, typer.Option("--tariff", help="electricity price, USD per kWh")]
 SubsidyOpt = Annotated[
-    float, typer.Option("--subsidy", help="fraction of the power bill paid by a subsidy (0..1)")
+    float,
+    typer.Option("--subsidy-fraction", help="fraction of the power bill paid by a subsidy (0..1)"),
 ]
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="also write the result as JSON here")]
 
@@ -73,7 +74,7 @@ def plan_cmd(
     from phalanx.plan.report import plan_table, plan_to_dict
 
     _check_rate("--tariff", tariff)
-    _check_rate("--subsidy", subsidy, 1.0)
+    _check_rate("--subsidy-fraction", subsidy, 1.0)
     if time_value is not None:
         _check_rate("--time-value", time_value)
     planned = load_plan_fleet(fleet, efficiency)

@@ -76,7 +76,7 @@ def simulate_cmd(
         ("--stall-s", stall_s),
     ):
         _check_rate(name, value)
-    _check_rate("--subsidy", subsidy, 1.0)
+    _check_rate("--subsidy-fraction", subsidy, 1.0)
     if samples is not None and samples <= 0:
         raise UsageError("--samples", "must be > 0", "pass --samples 2.5e9", samples)
     pols = parse_policies(policies)
