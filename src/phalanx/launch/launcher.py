@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,14 @@ from typing import Any
 from rich.console import Console
 
 from phalanx.devices.placement import fair_threads
-from phalanx.errors import EXIT_DISK_FULL, EXIT_FATAL, EXIT_QUARANTINED, EXIT_USAGE, UsageError
+from phalanx.errors import (
+    EXIT_DISK_FULL,
+    EXIT_FATAL,
+    EXIT_PREEMPTED,
+    EXIT_QUARANTINED,
+    EXIT_USAGE,
+    UsageError,
+)
 from phalanx.faults.markers import claim_once
 from phalanx.faults.spec import FLEET_KINDS, FaultSpec
 from phalanx.fleetnet.fleet_secret import default_secret_path, generate_secret_file, load_secret
@@ -40,6 +48,9 @@ from phalanx.runtime.checkpoint import list_checkpoints
 from phalanx.runtime.worker_config import WorkerConfig
 
 POLL_S = 0.05
+# After SIGTERM, how long the workers get to reach a step boundary and checkpoint before
+# they are killed: inside the 30 s Slurm and Kubernetes give by default before SIGKILL.
+PREEMPT_GRACE_S = 25.0
 SECRET_FILE = ".fleet-secret"  # a run's own fleet secret (mode 0600), when none is given
 
 
@@ -199,6 +210,9 @@ class Launcher:
         # The lighthouse_down event and the restart's time, until a step follows the restart.
         self._lighthouse_lost: tuple[dict, float | None] | None = None
         self.trackers: TrackerFeed | None = None  # --log
+        # SIGTERM (pre-emption): set by the handler, acted on by the supervisor loop.
+        self._preempt_requested = False
+        self._preempt_deadline: float | None = None
 
     def run(self) -> int:
         plan = self.plan
@@ -261,6 +275,8 @@ class Launcher:
             plan.logs, plan.out_dir, _tracker_config(plan, slots), self.printer.say, self._warn
         )
         code = 1
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._on_sigterm)
         try:
             for slot in slots:
                 slot.launch(restarted=False)
@@ -286,6 +302,16 @@ class Launcher:
             print_summary(self.console, summary, str(plan.out_dir))
         if code == EXIT_DISK_FULL:  # the model is not on disk, whatever the events say
             print(f"error: {self._stop_line}", file=sys.stderr, flush=True)
+            return code
+        if code == EXIT_PREEMPTED and not summary.get("completed"):
+            newest = list_checkpoints(plan.out_dir)
+            held = f"checkpoint {newest[0].name} is on disk" if newest else "no checkpoint yet"
+            print(
+                f"pre-empted (SIGTERM): {held}; run the same command with --resume to go on "
+                f"(exit code {EXIT_PREEMPTED})",
+                file=sys.stderr,
+                flush=True,
+            )
             return code
         return 0 if summary.get("completed") else (code or 1)
 
@@ -447,8 +473,38 @@ class Launcher:
             )
             self.lighthouse.kill(restart_after_s=restart_s, step=fault.step)
 
+    def _on_sigterm(self, _signum: int, _frame: Any) -> None:
+        self._preempt_requested = True  # the supervisor loop acts on it (no I/O in a handler)
+
+    def _preempt(self, slots: list[WorkerSlot], now: float) -> int | None:
+        """SIGTERM: pass it on, restart nothing, wait for checkpoints; EXIT_PREEMPTED when done."""
+        if self._preempt_deadline is None:
+            self._preempt_deadline = now + PREEMPT_GRACE_S
+            self.events.emit("preempt", grace_s=PREEMPT_GRACE_S, step=self.view.last_step)
+            self.printer.say(
+                "SIGTERM: every replica finishes its step and checkpoints, then the run stops"
+            )
+            for slot in slots:
+                slot.restart_at = None
+                slot.signal(signal.SIGTERM)  # on Slurm they have it already; twice is harmless
+        if any(s.alive for s in slots) and now < self._preempt_deadline:
+            return None
+        self._follow_events()
+        return EXIT_PREEMPTED
+
     def _supervise(self, slots: list[WorkerSlot]) -> int:
         while True:
+            if self._preempt_requested:
+                for slot in slots:
+                    exit_code = slot.poll()
+                    if exit_code is not None:
+                        self.events.emit("worker_exit", replica=slot.name, code=exit_code)
+                outcome = self._preempt(slots, time.monotonic())
+                if outcome is not None:
+                    return outcome
+                self._follow_events()
+                time.sleep(POLL_S)  # supervisor poll interval, not synchronisation
+                continue
             self._follow_events()
             if self.lighthouse is not None:
                 self.lighthouse.poll()  # restarts a dead lighthouse (from this thread: PDEATHSIG)

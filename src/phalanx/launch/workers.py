@@ -125,6 +125,12 @@ class WorkerSlot:
     def alive(self) -> bool:
         return self.process is not None
 
+    def signal(self, signum: int) -> None:
+        """Send `signum` to the worker's process group (it runs in a session of its own)."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signum)
+
     def stop(self) -> None:
         if self.process is None:
             return

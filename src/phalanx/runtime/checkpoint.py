@@ -251,6 +251,11 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
     return sorted(found, key=lambda p: p.name, reverse=True)
 
 
+def checkpoint_step(path: Path) -> int:
+    """The committed step a checkpoint directory holds (from its `step_NNNNNNNN` name)."""
+    return int(path.name[len(_PREFIX) :])
+
+
 def prune_checkpoints(root: Path, keep: int) -> None:
     for stale in list_checkpoints(root.parent)[max(keep, 1) :]:
         shutil.rmtree(stale, ignore_errors=True)

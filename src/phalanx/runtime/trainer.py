@@ -32,6 +32,7 @@ from phalanx.runtime.error_line import say_error
 from phalanx.runtime.fleet_watch import COMPLETE_MARKER
 from phalanx.runtime.hooks import LeaveFleet
 from phalanx.runtime.precision import PRECISIONS
+from phalanx.runtime.preemption import Preemption, leave_preempted
 from phalanx.runtime.profile_mode import ProfileRequest, run_profile
 from phalanx.runtime.setup import start_barrier
 from phalanx.runtime.state import TrainState
@@ -146,11 +147,21 @@ class Trainer:
         self._restore(events, sync)
         self._announce(events)
         start_barrier(self.worker)
+        preemption = Preemption()
+        preemption.install()
+        members: list[str] = []
         try:
             while self.state.fleet.step < self.steps:
+                if preemption.requested:  # SIGTERM: leave at this boundary, checkpointed
+                    raise leave_preempted(
+                        self.name, self.state, members, self.out_dir, self.keep_checkpoints,
+                        events,
+                    )  # fmt: skip
                 report = take_step(ctx)
                 if report.leave:
                     break
+                if report.committed:  # the first of these members checkpoints on SIGTERM
+                    members = list(report.members)
                 for hook in hooks:
                     hook(report)
             if self.state.fleet.step >= self.steps:

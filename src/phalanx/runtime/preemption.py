@@ -1,0 +1,62 @@
+"""SIGTERM as a scheduler means it: finish the step in flight, checkpoint, leave with 75.
+
+Slurm (`scancel`, pre-emption, the end of a time limit) and Kubernetes (pod
+eviction) send SIGTERM and wait a grace period (30 s by default) before SIGKILL.
+A replica notes the signal, finishes the step it is in (a step is short next to
+the grace period), and leaves at the boundary; the first member of its last
+quorum writes the committed state as a checkpoint, so `--resume` on the next
+allocation goes on from there with the same math. Replicas that get the signal
+at different steps each leave at their own boundary: the fleet shrinks as for a
+crash, and the last one out holds the newest step.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from phalanx.errors import EXIT_PREEMPTED
+from phalanx.observe.events import EventLog
+from phalanx.runtime import checkpoint as ckpt
+from phalanx.runtime.state import TrainState
+
+
+@dataclass
+class Preemption:
+    requested: bool = False
+
+    def install(self) -> None:
+        """Catch SIGTERM from now on (only the main thread may set a handler)."""
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._on_signal)
+
+    def _on_signal(self, _signum: int, _frame: Any) -> None:
+        self.requested = True  # acted on at the next step boundary, never mid-step
+
+
+def leave_preempted(
+    name: str,
+    state: TrainState,
+    members: list[str],
+    out_dir: Path,
+    keep: int,
+    events: EventLog,
+) -> SystemExit:
+    """Checkpoint the committed state (first member only) and say so; raise the result."""
+    step = state.fleet.step
+    saved: Path | None = None
+    newest = ckpt.list_checkpoints(out_dir)
+    already = bool(newest) and ckpt.checkpoint_step(newest[0]) >= step  # a peer went further
+    if members and members[0] == name and step > 0 and not already:
+        try:
+            saved = ckpt.save_checkpoint(state, out_dir, keep=keep)
+        except OSError as err:  # the older checkpoints are intact; --resume uses them
+            events.emit("checkpoint_failed", replica=name, step=step, reason=str(err))
+            print(f"warning: {err}; --resume goes on from an older checkpoint", flush=True)
+    events.emit("preempted", replica=name, step=step, checkpoint=str(saved) if saved else None)
+    written = f"; checkpoint {saved.name} written" if saved else ""
+    print(f"{name}: pre-empted (SIGTERM) after step {step}{written}", flush=True)
+    return SystemExit(EXIT_PREEMPTED)
