@@ -11,7 +11,9 @@ on a replica that computes no samples at the planned step (a slow chip given
 a share of 0, a replica that was healing) it waits for the first later step
 where the replica computes, and its event names both steps. A weight flip
 likewise fires at the first step at or after the planned one that the
-replica takes part in. A corruption never fires where it could not be seen.
+replica takes part in. A corruption never fires where it could not be seen,
+and at most one gradient and one weight corruption fire in a step: faults that
+waited for the same step fire on the following ones.
 """
 
 from __future__ import annotations
@@ -122,6 +124,10 @@ class FaultInjector:
                     grads[0].view(-1)[0] = float("nan")
                 else:
                     flip_bit(grads[0], fault.params.get("bit"))
+                # One corruption per step: two that waited for the same step would land on
+                # the same element, and a top-bit flip of a NaN is a finite, plausible
+                # number (0x7FF8... -> 1.5): no fault anyone planned. The next waits.
+                return
 
     def corrupt_weights(self, step: int, params: list[torch.nn.Parameter]) -> None:
         """`sdc:target=weight` faults: flip a bit of this replica's first parameter once."""
@@ -130,3 +136,4 @@ class FaultInjector:
                 self._record(fault, step)
                 with torch.no_grad():
                     flip_bit(params[0], fault.params.get("bit"))
+                return  # one per step: a second flip of the same bit would undo the first
