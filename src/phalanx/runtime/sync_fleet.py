@@ -35,6 +35,10 @@ from phalanx.runtime.torchft_access import (
 from phalanx.runtime.worker_config import WorkerConfig
 
 QUORUM_RETRY_S = 0.1  # between quorum attempts while no lighthouse answers
+# After a lighthouse restart, how long a replica that got a shrunken first quorum waits
+# before asking again: 10 heartbeat intervals (100 ms) for live peers' reconnects and
+# heartbeats to reach the new lighthouse.
+RESTART_SETTLE_S = 1.0
 # torchft's ManagerServer retries a failed lighthouse call about every 0.1 s, on a new
 # connection: a lighthouse restart then costs no error at all. With no retries left it
 # leaves our call hanging until the quorum timeout, so never let it run out first:
@@ -114,6 +118,8 @@ class FleetSync(Sync):
             self.manager, (lambda: tunnel.incarnation) if tunnel is not None else None
         )
         self.quorum_id: int | None = None
+        self._last_members: set[str] = set()  # of the last quorum this replica trained in
+        self._settled_epoch: int | None = None  # restarted lighthouse already waited for
         self._last_error = ""
         self._early = False  # the next quorum was requested right after the last commit
         if self._tunnel is not None:
@@ -168,6 +174,18 @@ class FleetSync(Sync):
             self._start_quorum()
         result = self._recorder.last
         finish_quorum_as_synchronous(self.manager, result)
+        if self._shrunk_by_a_restart(result):
+            # A lighthouse that has just started knows only the replicas whose heartbeat
+            # reached it, and forms a quorum as soon as those have asked: the first to ask
+            # after a restart can be a quorum of one while live peers at the same step are
+            # still reconnecting, and two quorums then commit the same step (chaos bug 13).
+            # So a quorum from a new lighthouse that lost members of the last one is not
+            # trained in: after the settle time every live peer heartbeats to the new
+            # lighthouse, and the quorum asked for then waits for them (once per restart).
+            time.sleep(RESTART_SETTLE_S)  # heartbeats reach the new lighthouse meanwhile
+            self._start_quorum()
+            result = self._recorder.last
+            finish_quorum_as_synchronous(self.manager, result)
         if self.quorum_id is not None and result.quorum_id >> 32 != self.quorum_id >> 32:
             print(
                 f"{self.name}: quorum {result.quorum_id} from a restarted lighthouse: "
@@ -176,6 +194,7 @@ class FleetSync(Sync):
             )
         self.quorum_id = result.quorum_id
         names = {stable_name(rid) for rid in result.replica_ids}
+        self._last_members = names
         if len(names) < len(result.replica_ids):
             # Two live replicas under one name would compute the same slice twice.
             # (A crashed predecessor still in the quorum ends the same way: the restart heals it.)
@@ -184,6 +203,17 @@ class FleetSync(Sync):
                 "give every host its own --host-id"
             )
         return sorted(names, key=_natural_key)
+
+    def _shrunk_by_a_restart(self, result: Any) -> bool:
+        """Is this the first quorum of a restarted lighthouse, without members of the last?"""
+        if self.quorum_id is None or result.quorum_id >> 32 == self.quorum_id >> 32:
+            return False  # the first quorum of this replica, or the same lighthouse
+        epoch = result.quorum_id >> 32
+        if epoch == self._settled_epoch:
+            return False  # asked again once already for this lighthouse: take what it gives
+        self._settled_epoch = epoch
+        names = {stable_name(rid) for rid in result.replica_ids}
+        return not self._last_members <= names
 
     def _start_quorum(self) -> None:
         """torchft's quorum, retried while no lighthouse answers (it may be restarting).
