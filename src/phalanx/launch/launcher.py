@@ -242,20 +242,17 @@ class Launcher:
             slot.config.secret_file = str(secret_file)
             slot.config.launched_at_s = launched_at_s
             slot.config.many_hosts = plan.lighthouse is not None
+        # The kind the control block declares: a placed replica's device type too.
+        replicas = {
+            s.name: {"speed": s.config.speed, "kind": s.config.fleet[s.name]["kind"]} for s in slots
+        }
         self.events.emit(
             "run_start",
             script=str(plan.script),
             lighthouse=lighthouse_address,
             own_lighthouse=lighthouse is not None,
             resume=plan.resume,
-            replicas={
-                s.name: {
-                    "speed": s.config.speed,
-                    # The kind the control block declares: a placed replica's device type too.
-                    "kind": s.config.fleet[s.name]["kind"],
-                }
-                for s in slots
-            },
+            replicas=replicas,
             steps=None,
             global_batch_size=None,
             faults=[f.to_json() for f in plan.faults],
@@ -272,7 +269,7 @@ class Launcher:
         if self.dashboard is not None:
             print(f"dashboard: {self.dashboard.url}", flush=True)  # also under --quiet: asked for
         self.trackers = open_trackers(
-            plan.logs, plan.out_dir, _tracker_config(plan, slots), self.printer.say, self._warn
+            plan.logs, plan.out_dir, _tracker_config(plan, replicas), self.printer.say, self._warn
         )
         code = 1
         if threading.current_thread() is threading.main_thread():
@@ -583,13 +580,12 @@ class Launcher:
         return None
 
 
-def _tracker_config(plan: RunPlan, slots: list[WorkerSlot]) -> dict[str, Any]:
+def _tracker_config(plan: RunPlan, replicas: dict[str, dict]) -> dict[str, Any]:
     """What a tracker records as the run's configuration (workers add steps and batch)."""
     return {
         "script": str(plan.script),
         "script_args": " ".join(plan.script_args),
-        "replicas": {s.name: s.config.fleet[s.name]["kind"] for s in slots},
-        "speeds": {s.name: s.config.speed for s in slots},
+        "replicas": replicas,  # as run_start has them: each one's speed and kind
         "timeout_s": plan.timeout_s,
         "precision": plan.precision or "script",
         "guard": plan.guard or "script",

@@ -17,7 +17,6 @@ the server threads only read. No lock is held while training runs.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import os
 import secrets
@@ -31,6 +30,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from phalanx.errors import UsageError
+from phalanx.fleetnet.hosts import is_loopback
 from phalanx.observe.dashboard_page import fragment_html, page_html
 from phalanx.observe.fleet_state import fleet_state
 from phalanx.observe.fleet_view import FleetView
@@ -123,7 +123,7 @@ def start_dashboard(
         return None
     if not 0 <= port <= 65535:
         raise UsageError(flag, "is not a port", "pass 0..65535 (0: the OS picks)", port)
-    token = None if _loopback(host) else secrets.token_urlsafe(24)
+    token = None if is_loopback(host) else secrets.token_urlsafe(24)
     try:
         board = Dashboard(port, title, host=host, token=token)
     except OSError as err:
@@ -152,15 +152,6 @@ def parse_bind(text: str) -> tuple[str, int]:
             "--dashboard-bind", "is not HOST:PORT", "e.g. --dashboard-bind 0.0.0.0:8080", text
         )
     return host, int(port)
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: assume it is reachable from elsewhere
 
 
 def _handler_for(dashboard: Dashboard) -> type[BaseHTTPRequestHandler]:

@@ -48,9 +48,7 @@ def leave_preempted(
     """Checkpoint the committed state (first member only) and say so; raise the result."""
     step = state.fleet.step
     saved: Path | None = None
-    newest = ckpt.list_checkpoints(out_dir)
-    already = bool(newest) and ckpt.checkpoint_step(newest[0]) >= step  # a peer went further
-    if members and members[0] == name and step > 0 and not already:
+    if members and members[0] == name and step > 0 and not _held_already(out_dir, step):
         try:
             saved = ckpt.save_checkpoint(state, out_dir, keep=keep)
         except OSError as err:  # the older checkpoints are intact; --resume uses them
@@ -60,3 +58,9 @@ def leave_preempted(
     written = f"; checkpoint {saved.name} written" if saved else ""
     print(f"{name}: pre-empted (SIGTERM) after step {step}{written}", flush=True)
     return SystemExit(EXIT_PREEMPTED)
+
+
+def _held_already(out_dir: Path, step: int) -> bool:
+    """Is a checkpoint of this step, or a later one (a peer went further), on disk?"""
+    newest = ckpt.list_checkpoints(out_dir)
+    return bool(newest) and ckpt.checkpoint_step(newest[0]) >= step

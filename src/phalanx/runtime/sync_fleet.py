@@ -186,7 +186,7 @@ class FleetSync(Sync):
             self._start_quorum()
             result = self._recorder.last
             finish_quorum_as_synchronous(self.manager, result)
-        if self.quorum_id is not None and result.quorum_id >> 32 != self.quorum_id >> 32:
+        if self._from_a_restarted_lighthouse(result):
             print(
                 f"{self.name}: quorum {result.quorum_id} from a restarted lighthouse: "
                 "torchft rebuilds the process group under a new prefix",
@@ -204,10 +204,17 @@ class FleetSync(Sync):
             )
         return sorted(names, key=_natural_key)
 
+    def _from_a_restarted_lighthouse(self, result: Any) -> bool:
+        """Did another lighthouse incarnation (the quorum id's upper bits) give this quorum?
+
+        False for this replica's first quorum: there is no earlier one to compare with.
+        """
+        return self.quorum_id is not None and result.quorum_id >> 32 != self.quorum_id >> 32
+
     def _shrunk_by_a_restart(self, result: Any) -> bool:
         """Is this the first quorum of a restarted lighthouse, without members of the last?"""
-        if self.quorum_id is None or result.quorum_id >> 32 == self.quorum_id >> 32:
-            return False  # the first quorum of this replica, or the same lighthouse
+        if not self._from_a_restarted_lighthouse(result):
+            return False
         epoch = result.quorum_id >> 32
         if epoch == self._settled_epoch:
             return False  # asked again once already for this lighthouse: take what it gives
