@@ -32,6 +32,10 @@ class UsageError(Exception):
         self.value = value
         super().__init__(self.message())
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Raised in a loader worker process, it crosses back pickled: keep every field.
+        return (type(self), (self.field, self.problem, self.fix, self.value))
+
     def message(self) -> str:
         got = "" if self.value is None else f" (got {_short_repr(self.value)})"
         # One line, always: a key or value from a file may itself contain a newline.

@@ -1,7 +1,7 @@
 """Global sample order and per-step slices.
 
 The global sample stream is the concatenation of seeded per-epoch
-permutations of the dataset. Step s covers stream positions [s*B, (s+1)*B);
+permutations of the dataset (data/permutation.py). Step s covers stream positions [s*B, (s+1)*B);
 participant k takes the contiguous sub-range that follows the shares of the
 participants before it. Because everything is a function of (seed, step,
 shares), every replica derives the same slices without talking, a retried
@@ -10,18 +10,16 @@ step reuses the same samples, and an epoch's samples are used exactly once.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from phalanx.data.permutation import epoch_indices, epoch_permutation
 
-import torch
-
-
-@lru_cache(maxsize=4)
-def epoch_permutation(seed: int, epoch: int, num_samples: int) -> tuple[int, ...]:
-    """The order of sample indices in `epoch` (cached: a few epochs are live at once)."""
-    generator = torch.Generator()
-    # Mix seed and epoch so that neighbouring seeds do not share epochs.
-    generator.manual_seed((seed * 1_000_003 + epoch * 7_919) % (2**63 - 1))
-    return tuple(torch.randperm(num_samples, generator=generator).tolist())
+__all__ = [
+    "epoch_permutation",
+    "microbatches",
+    "participant_ranges",
+    "position_to_sample",
+    "sample_indices",
+    "step_range",
+]
 
 
 def step_range(step: int, global_batch_size: int) -> tuple[int, int]:
@@ -46,7 +44,7 @@ def participant_ranges(
 def position_to_sample(position: int, seed: int, num_samples: int) -> tuple[int, int]:
     """(epoch, dataset index) of one stream position."""
     epoch, offset = divmod(position, num_samples)
-    return epoch, epoch_permutation(seed, epoch, num_samples)[offset]
+    return epoch, epoch_indices(seed, epoch, num_samples, range(offset, offset + 1))[0]
 
 
 def sample_indices(start: int, end: int, seed: int, num_samples: int) -> list[int]:
@@ -56,7 +54,7 @@ def sample_indices(start: int, end: int, seed: int, num_samples: int) -> list[in
     while position < end:
         epoch, offset = divmod(position, num_samples)
         take = min(end - position, num_samples - offset)
-        indices.extend(epoch_permutation(seed, epoch, num_samples)[offset : offset + take])
+        indices.extend(epoch_indices(seed, epoch, num_samples, range(offset, offset + take)))
         position += take
     return indices
 

@@ -141,7 +141,7 @@ def build_summary(run_dir: str | Path) -> dict[str, Any]:
         data_accounting(
             steps,
             global_batch_size,
-            int(worker_start.get("num_samples") or 1),
+            int(worker_start["num_samples"]) if worker_start.get("num_samples") else None,
             int(worker_start.get("seed") or 0),
         )
         if worker_start

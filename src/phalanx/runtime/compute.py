@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import default_collate
 
+from phalanx.data.feed import MicroBatch
+from phalanx.data.loader_workers import fetch_seed
 from phalanx.data.slicing import microbatches
 from phalanx.exact.keys import sample_keys
 from phalanx.runtime.precision import Precision
@@ -35,13 +37,14 @@ class Workload:
 
     model: torch.nn.Module
     loss_fn: LossFn
-    dataset: Dataset
-    num_samples: int
+    dataset: Any  # map-style, or an iterable for a stream (read through `feed`)
+    num_samples: int | None  # None: a stream of unknown length
     global_batch_size: int
     max_microbatch: int | None
     device: torch.device
     seed: int
     precision: Precision = field(default_factory=Precision)
+    feed: Any = None  # data/feed.py BatchFeed: the step engine's source of micro-batches
 
 
 def move_to(batch: Any, device: torch.device) -> Any:
@@ -65,56 +68,44 @@ def slice_gradient(
     before_last_backward: Callable[[], None] | None = None,
     loss_scale: float = 1.0,
 ) -> float:
-    """Add the weighted gradient of `indices` (stream positions from `start_position`)
-    to `.grad`, multiplied by `loss_scale` (fp16-mixed); return the weighted loss.
+    """`batches_gradient` of dataset `indices` read here (tests; the step uses the feed)."""
+    batches = []
+    position = start_position
+    for chunk in microbatches(list(indices), work.max_microbatch):
+        torch.manual_seed(fetch_seed(work.seed, position))
+        batch = default_collate([work.dataset[i] for i in chunk])
+        batches.append(MicroBatch(position, len(chunk), batch))
+        position += len(chunk)
+    return batches_gradient(work, batches, before_last_backward, loss_scale)
+
+
+def batches_gradient(
+    work: Workload,
+    batches: Sequence[MicroBatch],
+    before_last_backward: Callable[[], None] | None = None,
+    loss_scale: float = 1.0,
+) -> float:
+    """Add the weighted gradient of `batches` to `.grad`, multiplied by `loss_scale`
+    (fp16-mixed); return the weighted loss.
 
     `before_last_backward` runs before the last micro-batch's backward (the
     step engine arms its overlap hooks there). The forward runs under the
     workload's autocast; the backward outside it, as autocast asks.
     """
     weighted_loss = 0.0
-    chunks = microbatches(list(indices), work.max_microbatch)
-    position = start_position
-    for number, chunk in enumerate(chunks):
+    for number, micro in enumerate(batches):
         # A retried step re-seeds identically, so any randomness not keyed by sample
         # (exact/) at least repeats itself on the same split.
-        torch.manual_seed(work.seed * 1_000_003 + position)
-        batch = move_to(default_collate([work.dataset[i] for i in chunk]), work.device)
-        with sample_keys(work.seed, position, len(chunk), work.device):
+        torch.manual_seed(work.seed * 1_000_003 + micro.position)
+        batch = move_to(micro.batch, work.device)
+        with sample_keys(work.seed, micro.position, micro.count, work.device):
             with work.precision.autocast(work.device):
                 loss = work.loss_fn(work.model, batch)
-            weight = len(chunk) / work.global_batch_size
-            if number == len(chunks) - 1 and before_last_backward is not None:
+            weight = micro.count / work.global_batch_size
+            if number == len(batches) - 1 and before_last_backward is not None:
                 before_last_backward()
             if loss.element_size() < 4:  # a half-precision loss: scale it in float32
                 loss = loss.float()
             (loss * (weight * loss_scale)).backward()
         weighted_loss += float(loss.detach()) * weight
-        position += len(chunk)
     return weighted_loss
-
-
-def accumulate_slice_gradient(
-    model: torch.nn.Module,
-    loss_fn: LossFn,
-    dataset: Dataset,
-    indices: Sequence[int],
-    global_batch_size: int,
-    max_microbatch: int | None,
-    device: torch.device,
-    rng_seed: int,
-) -> float:
-    """Leave the weighted gradient of `indices` in fresh `.grad` tensors (profiling, tests)."""
-    for param in trainable_parameters(model):
-        param.grad = None
-    work = Workload(
-        model,
-        loss_fn,
-        dataset,
-        len(dataset),  # type: ignore[arg-type]
-        global_batch_size,
-        max_microbatch,
-        device,
-        rng_seed,  # type: ignore[arg-type]
-    )
-    return slice_gradient(work, indices, 0)

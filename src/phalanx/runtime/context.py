@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
 
+from phalanx.data.feed import BatchFeed
 from phalanx.emulate.pacer import ComputePacer
 from phalanx.energy.thermal_guard import ThermalGuard
 from phalanx.faults.injector import FaultInjector
@@ -25,14 +25,14 @@ from phalanx.guard.abft import AbftMonitor
 from phalanx.guard.defect_hooks import DefectiveLinears
 from phalanx.guard.offences import OffenceLedger
 from phalanx.observe.events import EventLog
-from phalanx.runtime.compute import LossFn, Workload, slice_gradient, trainable_parameters
+from phalanx.runtime.compute import LossFn, Workload, batches_gradient, trainable_parameters
 from phalanx.runtime.fleet_watch import FleetWatch
 from phalanx.runtime.grad_buffer import GradBuffer
 from phalanx.runtime.hooks import CheckpointHook, DeviceHook, GuardHook, StepLogHook
 from phalanx.runtime.model_buffers import ModelBuffers
 from phalanx.runtime.precision import Precision
 from phalanx.runtime.reduction import Reduction
-from phalanx.runtime.setup import find_trained_buffers, make_layers_exact
+from phalanx.runtime.setup import find_trained_buffers, make_layers_exact, probe_count
 from phalanx.runtime.state import TrainState
 from phalanx.runtime.step import GuardSetup, StepContext, StepReport
 from phalanx.runtime.sync import Sync
@@ -68,9 +68,10 @@ class UserParts:
 
     model: torch.nn.Module
     loss_fn: LossFn
-    dataset: Dataset
-    num_samples: int
+    dataset: Any
+    num_samples: int | None
     state: TrainState
+    feed: BatchFeed
 
 
 def build_context(
@@ -85,7 +86,7 @@ def build_context(
     params = trainable_parameters(user.model)
     work = Workload(
         user.model, user.loss_fn, user.dataset, user.num_samples, run.global_batch_size,
-        run.max_microbatch, run.device, run.seed, Precision(run.precision),
+        run.max_microbatch, run.device, run.seed, Precision(run.precision), user.feed,
     )  # fmt: skip
     fleet_info = worker.fleet if worker else {}
     shares = SharePolicy(
@@ -164,7 +165,7 @@ def _pacing(
 
 def _dry_run(ctx: StepContext) -> None:
     """A participant that never computed learns the order of the layers' collectives."""
-    slice_gradient(ctx.work, list(range(min(2, ctx.work.num_samples))), 0)
+    batches_gradient(ctx.work, ctx.work.feed.read_now(0, probe_count(ctx.work)))
     ctx.buffer.zero_grads()
     ctx.model_buffers.restore()
 

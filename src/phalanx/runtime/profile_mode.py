@@ -17,8 +17,9 @@ from typing import Any
 
 import torch
 
+from phalanx.data.feed import BatchFeed
 from phalanx.emulate.pacer import ComputePacer
-from phalanx.runtime.compute import LossFn, accumulate_slice_gradient
+from phalanx.runtime.compute import LossFn, Workload, batches_gradient, trainable_parameters
 
 ENV_VAR = "PHALANX_PROFILE"
 
@@ -41,8 +42,17 @@ def _is_out_of_memory(err: BaseException) -> bool:
     return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
 
 
+def _gradient_of_first(model: torch.nn.Module, loss_fn: LossFn, feed: BatchFeed, size: int,
+                       device: torch.device) -> None:  # fmt: skip
+    """Fresh `.grad` of the stream's first `size` samples, as one micro-batch."""
+    for param in trainable_parameters(model):
+        param.grad = None
+    work = Workload(model, loss_fn, None, feed.num_samples, size, None, device, 0, feed=feed)
+    batches_gradient(work, feed.read_now(0, size, whole=True))
+
+
 def run_profile(
-    request: ProfileRequest, model: torch.nn.Module, loss_fn: LossFn, dataset: Any, num_samples: int
+    request: ProfileRequest, model: torch.nn.Module, loss_fn: LossFn, feed: BatchFeed
 ) -> dict[str, Any]:
     device = torch.device(request.device)
     model.to(device)
@@ -51,17 +61,14 @@ def run_profile(
     rates: list[float] = []
     max_microbatch = 0
     for size in request.microbatches:
-        if size > num_samples:
+        if feed.num_samples is not None and size > feed.num_samples:
             break
-        indices = list(range(size))
         try:
-            accumulate_slice_gradient(
-                model, loss_fn, dataset, indices, size, None, device, 0
-            )  # warm-up
+            _gradient_of_first(model, loss_fn, feed, size, device)  # warm-up
             best_s = float("inf")
             for _ in range(request.repeats):
                 pacer.begin()
-                accumulate_slice_gradient(model, loss_fn, dataset, indices, size, None, device, 0)
+                _gradient_of_first(model, loss_fn, feed, size, device)
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 best_s = min(best_s, pacer.end())

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import torch
-from torch.utils.data import default_collate
 
 from phalanx.exact.layer_stats import LayerStatsSync
 from phalanx.exact.setup import make_exact, randomness_outside_layers
@@ -33,13 +32,16 @@ def start_barrier(worker: WorkerConfig | None) -> None:
         time.sleep(0.02)  # polling a counter; the store has no wait-for-value
 
 
-PROBE_SAMPLES = 2  # the start-up probes' batch: the first samples of the dataset
+PROBE_SAMPLES = 2  # the start-up probes' batch: the first samples of the stream
+
+
+def probe_count(work: Workload) -> int:
+    return min(PROBE_SAMPLES, work.num_samples or PROBE_SAMPLES)
 
 
 def probe_forward(work: Workload) -> Callable[[], torch.Tensor]:
     """One training forward (the loss) of the first samples, for the start-up probes."""
-    count = min(PROBE_SAMPLES, work.num_samples)
-    batch = move_to(default_collate([work.dataset[i] for i in range(count)]), work.device)
+    batch = move_to(work.feed.read_now(0, probe_count(work), whole=True)[0].batch, work.device)
     return lambda: work.loss_fn(work.model, batch)
 
 
@@ -72,7 +74,7 @@ def make_layers_exact(
             forward = probe_forward(work)
         except Exception:  # no probe batch: nothing to learn from
             forward = None
-        count = min(PROBE_SAMPLES, work.num_samples)
+        count = probe_count(work)
         extra = forward and randomness_outside_layers(work.model, forward, count, work.seed)
         if extra:
             warnings.append(extra)

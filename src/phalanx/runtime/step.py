@@ -36,7 +36,7 @@ from typing import Any, Protocol
 
 import torch
 
-from phalanx.data.slicing import participant_ranges, sample_indices
+from phalanx.data.slicing import participant_ranges
 from phalanx.emulate.other_kind import round_differently
 from phalanx.emulate.pacer import ComputePacer
 from phalanx.faults.injector import FaultInjector
@@ -46,7 +46,7 @@ from phalanx.guard.fingerprint import WIDTH, fingerprint_chunks
 from phalanx.guard.kinds import check_replicas
 from phalanx.guard.slice_check import SliceVerdict
 from phalanx.observe.events import EventLog
-from phalanx.runtime.compute import Workload, slice_gradient
+from phalanx.runtime.compute import Workload, batches_gradient
 from phalanx.runtime.control import (
     AGREES,
     DIFFERS,
@@ -438,13 +438,15 @@ def _compute(
 ) -> tuple[float, float]:
     """Forward/backward of stream positions [start, end); (weighted loss, seconds)."""
     work = ctx.work
-    indices = sample_indices(start, end, work.seed, work.num_samples)
+    batches = work.feed.take(start, end)
+    # The workers read the likeliest next slice (this share, one batch on) meanwhile.
+    work.feed.read_ahead(start + work.global_batch_size, end + work.global_batch_size)
     if ctx.guard.abft is not None:
         ctx.guard.abft.reset()
     ctx.pacer.begin()
     with ctx.layer_stats.live():
         arm = ctx.reduction.arm if overlap else None
-        loss = slice_gradient(work, indices, start, arm, loss_scale)
+        loss = batches_gradient(work, batches, arm, loss_scale)
     return loss, ctx.pacer.end()
 
 
@@ -467,10 +469,10 @@ def _recompute_verdict(ctx: StepContext, vetoed: Vetoed, loss_scale: float) -> S
     if ctx.guard.abft is not None:
         ctx.guard.abft.reset()
     work = ctx.work
-    indices = sample_indices(vetoed.start, vetoed.end, work.seed, work.num_samples)
+    batches = work.feed.read_now(vetoed.start, vetoed.end)
     ctx.pacer.begin()
     with ctx.layer_stats.replay():
-        slice_gradient(work, indices, vetoed.start, loss_scale=loss_scale)
+        batches_gradient(work, batches, loss_scale=loss_scale)
     ctx.pacer.end()
     norm = math.sqrt(ctx.buffer.norm_sq()) / loss_scale
     verdict = _check(ctx, vetoed.end - vetoed.start, False, norm)

@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 from safetensors.torch import save_model
-from torch.utils.data import Dataset
 
+from phalanx.data.build import make_feed
 from phalanx.errors import EXIT_DISK_FULL, EXIT_FATAL, UsageError
 from phalanx.observe.events import EventLog
 from phalanx.observe.report import write_report_safely
@@ -59,7 +59,7 @@ class Trainer:
         self,
         model: torch.nn.Module,
         optimizer: OptimizerFactory,
-        dataset: Dataset,
+        dataset: Any,
         loss_fn: LossFn,
         global_batch_size: int,
         steps: int,
@@ -74,6 +74,9 @@ class Trainer:
         quarantine_after: int = 3,
         exact: bool = True,
         precision: str = "32",
+        collate_fn: Callable[[list[Any]], Any] | None = None,
+        loader_workers: int = 0,
+        pin_memory: bool | None = None,
     ) -> None:
         excepthook.install()
         self.global_batch_size = validate.positive_int(
@@ -94,7 +97,6 @@ class Trainer:
                 "Trainer(clip_grad_norm=...)", "must be > 0", "pass None or a positive norm",
                 clip_grad_norm,
             )  # fmt: skip
-        self.num_samples = validate.check_dataset(dataset)
         validate.one_of("guard", guard, GUARD_LEVELS)
         self.precision = validate.one_of("precision", precision, PRECISIONS)
         self.guard = guard
@@ -129,6 +131,12 @@ class Trainer:
             from phalanx.devices.memory_cap import apply_memory_cap, usable_memory_of_table
 
             apply_memory_cap(self.worker.device, usable_memory_of_table(self.worker.device_table))
+        # Map-style or a stream, read by `loader_workers` processes ahead of the chip.
+        self.feed = make_feed(
+            dataset, self.seed, self.global_batch_size, self.max_microbatch, collate_fn,
+            loader_workers, pin_memory, self.device,
+        )  # fmt: skip
+        self.num_samples = self.feed.num_samples
         self.model.to(self.device)
         built_optimizer = optimizer(self.model.parameters())
         built_scheduler = scheduler(built_optimizer) if scheduler is not None else None
@@ -139,8 +147,9 @@ class Trainer:
         """Train to `steps` committed steps; return the summary written to summary.json."""
         profile = ProfileRequest.from_environment()
         if profile is not None:  # `phalanx qualify --script`: measure the model, do not train
-            run_profile(profile, self.model, self.loss_fn, self.dataset, self.num_samples)
+            run_profile(profile, self.model, self.loss_fn, self.feed)
             raise SystemExit(0)
+        self.feed.start()  # fork the readers before the fleet's threads exist
         events = self._open_run()
         sync = self._connect()
         ctx, hooks = build_context(self._settings(), self._user_parts(), self.worker, events, sync)
@@ -175,6 +184,7 @@ class Trainer:
             os._exit(leave.exit_code)  # leave now: peers see a dead replica, not a hung one
         finally:
             sync.close()
+            self.feed.close()
         return self._finish(events)
 
     # ----------------------------------------------------------------- setup
@@ -189,7 +199,9 @@ class Trainer:
         )  # fmt: skip
 
     def _user_parts(self) -> UserParts:
-        return UserParts(self.model, self.loss_fn, self.dataset, self.num_samples, self.state)
+        return UserParts(
+            self.model, self.loss_fn, self.dataset, self.num_samples, self.state, self.feed
+        )
 
     def _open_run(self) -> EventLog:
         try:

@@ -19,23 +19,6 @@ def optional_positive_int(name: str, value: Any, fix: str) -> int | None:
     return None if value is None else positive_int(name, value, fix)
 
 
-def check_dataset(dataset: Any) -> int:
-    try:
-        size = len(dataset)
-        dataset[0]
-    except TypeError:
-        raise UsageError(
-            "Trainer(dataset=...)",
-            "is not a map-style dataset with len() and [i]",
-            "pass a torch.utils.data.Dataset (or any object with __len__ and __getitem__)",
-        ) from None
-    except IndexError:
-        size = 0
-    if size == 0:
-        raise UsageError("Trainer(dataset=...)", "is empty", "pass a dataset with samples")
-    return size
-
-
 def check_fleet_batch(global_batch_size: int, fleet_size: int) -> None:
     if global_batch_size < fleet_size:
         raise UsageError(
