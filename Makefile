@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	# Take the CPU wheel of torch unless one is already importable: an
 	# unpinned torch would pull a multi-GB CUDA build.
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[dev,trackers]"
+	$(BIN)/python -m pip install -q -e ".[dev,trackers,hf]"
 	touch $(STAMP)
 
 setup: $(STAMP)

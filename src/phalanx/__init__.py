@@ -2,7 +2,7 @@
 
 from phalanx.errors import UsageError
 
-__all__ = ["Trainer", "UsageError"]
+__all__ = ["OwnLoop", "Trainer", "UsageError", "prepare"]
 __version__ = "0.1.0"
 
 
@@ -11,4 +11,8 @@ def __getattr__(name: str):  # lazy: `import phalanx` must not import torch for 
         from phalanx.runtime.trainer import Trainer
 
         return Trainer
+    if name in ("prepare", "OwnLoop"):
+        from phalanx.runtime import own_loop
+
+        return getattr(own_loop, name)
     raise AttributeError(name)

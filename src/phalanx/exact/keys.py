@@ -42,6 +42,17 @@ def current() -> SampleKeys | None:
 
 
 @contextmanager
+def published(keys: SampleKeys) -> Iterator[SampleKeys]:
+    """Publish keys made elsewhere in this thread (a user's own loop, runtime/own_loop.py)."""
+    previous = current()
+    _current.keys = keys
+    try:
+        yield keys
+    finally:
+        _current.keys = previous
+
+
+@contextmanager
 def sample_keys(seed: int, start: int, count: int, device: torch.device) -> Iterator[SampleKeys]:
     keys = SampleKeys(seed, torch.arange(start, start + count, dtype=torch.int64, device=device))
     previous = current()

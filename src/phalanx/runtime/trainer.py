@@ -143,8 +143,12 @@ class Trainer:
         self.state = TrainState(self.model, built_optimizer, built_scheduler)
 
     # ------------------------------------------------------------------ loop
-    def fit(self) -> dict[str, Any]:
-        """Train to `steps` committed steps; return the summary written to summary.json."""
+    def fit(self, preemption: Preemption | None = None) -> dict[str, Any]:
+        """Train to `steps` committed steps; return the summary written to summary.json.
+
+        `preemption`: a SIGTERM catcher installed by the main thread, for a `fit`
+        that runs in another (runtime/own_loop.py); by default `fit` installs one.
+        """
         profile = ProfileRequest.from_environment()
         if profile is not None:  # `phalanx qualify --script`: measure the model, do not train
             run_profile(profile, self.model, self.loss_fn, self.feed)
@@ -156,8 +160,9 @@ class Trainer:
         self._restore(events, sync)
         self._announce(events)
         start_barrier(self.worker)
-        preemption = Preemption()
-        preemption.install()
+        if preemption is None:
+            preemption = Preemption()
+            preemption.install()
         members: list[str] = []
         try:
             while self.state.fleet.step < self.steps:
