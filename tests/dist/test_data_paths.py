@@ -1,5 +1,11 @@
-"""The data path on a fleet: a sharded stream, a user's collate_fn and reader processes,
-across a kill, equal to one process with no readers (issue 18)."""
+"""The data path on a fleet: a sharded stream (an IterableDataset), a user's collate_fn and
+reader processes, across a kill, a pre-emption and --resume, equal to one process with no
+readers, every sample once (issue 18)."""
+
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -7,30 +13,63 @@ from tests.fleet_helpers import (
     ROOT,
     events,
     independent_data_check,
+    kill_tree,
     local_run,
     max_param_diff,
     phalanx,
     summary,
+    wait_for,
 )
 
-pytestmark = [pytest.mark.dist, pytest.mark.timeout(400)]
+pytestmark = [pytest.mark.dist, pytest.mark.timeout(500)]
 
 STREAMING = ROOT / "examples" / "streaming_text.py"
-ARGS = ["--dtype", "float64", "--steps", "24", "--batch", "32", "--checkpoint-every", "6"]
+STEPS, BATCH = 24, 32
+ARGS = [
+    "--dtype",
+    "float64",
+    "--steps",
+    str(STEPS),
+    "--batch",
+    str(BATCH),
+    "--checkpoint-every",
+    "6",
+]
+EXIT_PREEMPTED = 75
 
 
-def test_a_sharded_stream_with_readers_is_exact_across_a_kill(tmp_path):
+def test_a_sharded_stream_with_readers_is_exact_across_a_kill_and_a_resume(tmp_path):
     reference = local_run(STREAMING, tmp_path / "reference", ARGS)  # no readers, one process
     run = tmp_path / "run"
-    result = phalanx(
-        "run", str(STREAMING), "--out", str(run), "--emulate", "1,0.5,0.25", "--timeout-s", "2",
-        "--quiet", "--fault", "kill:replica=1,step=9,restart_s=1",
-        "--", *ARGS, "--loader-workers", "2", "--max-microbatch", "5",
+    flags = ["--out", str(run), "--emulate", "1,0.5,0.25", "--timeout-s", "2", "--quiet"]
+    script_args = ["--", *ARGS, "--loader-workers", "2", "--max-microbatch", "5"]
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "phalanx", "run", str(STREAMING), *flags,
+         "--fault", "kill:replica=1,step=5,restart_s=1", *script_args],
+        start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
+    try:
+        wait_for(
+            lambda: (
+                (run / "events.jsonl").exists()
+                and any(e["kind"] == "step" and e["step"] >= 14 for e in events(run))
+            ),
+            timeout_s=300,
+            what="step 14",
+        )
+        os.kill(launcher.pid, signal.SIGTERM)  # a scheduler's pre-emption
+        out, err = launcher.communicate(timeout=120)
+    finally:
+        if launcher.poll() is None:
+            kill_tree(launcher)
+    assert launcher.returncode == EXIT_PREEMPTED, out + err
     assert any(e["kind"] == "worker_restart" for e in events(run))  # the kill happened
+
+    resumed = phalanx("run", str(STREAMING), *flags, "--resume", *script_args)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert next(e["step"] for e in events(run) if e["kind"] == "resume") >= 14
     assert max_param_diff(run, reference) < 1e-9
     data = summary(run)["data"]
-    assert (data["duplicates"], data["missing"], data["samples_seen"]) == (0, 0, 24 * 32)
-    # Recounted without phalanx's accounting: every position of the 768 once.
-    assert independent_data_check(run, num_samples=24 * 32) == (0, 0)
+    assert (data["duplicates"], data["missing"], data["samples_seen"]) == (0, 0, STEPS * BATCH)
+    # Recounted from the events without phalanx's accounting: every position once.
+    assert independent_data_check(run, num_samples=STEPS * BATCH) == (0, 0)
