@@ -382,6 +382,9 @@ def write_docs(figures: dict[str, Any], about: dict[str, Any], docs: Path) -> Pa
             docs, "guard_overhead.md", "Overhead of the SDC guard (bench/guard_overhead.py)"
         ),
         *_generated_section(
+            docs, "data_workers.md", "Reader processes on data-heavy work (bench/data_workers.py)"
+        ),
+        *_generated_section(
             docs,
             "energy_bench.md",
             "Energy objectives, power budget and thermal guard (bench/energy.py)",
