@@ -46,17 +46,20 @@ def test_readers_give_the_same_batches_as_the_training_process():
         readers.close()
 
 
-def test_the_guessed_next_slice_is_read_ahead_and_a_wrong_guess_is_dropped():
+def test_the_guessed_next_slices_are_read_ahead_and_wrong_guesses_are_dropped():
     feed = _feed(2)
     feed.start()
     try:
         first = feed.take(0, 5)
-        feed.read_ahead(8, 13)
+        feed.read_ahead(8, 13, 8)  # two workers: this slice and the one a batch later
+        assert [key for key, _ in feed._ahead] == [(8, 13), (16, 21)]
         assert [b.position for b in feed.take(8, 13)] == [8, 11]  # micro-batches of 3
+        feed.read_ahead(16, 21, 8)  # keeps (16, 21), adds (24, 29)
+        assert [key for key, _ in feed._ahead] == [(16, 21), (24, 29)]
         assert (feed.read_ahead_hits, feed.read_ahead_misses) == (1, 0)
-        feed.read_ahead(16, 21)
-        feed.take(16, 19)  # the share changed: the guess is dropped, the slice read now
-        assert (feed.read_ahead_hits, feed.read_ahead_misses) == (1, 1)
+        feed.take(16, 19)  # the share changed: the guesses are dropped, the slice read now
+        assert (feed.read_ahead_hits, feed.read_ahead_misses) == (1, 2)
+        assert not feed._ahead
         assert first[0].count == 3 and first[1].count == 2
     finally:
         feed.close()

@@ -5,15 +5,18 @@ returns them as micro-batches, collated by the user's `collate_fn`. With
 `loader_workers=0` it reads in this process when asked, as a DataLoader with
 `num_workers=0` does. With workers, reading happens in forked processes
 (data/loader_workers.py), and as soon as a slice is handed out the feed
-starts reading the slice the replica will most likely get next: the same
-share one global batch later. Shares change rarely, so the guess is usually
-right; when it is wrong (a new quorum, a re-balance, a retried step) the
-guess is dropped and the slice is read at once. Which samples a step uses
+starts reading the slices the replica will most likely get next: the same
+share one global batch later, and as many batches ahead as there are workers
+(each worker reads a whole slice, so N workers keep up with reading that
+costs up to N times the compute). Shares change rarely, so the guess is
+usually right; when it is wrong (a new quorum, a re-balance, a retried step)
+the guesses are dropped and the slice is read at once. Which samples a step uses
 never depends on the guess, only when they are read.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -55,7 +58,8 @@ class BatchFeed:
         )
         self.pin_memory = pin_memory
         self._workers: LoaderWorkers | None = None
-        self._ahead: tuple[tuple[int, int], list[Any]] | None = None
+        # Slices being read ahead, in step order: ((start, end), their micro-batches' futures).
+        self._ahead: deque[tuple[tuple[int, int], list[Any]]] = deque()
         self.read_ahead_hits = 0
         self.read_ahead_misses = 0
 
@@ -72,7 +76,7 @@ class BatchFeed:
         if self._workers is not None:
             self._workers.close()
             self._workers = None
-        self._ahead = None
+        self._ahead.clear()
 
     def chunks(self, start: int, end: int) -> list[tuple[int, int]]:
         size = self.max_microbatch or max(end - start, 1)
@@ -81,35 +85,37 @@ class BatchFeed:
     def take(self, start: int, end: int) -> list[MicroBatch]:
         """This replica's slice of the step: read ahead if that was guessed.
 
-        A wrong guess is dropped here: its reads would only delay this one.
+        Wrong guesses are dropped here: their reads would only delay this one.
         """
-        ahead, self._ahead = self._ahead, None
-        if ahead is not None and ahead[0] == (start, end):
+        if self._ahead and self._ahead[0][0] == (start, end):
             self.read_ahead_hits += 1
-            return self._collect(ahead[1])
-        self._drop(ahead)
+            return self._collect(self._ahead.popleft()[1])
+        self._drop_guesses()
         return self.read_now(start, end)
 
     def read_now(self, start: int, end: int, whole: bool = False) -> list[MicroBatch]:
-        """Positions [start, end) now (a peer's slice to check, a probe); the guess stays.
+        """Positions [start, end) now (a peer's slice to check, a probe); the guesses stay.
 
         `whole`: one batch of all of them, whatever the micro-batch size.
         """
         return self._collect(self._submit(start, end, whole))
 
-    def read_ahead(self, start: int, end: int) -> None:
-        """Start reading [start, end) in the workers (nothing without workers)."""
+    def read_ahead(self, start: int, end: int, stride: int) -> None:
+        """Keep the workers reading [start, end) and the slices `stride` apart after it,
+        one per worker (nothing without workers)."""
         if self._workers is None or end <= start:
             return
-        self._drop(self._ahead)
-        self._ahead = ((start, end), self._submit(start, end))
+        wanted = [(start + k * stride, end + k * stride) for k in range(self.loader_workers)]
+        if [key for key, _ in self._ahead] != wanted[: len(self._ahead)]:
+            self._drop_guesses()
+        for key in wanted[len(self._ahead) :]:
+            self._ahead.append((key, self._submit(*key)))
 
-    def _drop(self, ahead: tuple[tuple[int, int], list[Any]] | None) -> None:
-        if ahead is None:
-            return
-        self.read_ahead_misses += 1
-        for _, _, future in ahead[1]:
-            future.cancel()  # a read already running finishes and is thrown away
+    def _drop_guesses(self) -> None:
+        while self._ahead:
+            self.read_ahead_misses += 1
+            for _, _, future in self._ahead.popleft()[1]:
+                future.cancel()  # a read already running finishes and is thrown away
 
     def _collect(self, pending: list[tuple[int, int, Future[Any] | None]]) -> list[MicroBatch]:
         return [

@@ -439,8 +439,9 @@ def _compute(
     """Forward/backward of stream positions [start, end); (weighted loss, seconds)."""
     work = ctx.work
     batches = work.feed.take(start, end)
-    # The workers read the likeliest next slice (this share, one batch on) meanwhile.
-    work.feed.read_ahead(start + work.global_batch_size, end + work.global_batch_size)
+    # The workers read the likeliest next slices (this share, a batch on) meanwhile.
+    batch = work.global_batch_size
+    work.feed.read_ahead(start + batch, end + batch, batch)
     if ctx.guard.abft is not None:
         ctx.guard.abft.reset()
     ctx.pacer.begin()
