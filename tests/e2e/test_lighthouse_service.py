@@ -37,3 +37,14 @@ def test_service_refuses_a_loose_secret_file(tmp_path):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and f"chmod 600 {secret}" in lines[0]
+
+
+def test_an_address_it_cannot_bind_is_one_line_not_a_traceback(tmp_path):
+    # 192.0.2.0/24 is TEST-NET-1: never an address of this host.
+    result = phalanx(
+        "lighthouse", "--bind", "192.0.2.1:29510", "--secret-file", str(tmp_path / "secret"),
+        timeout_s=120,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert "--bind: cannot be bound" in result.stderr and "Fix:" in result.stderr

@@ -535,7 +535,14 @@ def _serve_gated(settings: Any, secret: bytes, secret_path: Path, created: bool)
         typer.echo(f"{time.strftime('%H:%M:%S')} {kind}: {details}", file=sys.stderr)
 
     log_path = Path(tempfile.gettempdir()) / f"phalanx-lighthouse-{os.getpid()}.log"
-    server = GatedLighthouse(settings, secret, log_path, on_event=report)
+    try:
+        server = GatedLighthouse(settings, secret, log_path, on_event=report)
+    except OSError as err:  # an address not on this host, a port in use, a privileged port
+        raise UsageError(
+            "--bind", f"cannot be bound ({err.strerror or err})",
+            "give an address of this host and a free port, e.g. --bind 0.0.0.0:29510",
+            f"{settings.bind_host}:{settings.port}",
+        ) from None  # fmt: skip
     typer.echo(
         f"fleet secret: {secret_path} ({'created' if created else 'existing'}; copy it, mode 600, "
         "to each training host: phalanx run --lighthouse ... --secret-file FILE)",

@@ -167,10 +167,18 @@ class Trainer:
         try:
             while self.state.fleet.step < self.steps:
                 if preemption.requested:  # SIGTERM: leave at this boundary, checkpointed
-                    raise leave_preempted(
+                    leaving = leave_preempted(
                         self.name, self.state, members, self.out_dir, self.keep_checkpoints,
                         events,
                     )  # fmt: skip
+                    if self.worker is not None:
+                        # Leave now, as a quarantined replica does: torchft's threads may
+                        # still retry a quorum against a closed lighthouse and hold up a
+                        # normal interpreter exit until the launcher's 25 s kill.
+                        sys.stdout.flush()
+                        sys.stderr.flush()
+                        os._exit(int(leaving.code or 0))
+                    raise leaving
                 report = take_step(ctx)
                 if report.leave:
                     break
