@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file
 
 from phalanx.chaos.schedule import CORRUPTIONS, QUARANTINE_AFTER, category_of
+from phalanx.observe import accounting
 
 EXACT_TOLERANCE = 1e-9  # float64: summation order moves results by ~1e-15
 
@@ -69,20 +70,9 @@ def read_events(run_dir: Path) -> list[dict[str, Any]]:
 
 def committed_history(events: list[dict[str, Any]], data: DataCount) -> dict[int, dict[str, Any]]:
     """Step -> its committed `step` event, as the final model saw it (rollbacks undone)."""
-    history: dict[int, dict[str, Any]] = {}
-    for event in events:
-        kind = event.get("kind")
-        if kind == "tie_restore" and event.get("restored_step") is not None:
-            undone = [s for s in history if s >= int(event["restored_step"])]
-            data.rollbacks += 1 if undone else 0
-            for step in undone:
-                del history[step]
-        elif kind == "step":
-            first = history.setdefault(event["step"], event)
-            if first["ranges"] != event["ranges"] or sorted(first["participants"]) != sorted(
-                event["participants"]
-            ):
-                data.disagreements += 1
+    history, disagreements, undos = accounting.committed_history(events)
+    data.disagreements += disagreements
+    data.rollbacks += undos["tie_restore"]
     return history
 
 

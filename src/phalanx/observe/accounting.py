@@ -8,13 +8,53 @@ from typing import Any
 from phalanx.data.permutation import epoch_indices
 
 
-def committed_steps(events: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
-    """The first `step` record of each committed step (every participant writes one)."""
+def undone_from(event: dict[str, Any]) -> int | None:
+    """The first step an event takes back, or None.
+
+    `tie_restore`: the fleet went back to a checkpoint (a weight-SDC tie). `rewind`:
+    the only holders of the steps from `step` on restarted before any peer learnt
+    them; those commits are lost with them and the fleet trains them again
+    (`lost_steps` names them).
+    """
+    kind = event.get("kind")
+    if kind == "tie_restore" and event.get("restored_step") is not None:
+        return int(event["restored_step"])
+    if kind == "rewind" and event.get("step") is not None:
+        return int(event["step"])
+    return None
+
+
+def committed_history(
+    events: list[dict[str, Any]],
+) -> tuple[dict[int, dict[str, Any]], int, Counter[str]]:
+    """(step -> its committed `step` record as the final model saw it, disagreements,
+    event kind -> how many of its events took committed steps back).
+
+    Every participant writes a record of the step: a later record whose slices or
+    participants differ from the first is a disagreement (a second history).
+    """
     steps: dict[int, dict[str, Any]] = {}
+    disagreements = 0
+    undos: Counter[str] = Counter()
     for event in events:
-        if event.get("kind") == "step" and event["step"] not in steps:
-            steps[event["step"]] = event
-    return steps
+        undone = undone_from(event)
+        if undone is not None:
+            taken_back = [s for s in steps if s >= undone]
+            undos[event["kind"]] += 1 if taken_back else 0
+            for step in taken_back:
+                del steps[step]
+        elif event.get("kind") == "step":
+            first = steps.setdefault(event["step"], event)
+            if first["ranges"] != event["ranges"] or sorted(first["participants"]) != sorted(
+                event["participants"]
+            ):
+                disagreements += 1
+    return steps, disagreements, undos
+
+
+def committed_steps(events: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """The committed record of each step in the final history (rollbacks taken back)."""
+    return committed_history(events)[0]
 
 
 def data_accounting(

@@ -93,6 +93,7 @@ def build_context(
         run.global_batch_size,
         {n: v["hint_sps"] for n, v in fleet_info.items() if v.get("hint_sps")},
         {n: v.get("max_share") for n, v in fleet_info.items()},
+        collective_timeout_s=worker.timeout_s if worker else None,
     )
     watch = FleetWatch(
         sync, events, run.name, run.out_dir, bool(worker and worker.many_hosts),

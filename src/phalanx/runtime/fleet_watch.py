@@ -85,7 +85,15 @@ class FleetWatch:
         if now - self.behind_since < BEHIND_WAIT_S:
             time.sleep(BEHIND_RETRY_S)  # back-off before the next quorum, not synchronisation
             return True
-        self.events.emit("rewind", replica=self.name, step=step, fleet_step=progress.step)
+        # The commits of [step, fleet_step) died with every replica that held them: the
+        # fleet trains those steps again, and readers of the events take them back.
+        self.events.emit(
+            "rewind",
+            replica=self.name,
+            step=step,
+            fleet_step=progress.step,
+            lost_steps=list(range(step, progress.step)),
+        )
         self.sync.exchange_progress(step, complete=False, rewind=True)
         self.behind_since = None
         return False

@@ -66,9 +66,9 @@ from phalanx.runtime.precision import (
     initial_scale,
 )
 from phalanx.runtime.reduction import Reduction
-from phalanx.runtime.state import TrainState
+from phalanx.runtime.state import FleetState, TrainState
 from phalanx.runtime.sync import Sync
-from phalanx.shares.learning import SharePolicy, learn_from_step
+from phalanx.shares.learning import SharePolicy, learn_from_step, slowed_down
 
 # A replica's first steps after a (re)start are slow (allocation, first touch): it
 # reports them negative so that nobody learns a cost model from them.
@@ -129,6 +129,7 @@ class StepContext:
     clip_grad_norm: float | None = None
     pace: Callable[[int], float | None] = lambda step: None  # emulated speed at a step
     steps_computed: int = 0  # by this process: its first ones are warm-up
+    last_rate_sps: float = 0.0  # this replica's samples/s in its last attempt with samples
     heat: float = 0.0  # this replica's thermal cut (1 - derate), published in the buffer
     members: list[str] = field(default_factory=list)  # the last quorum's
     kinds: dict[str, str] = field(default_factory=dict)  # replica -> kind (what rounds alike)
@@ -171,6 +172,8 @@ class RoundResult:
     # A fingerprint tie left to the vetoes: no majority vouched for any state this step.
     tie_to_vetoes: bool = False
     all_excluded: bool = False
+    # Samples/s each member measured in its last attempt, exchanged after a failed commit.
+    measured_sps: dict[str, float] = field(default_factory=dict)
     global_norm: float = math.nan  # of the summed gradient, unscaled
     loss_scale: float = 1.0  # fp16-mixed: the scale this round's gradients carry
     overflows: int = 0  # fp16-mixed: attempts recomputed at a halved scale
@@ -297,6 +300,15 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
     own_kind = kind_code(ctx.kinds.get(ctx.name, ""))
     result.guard_s += time.perf_counter() - started
     ctx.model_buffers.snapshot()
+    if ctx.sync.quorum_changed():
+        # After a failed commit (or a member joining or leaving): if a chip slowed down
+        # past the collective timeout, the same shares would fail the same way again.
+        # Everyone learns every chip's latest rate (one small sum).
+        result.measured_sps = _exchange_rates(ctx, members, slot, healed)
+        if ctx.sync.errored():
+            result.reason = "collective failed"
+            return result
+        _say_if_slowed(ctx, fleet, result.measured_sps, step)
     excluded: set[str] = set()
     pending: list[Vetoed] = []
     waive_allowance = False  # every slice vetoed and finite: a data-wide spike, accept it
@@ -307,7 +319,7 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
             result.reason = "every participant was excluded"
             result.all_excluded = True
             break
-        shares = ctx.shares.shares(fleet, active)
+        shares = ctx.shares.shares(fleet, active, result.measured_sps)
         ranges = participant_ranges(step, work.global_batch_size, shares)
         ctx.buffer.zero_()
         ctx.reduction.start()
@@ -325,6 +337,7 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
             start, end = ranges[active.index(ctx.name)]
             overlap = ctx.overlap and not ctx.injector.gradient_fault_due(step)
             loss, compute_s = _compute(ctx, start, end, overlap, result.loss_scale)
+            ctx.last_rate_sps = share / max(compute_s, 1e-9)
             ctx.injector.corrupt_gradient(step, ctx.params)
             guard_t0 = time.perf_counter()
             norm = ctx.reduction.measure_rest() / result.loss_scale
@@ -431,6 +444,36 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
     for vetoed in pending:  # no attempt followed to carry their evidence
         result.detections.append(_veto_detection(vetoed, NOT_CHECKED, NOT_CHECKED, "unknown"))
     return result
+
+
+def _exchange_rates(
+    ctx: StepContext, members: list[str], slot: int, healed: bool
+) -> dict[str, float]:
+    """One small sum: every member's samples/s in its last attempt (0: none to tell).
+
+    A replica that healed in this quorum was away (frozen, cut off): its last rate
+    is from a stall the fleet already stepped past, not from its chip.
+    """
+    rates = torch.zeros(len(members), dtype=torch.float64)
+    rates[slot] = 0.0 if healed else ctx.last_rate_sps
+    ctx.sync.allreduce(rates).wait()
+    return {m: float(r) for m, r in zip(members, rates.tolist()) if r > 0}
+
+
+def _say_if_slowed(
+    ctx: StepContext, fleet: FleetState, measured: dict[str, float], step: int
+) -> None:
+    """One event and one line from the chip itself when its measured rate cut its share."""
+    rate = slowed_down(fleet, measured).get(ctx.name)
+    if rate is None:
+        return
+    learnt = fleet.throughput_sps.get(ctx.name, 0.0)
+    ctx.events.emit("slowdown", replica=ctx.name, step=step, measured_sps=rate, learnt_sps=learnt)
+    print(
+        f"{ctx.name}: computed {rate:.3g} samples/s in its last attempt, {learnt:.3g} "
+        f"learnt: its share of step {step} is cut to what it computes in time",
+        flush=True,
+    )
 
 
 def _compute(
@@ -620,7 +663,14 @@ def apply(ctx: StepContext, result: RoundResult, step: int) -> None:
     if state.scheduler is not None:
         state.scheduler.step()
     fleet = state.fleet
-    learn_from_step(fleet, result.active, result.shares, result.throughputs_sps, result.heats)
+    learn_from_step(
+        fleet,
+        result.active,
+        result.shares,
+        result.throughputs_sps,
+        result.heats,
+        result.measured_sps,
+    )
     fleet.grad_norms = slice_check.remember_global_norm(fleet.grad_norms, result.global_norm)
     if ctx.work.precision.scaled:
         good = 0 if result.overflows else fleet.scale_good_steps

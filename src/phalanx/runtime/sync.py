@@ -45,6 +45,13 @@ class Sync(ABC):
     def begin_step(self) -> list[str]:
         """Join the next quorum (healing first if behind); the ordered participants."""
 
+    def quorum_changed(self) -> bool:
+        """Is this quorum another than the last one (a failed commit makes a new one)?
+
+        Every member of the quorum gets the same answer.
+        """
+        return False
+
     @abstractmethod
     def allreduce(self, tensor: torch.Tensor) -> Work:
         """Sum `tensor` in place over the participants (asynchronously)."""

@@ -119,6 +119,8 @@ class FleetSync(Sync):
         )
         self.quorum_id: int | None = None
         self._last_members: set[str] = set()  # of the last quorum this replica trained in
+        self._last_quorum: tuple[int, tuple[str, ...]] | None = None
+        self._quorum_changed = True
         self._settled_epoch: int | None = None  # restarted lighthouse already waited for
         self._last_error = ""
         self._early = False  # the next quorum was requested right after the last commit
@@ -192,6 +194,11 @@ class FleetSync(Sync):
                 "torchft rebuilds the process group under a new prefix",
                 flush=True,
             )
+        # torchft gives a quorum a new id after a failed commit, even with the same
+        # members, and the raw ids name processes: every member compares alike.
+        quorum = (result.quorum_id, tuple(result.replica_ids))
+        self._quorum_changed = quorum != self._last_quorum
+        self._last_quorum = quorum
         self.quorum_id = result.quorum_id
         names = {stable_name(rid) for rid in result.replica_ids}
         self._last_members = names
@@ -257,6 +264,9 @@ class FleetSync(Sync):
                 waited_s = time.monotonic() - lost_at
                 print(f"{self.name}: a quorum again after {waited_s:.2f} s", flush=True)
             return
+
+    def quorum_changed(self) -> bool:
+        return self._quorum_changed
 
     def allreduce(self, tensor: torch.Tensor) -> Work:
         work: Work = self.manager.allreduce(tensor, reduce_op=ReduceOp.SUM)

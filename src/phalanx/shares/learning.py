@@ -9,6 +9,7 @@ not learnt from.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
@@ -27,14 +28,43 @@ class ShareRecord(Protocol):
     derates: dict[str, float]
 
 
+# A rate measured in a failed attempt replaces what was learnt only when it is this far
+# below it: a chip that really slowed down, not the noise of an attempt a peer's death ended.
+SLOWDOWN_FACTOR = 0.5
+# A slice must fit this fraction of the collective timeout: the fast peers wait for the
+# slow one's sum inside the collective, and give up after the timeout (chaos bug 16).
+TIMEOUT_FRACTION = 0.5
+
+
+def slowed_down(fleet: ShareRecord, measured_sps: Mapping[str, float]) -> dict[str, float]:
+    """The measured rates (from failed attempts) far below what the fleet state expects."""
+    slowed = {}
+    for member, rate in measured_sps.items():
+        known = fleet.throughput_sps.get(member, 0.0)
+        if rate > 0 and math.isfinite(rate) and (known <= 0 or rate < SLOWDOWN_FACTOR * known):
+            slowed[member] = rate
+    return slowed
+
+
 def learn_from_step(
     fleet: ShareRecord,
     active: Sequence[str],
     shares: Sequence[int],
     throughputs_sps: Mapping[str, float],
     heats: Mapping[str, float],
+    measured_sps: Mapping[str, float] | None = None,
 ) -> None:
-    """Update `fleet` (throughput estimates, cost models, shares, derates) in place."""
+    """Update `fleet` (throughput estimates, cost models, shares, derates) in place.
+
+    `measured_sps`: the rates exchanged after failed attempts of this step (every
+    participant read the same). A chip far slower than learnt starts its history
+    afresh from that rate, so the following steps do not drift back to its old share.
+    """
+    for member, rate in slowed_down(fleet, measured_sps or {}).items():
+        fleet.sps_history[member] = [rate]
+        fleet.throughput_sps[member] = rate
+        fleet.timings.pop(member, None)
+        fleet.costs.pop(member, None)
     share_of = dict(zip(active, shares))
     for member in active:
         measured = throughputs_sps.get(member, 0.0)
@@ -61,13 +91,59 @@ class SharePolicy:
         global_batch_size: int,
         hints_sps: Mapping[str, float],
         caps: Mapping[str, int | None],
+        collective_timeout_s: float | None = None,
     ) -> None:
         self.global_batch_size = global_batch_size
         self.hints_sps = dict(hints_sps)
         self.caps = dict(caps)
+        self.collective_timeout_s = collective_timeout_s
 
-    def shares(self, fleet: ShareRecord, active: Sequence[str]) -> list[int]:
-        caps = self.caps
+    def shares(
+        self,
+        fleet: ShareRecord,
+        active: Sequence[str],
+        measured_sps: Mapping[str, float] | None = None,
+    ) -> list[int]:
+        """The shares of `active`, in order; `measured_sps` only after a failed attempt.
+
+        A chip whose measured rate is far below what was learnt is modelled from that
+        rate at once (no damping towards the shares that failed). No chip gets more
+        samples than it computes in part of the collective timeout while the others can
+        take the rest: the fast peers would give up waiting for its sum, and the same
+        shares would fail the same way on every retry (chaos bug 16).
+        """
+        slowed = slowed_down(fleet, measured_sps or {})
+        record: ShareRecord = fleet
+        if slowed:
+            costs = {m: c for m, c in fleet.costs.items() if m not in slowed}
+            record = _Overlay(fleet, {**fleet.throughput_sps, **slowed}, costs)
+        caps = self._within_timeout(record, active)
+        working = [m for m in active if caps.get(m) != 0]
+        solved = dict(zip(working, self._learnt(record, working, caps)))
+        return [solved.get(m, 0) for m in active]
+
+    def _within_timeout(self, fleet: ShareRecord, active: Sequence[str]) -> dict[str, int | None]:
+        """The memory caps, lowered to what each chip computes in part of the timeout."""
+        if self.collective_timeout_s is None:
+            return dict(self.caps)
+        limit_s = TIMEOUT_FRACTION * self.collective_timeout_s
+        caps: dict[str, int | None] = dict(self.caps)
+        for member in active:
+            rate = fleet.throughput_sps.get(member, 0.0)
+            if rate > 0 and math.isfinite(rate):
+                fits = math.floor(limit_s * rate)
+                cap = caps.get(member)
+                caps[member] = fits if cap is None else min(fits, int(cap))
+        room = sum(self.global_batch_size if caps.get(m) is None else caps[m] or 0 for m in active)
+        if room < self.global_batch_size:
+            # The fleet cannot take the batch within the timeout at all: shares by speed,
+            # and the timeout is the user's to raise (the failed commits say so).
+            return dict(self.caps)
+        return caps
+
+    def _learnt(
+        self, fleet: ShareRecord, active: Sequence[str], caps: Mapping[str, int | None]
+    ) -> list[int]:
         if any(caps.get(name) is None for name in active):
             pass  # an uncapped participant can always take the rest
         elif sum(int(caps[name] or 0) for name in active) < self.global_batch_size:
@@ -92,3 +168,17 @@ class SharePolicy:
                 default=0.0,
             ),
         )
+
+
+class _Overlay:
+    """The fleet state with some chips' speeds replaced (a slowdown seen in a failed attempt)."""
+
+    def __init__(
+        self, fleet: ShareRecord, throughput: dict[str, float], costs: dict[str, list[float]]
+    ) -> None:
+        self.throughput_sps = throughput
+        self.costs = costs
+        self.shares: dict[str, int] = {}  # no damping towards the shares that failed
+        self.sps_history = fleet.sps_history
+        self.timings = {m: t for m, t in fleet.timings.items() if m in costs}
+        self.derates = fleet.derates

@@ -16,6 +16,7 @@ PHASES = ("quorum_s", "compute_s", "allreduce_s", "guard_s", "commit_s")
 NOTED = (
     "fault", "heal", "quarantine", "sdc", "worker_exit", "worker_restart", "lighthouse_down",
     "lighthouse_recovered", "thermal", "device_failure", "straggler_exit", "checkpoint_failed",
+    "slowdown",
 )  # fmt: skip
 
 
