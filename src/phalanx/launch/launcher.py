@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from phalanx.devices.placement import fair_threads
 from phalanx.errors import (
@@ -567,9 +568,10 @@ class Launcher:
             delay_s = float(restart_s)
         else:
             if slot.launches > self.plan.max_restarts:
+                # The log's tail is the worker's text (gloo writes "[/path:line]"): never markup.
                 self.console.print(
-                    f"[red]{slot.name} crashed {slot.launches} times; giving up on it.[/] Last lines of {slot.log_path}:\n"
-                    + slot.tail(),
+                    f"[red]{slot.name} crashed {slot.launches} times; giving up on it.[/] "
+                    f"Last lines of {escape(str(slot.log_path))}:\n{escape(slot.tail())}",
                     highlight=False,
                 )
                 return None

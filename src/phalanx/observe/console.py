@@ -30,7 +30,8 @@ class ProgressPrinter:
 
     def say(self, text: str) -> None:
         if not self.quiet:
-            self.console.print(text, highlight=False, soft_wrap=True)
+            # Plain text: lines quote paths and other processes' words, never markup.
+            self.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def close(self) -> None:
         """Nothing to tear down: lines are already printed (LiveProgress has the same call)."""

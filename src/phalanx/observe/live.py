@@ -106,7 +106,7 @@ class LiveProgress:
 
     def say(self, text: str) -> None:
         # Printed above the live area by rich; the table stays at the bottom.
-        self.console.print(text, highlight=False, soft_wrap=True)
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def maybe_print(self, view: FleetView) -> None:
         self._view = view

@@ -69,8 +69,15 @@ class GradBuffer:
         self.attach()
 
     def ensure_control(self, control_numel: int) -> None:
-        """Grow the control block (more participants than before); keeps gradients' storage."""
-        if control_numel <= self.control_numel:
+        """Size the control block for this quorum exactly (gradients are zeroed after).
+
+        Exactly, never only growing: the last bucket, control included, is one
+        collective, and every participant must send the same number of bytes. A
+        replica that once saw four members and one that started in a quorum of three
+        would otherwise send different sizes: gloo aborts the process on the
+        mismatch, and the restarted replica crashed the same way on every launch.
+        """
+        if control_numel == self.control_numel:
             return
         self.control_numel = control_numel
         self._allocate()
