@@ -79,7 +79,9 @@ def main() -> None:
         exact=not args.inexact,
     )
     summary = trainer.fit()
-    if args.replica_copy:  # each replica's own final state, to compare them bit for bit
+    # Each replica's own final state, to compare them bit for bit (a replica that came
+    # back after the fleet finished holds an older state: it writes none).
+    if args.replica_copy and trainer.holds_final_model:
         state = {k: v.contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(trainer.out_dir / f"replica-{os.getpid()}.safetensors"))
     print(f"final loss {summary['final_loss']:.4f} after {summary['steps']} steps")

@@ -89,7 +89,7 @@ def main() -> None:
         precision=args.precision,
     )
     summary = trainer.fit()
-    if args.replica_copy:
+    if args.replica_copy and trainer.holds_final_model:  # not a replica back after the end
         import os
 
         from safetensors.torch import save_model

@@ -43,7 +43,10 @@ def test_batchnorm_and_dropout_are_exact_across_splits_and_a_kill(tmp_path):
     # Parameters and buffers (running statistics, batch counters) against one process.
     reference_state = _replica_copies(reference)[0]
     copies = _replica_copies(run)
-    assert len(copies) == 3  # the killed replica came back and finished too
+    # The killed replica comes back and finishes too, unless a loaded host restarted it
+    # after the fleet had finished: then it leaves, and writes no copy of an older state.
+    late = {e["replica"] for e in events(run) if e["kind"] == "straggler_exit"}
+    assert late <= {"r1"} and len(copies) == 3 - len(late)
     assert _largest_difference([reference_state, *copies]) < 1e-9
     assert _largest_difference(copies) == 0.0  # every replica holds the same bits
     assert max_param_diff(run, reference) < 1e-9

@@ -31,7 +31,7 @@ def test_a_chip_of_another_kind_is_not_blamed_does_not_drift_and_is_still_guarde
     assert independent_data_check(run, num_samples=2048) == (0, 0)
     # The kinds stay together: 20 steps after the last re-synchronisation, still close.
     copies = [load_file(p) for p in glob.glob(str(run / "replica-*.safetensors"))]
-    assert len(copies) == 3
+    assert len(copies) == 3  # nobody was killed: every replica trained the last step
     drift = max(
         float((a[k] - b[k]).abs().max()) for a in copies for b in copies for k in a
     )

@@ -143,6 +143,16 @@ class Trainer:
         self.state = TrainState(self.model, built_optimizer, built_scheduler)
 
     # ------------------------------------------------------------------ loop
+    @property
+    def holds_final_model(self) -> bool:
+        """After `fit`: did this process train the run's last step?
+
+        False for a replica that came back (restarted, reconnected) after the fleet
+        had finished: it leaves with the state it restored, which is not the final
+        model, so code after `fit` must not save it as one.
+        """
+        return self.state.fleet.step >= self.steps
+
     def fit(self, preemption: Preemption | None = None) -> dict[str, Any]:
         """Train to `steps` committed steps; return the summary written to summary.json.
 
