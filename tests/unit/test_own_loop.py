@@ -84,6 +84,9 @@ def test_misuse_is_one_clear_error(tmp_path):
     with pytest.raises(phalanx.UsageError, match=r"did not call loop\.backward"):
         for _batch in loop:
             pass
+    # The engine was waiting for that loss: it is told to unwind before the error is
+    # raised (it held the error back for its 60 s join timeout before).
+    assert not any(t.name == "phalanx-engine" and t.is_alive() for t in threading.enumerate())
     with pytest.raises(phalanx.UsageError, match="one-element tensor"):
         loop2 = phalanx.prepare(model, out_dir=tmp_path / "b", **options)
         for _batch in loop2:

@@ -26,6 +26,7 @@ the fleet's promises to break.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Iterator
@@ -92,12 +93,13 @@ class OwnLoop:
                 with _contexts(payload, self.trainer.device):
                     yield payload.batch
                 if self._current is not None:  # the body did not call backward
+                    self._stop_engine()  # it waits for that loss: unwind it first
                     raise UsageError(
                         "loop body", "did not call loop.backward(loss)",
                         "end every iteration with loop.backward(loss)",
                     )  # fmt: skip
         except GeneratorExit:
-            self._losses.put(("stop", None))  # the engine unwinds; the run is incomplete
+            self._stop_engine()  # the engine unwinds; the run is incomplete
             print(
                 f"phalanx: the loop stopped at step {self.step} of {self.trainer.steps}; "
                 f"checkpoints stay in {self.trainer.out_dir} and a new run there goes on "
@@ -107,6 +109,11 @@ class OwnLoop:
             raise
         finally:
             engine.join(timeout=None if self.summary is not None else 60)
+
+    def _stop_engine(self) -> None:
+        """Tell an engine waiting for a loss to unwind (once; never blocks)."""
+        with contextlib.suppress(queue.Full):
+            self._losses.put_nowait(("stop", None))
 
     def backward(self, loss: torch.Tensor) -> None:
         """Hand the forward's loss (mean over its samples) to phalanx, which weights it and
