@@ -93,13 +93,13 @@ class OwnLoop:
                 with _contexts(payload, self.trainer.device):
                     yield payload.batch
                 if self._current is not None:  # the body did not call backward
-                    self._stop_engine()  # it waits for that loss: unwind it first
+                    self._stop_engine(engine)  # it waits for that loss: unwind it first
                     raise UsageError(
                         "loop body", "did not call loop.backward(loss)",
                         "end every iteration with loop.backward(loss)",
                     )  # fmt: skip
         except GeneratorExit:
-            self._stop_engine()  # the engine unwinds; the run is incomplete
+            self._stop_engine(engine)  # the engine unwinds; the run is incomplete
             print(
                 f"phalanx: the loop stopped at step {self.step} of {self.trainer.steps}; "
                 f"checkpoints stay in {self.trainer.out_dir} and a new run there goes on "
@@ -110,10 +110,18 @@ class OwnLoop:
         finally:
             engine.join(timeout=None if self.summary is not None else 60)
 
-    def _stop_engine(self) -> None:
-        """Tell an engine waiting for a loss to unwind (once; never blocks)."""
-        with contextlib.suppress(queue.Full):
-            self._losses.put_nowait(("stop", None))
+    def _stop_engine(self, engine: threading.Thread) -> None:
+        """Tell the engine to unwind at its next wait for a loss.
+
+        The last loss handed over may still be in the one-slot queue (a `break` right
+        after `backward`): the engine takes it, computes, and asks again, and then it
+        must find the stop. So wait for the slot while the engine lives; a dead engine
+        needs no stop, and an ended one leaves the stop unread (harmless).
+        """
+        while engine.is_alive():
+            with contextlib.suppress(queue.Full):
+                self._losses.put(("stop", None), timeout=0.1)
+                return
 
     def backward(self, loss: torch.Tensor) -> None:
         """Hand the forward's loss (mean over its samples) to phalanx, which weights it and
