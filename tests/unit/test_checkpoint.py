@@ -365,7 +365,7 @@ def test_a_trainer_on_a_full_disk_warns_in_one_line_and_trains_on(tmp_path, monk
 
 def test_a_full_disk_at_the_final_model_write_is_one_line_and_exit_5(tmp_path, monkeypatch, capsys):
     """The run's last write fails: one clear line, exit code 5 (the disk, not training, failed), no partial file left."""
-    import phalanx.runtime.trainer as trainer_module
+    import phalanx.runtime.finish as finish_module
     from phalanx.errors import EXIT_DISK_FULL
 
     def full_disk(model, path):
@@ -373,14 +373,9 @@ def test_a_full_disk_at_the_final_model_write_is_one_line_and_exit_5(tmp_path, m
             f.write(b"partial")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(trainer_module, "save_model", full_disk)
-    trainer = trainer_module.Trainer.__new__(trainer_module.Trainer)
-    trainer.steps = 1
-    trainer.out_dir = tmp_path
-    trainer.model = torch.nn.Linear(2, 2)
-    trainer.state = type("S", (), {"fleet": type("F", (), {"step": 1})()})()
+    monkeypatch.setattr(finish_module, "save_model", full_disk)
     with pytest.raises(SystemExit) as stopped:
-        trainer._write_model()
+        finish_module.write_final_model(torch.nn.Linear(2, 2), tmp_path)
     assert stopped.value.code == EXIT_DISK_FULL
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and out[0].startswith("error: the final model could not be written")

@@ -2,20 +2,65 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import torch
 
+from phalanx.errors import UsageError
 from phalanx.exact.layer_stats import LayerStatsSync
 from phalanx.exact.setup import make_exact, randomness_outside_layers
+from phalanx.observe.events import EventLog
+from phalanx.runtime import checkpoint as ckpt
 from phalanx.runtime.compute import Workload, move_to
 from phalanx.runtime.model_buffers import trained_buffers
+from phalanx.runtime.state import TrainState
 from phalanx.runtime.sync import Sync
 from phalanx.runtime.worker_config import WorkerConfig
 
 START_BARRIER_S = 120.0
+
+
+def restore_newest(
+    name: str, state: TrainState, out_dir: Path, events: EventLog, sync: Sync
+) -> None:
+    """Load the newest loadable checkpoint in `out_dir`, if any (a resume)."""
+    try:
+        loaded = ckpt.load_newest(state, out_dir)
+    except ckpt.CheckpointError as err:
+        raise UsageError(
+            "checkpoints", f"none can be loaded ({err})",
+            "restore a good checkpoint from a backup, or move the damaged ones away "
+            "to start again from step 0",
+        ) from None  # fmt: skip
+    if loaded is None:
+        return
+    for path, why in loaded.skipped:
+        events.emit("checkpoint_refused", replica=name, path=str(path), reason=why)
+        print(f"warning: checkpoint {path.name} refused ({why}); using an older one", flush=True)
+    events.emit("resume", replica=name, step=loaded.step, path=str(loaded.path))
+    sync.set_step(loaded.step)
+
+
+def announce(events: EventLog, name: str, worker: WorkerConfig | None, run: Any) -> None:
+    """`worker_start` (and, run standalone, `run_start`): `run` is the Trainer."""
+    events.emit(
+        "worker_start", replica=name, pid=os.getpid(), step=run.state.fleet.step,
+        speed=worker.speed if worker else None, restarted=bool(worker and worker.restarted),
+        global_batch_size=run.global_batch_size, steps=run.steps,
+        num_samples=run.num_samples, seed=run.seed,
+        defects=worker.defects if worker and worker.defects else None,
+        device=str(run.device), threads=torch.get_num_threads(),
+    )  # fmt: skip
+    if worker is None:
+        events.emit(
+            "run_start", steps=run.steps, global_batch_size=run.global_batch_size,
+            replicas={name: {"speed": None, "kind": run.device.type}},
+        )  # fmt: skip
 
 
 def start_barrier(worker: WorkerConfig | None) -> None:

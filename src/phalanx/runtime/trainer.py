@@ -9,32 +9,26 @@ script's arguments and the launcher's worker config, and handed in typed.
 from __future__ import annotations
 
 import os
-import resource
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_model
 
 from phalanx.data.build import make_feed
-from phalanx.errors import EXIT_DISK_FULL, EXIT_FATAL, UsageError
+from phalanx.errors import EXIT_FATAL, UsageError
 from phalanx.observe.events import EventLog
-from phalanx.observe.report import write_report_safely
-from phalanx.observe.safe_write import disk_errno, write_or_warn
-from phalanx.observe.summary import build_summary, write_summary
-from phalanx.runtime import checkpoint as ckpt
 from phalanx.runtime import excepthook, validate
 from phalanx.runtime.compute import LossFn
 from phalanx.runtime.context import RunSettings, UserParts, build_context
 from phalanx.runtime.error_line import say_error
-from phalanx.runtime.fleet_watch import COMPLETE_MARKER
+from phalanx.runtime.finish import finish_run
 from phalanx.runtime.hooks import LeaveFleet
 from phalanx.runtime.precision import PRECISIONS
 from phalanx.runtime.preemption import Preemption, leave_preempted
 from phalanx.runtime.profile_mode import ProfileRequest, run_profile
-from phalanx.runtime.setup import start_barrier
+from phalanx.runtime.setup import announce, restore_newest, start_barrier
 from phalanx.runtime.state import TrainState
 from phalanx.runtime.step import take_step
 from phalanx.runtime.sync import Sync
@@ -167,8 +161,8 @@ class Trainer:
         events = self._open_run()
         sync = self._connect()
         ctx, hooks = build_context(self._settings(), self._user_parts(), self.worker, events, sync)
-        self._restore(events, sync)
-        self._announce(events)
+        restore_newest(self.name, self.state, self.out_dir, events, sync)
+        announce(events, self.name, self.worker, self)
         start_barrier(self.worker)
         if preemption is None:
             preemption = Preemption()
@@ -249,85 +243,12 @@ class Trainer:
 
         return FleetSync(self.worker, self.state)
 
-    def _restore(self, events: EventLog, sync: Sync) -> None:
-        try:
-            loaded = ckpt.load_newest(self.state, self.out_dir)
-        except ckpt.CheckpointError as err:
-            raise UsageError(
-                "checkpoints", f"none can be loaded ({err})",
-                "restore a good checkpoint from a backup, or move the damaged ones away "
-                "to start again from step 0",
-            ) from None  # fmt: skip
-        if loaded is None:
-            return
-        for path, why in loaded.skipped:
-            events.emit("checkpoint_refused", replica=self.name, path=str(path), reason=why)
-            print(
-                f"warning: checkpoint {path.name} refused ({why}); using an older one", flush=True
-            )
-        events.emit("resume", replica=self.name, step=loaded.step, path=str(loaded.path))
-        sync.set_step(loaded.step)
-
-    def _announce(self, events: EventLog) -> None:
-        worker = self.worker
-        events.emit(
-            "worker_start", replica=self.name, pid=os.getpid(), step=self.state.fleet.step,
-            speed=worker.speed if worker else None, restarted=bool(worker and worker.restarted),
-            global_batch_size=self.global_batch_size, steps=self.steps,
-            num_samples=self.num_samples, seed=self.seed,
-            defects=worker.defects if worker and worker.defects else None,
-            device=str(self.device), threads=torch.get_num_threads(),
-        )  # fmt: skip
-        if worker is None:
-            events.emit(
-                "run_start", steps=self.steps, global_batch_size=self.global_batch_size,
-                replicas={self.name: {"speed": None, "kind": self.device.type}},
-            )  # fmt: skip
-
     # ---------------------------------------------------------------- finish
     def _finish(self, events: EventLog) -> dict[str, Any]:
-        self._write_model()
-        if self.state.fleet.step >= self.steps:
-            marker = self.out_dir / COMPLETE_MARKER
-            write_or_warn(
-                "the .complete marker", marker, marker.touch,
-                "a replica that was away may train the last steps again alone",
-                "free space there",
-            )  # fmt: skip
-        events.emit(
-            "worker_done", replica=self.name, step=self.state.fleet.step,
-            peak_rss_bytes=peak_rss_bytes(),
+        return finish_run(
+            events, self.name, self.model, self.out_dir, self.state.fleet.step, self.steps,
+            standalone=self.worker is None,
         )  # fmt: skip
-        summary = build_summary(self.out_dir)
-        if self.worker is None:
-            write_summary(self.out_dir, summary)
-            write_report_safely(self.out_dir)
-        return summary
-
-    def _write_model(self) -> None:
-        if self.state.fleet.step < self.steps:
-            return
-        final = self.out_dir / "model.safetensors"
-        tmp = self.out_dir / f".model.{os.getpid()}.safetensors"
-        try:
-            save_model(self.model, str(tmp))
-            os.replace(tmp, final)
-        except Exception as err:  # safetensors reports a full disk as its own error type
-            tmp.unlink(missing_ok=True)
-            newest = ckpt.list_checkpoints(self.out_dir)
-            held = f"; the newest checkpoint is {newest[0]}" if newest else ""
-            first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
-            say_error(
-                f"the final model could not be written to {final} ({first_line}){held}. "
-                "Fix: free disk space, then run again with --resume",
-                sys.stdout,
-            )
-            raise SystemExit(EXIT_DISK_FULL if disk_errno(err) else EXIT_FATAL) from None
-
-
-def peak_rss_bytes() -> int:
-    """This process's peak resident memory (Linux reports kilobytes)."""
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
 def _default_device(model: torch.nn.Module) -> str:
