@@ -14,3 +14,18 @@ def test_help_shows_toml_table_names(command, shown, capsys):
         main(command)
     assert done.value.code == 0
     assert shown in capsys.readouterr().out
+
+
+def test_parsing_a_command_imports_no_torch():
+    """Every `phalanx` command is parsed before torch is needed (2.5 s of import on a
+    quiet core): a launcher, a usage error or --help must not pay for it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, phalanx.cli\n"
+        "phalanx.cli._register_all()\n"
+        "print(sorted(m for m in ('torch', 'torchft', 'matplotlib') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
