@@ -8,7 +8,7 @@ import types
 import torch
 
 from phalanx.runtime.control import AGREES, DIFFERS, NOT_CHECKED, Control, ControlLayout
-from phalanx.runtime.step import RoundResult, Vetoed, _attribute, sound
+from phalanx.runtime.step import RoundResult, Vetoed, _attribute, _blame_diverged, sound
 
 MEMBERS = ["r0", "r1", "r2"]
 
@@ -106,3 +106,22 @@ def test_every_observer_reads_the_same_kinds_from_the_control_block() -> None:
 
     assert kind_code("emulated") == kind_code("emulated") != kind_code("b")
     assert 1 <= kind_code("") <= 32768 and float(int(kind_code("cuda"))) == kind_code("cuda")
+
+
+def test_a_copy_of_a_wrong_heal_source_is_not_at_fault() -> None:
+    """Chaos schedule 107: a weight flipped on r0 at step 21, r1 healed from r0 in the next
+    quorum of that step, and r0 and r1 both left the majority of r2 and r3. r1 was blamed
+    (an offence) for the state it had received."""
+    from phalanx.guard.kinds import check_replicas
+
+    bad, good = (1.0, 2.0), (1.0, 3.0)
+    prints = {"r0": bad, "r1": bad, "r2": good, "r3": good}
+    kinds = dict.fromkeys(prints, "cpu")
+    copies = frozenset({"r1"})
+    check = check_replicas(prints, {}, kinds, 21, copies)
+    assert set(check.diverged) == {"r0", "r1"} and not check.tie
+    result = RoundResult()
+    _blame_diverged(check.diverged, copies, result)
+    attributions = {d["replica"]: d["attribution"] for d in result.detections}
+    assert attributions == {"r0": "chip", "r1": "heal_source"}
+    assert set(result.at_fault) == {"r0"}  # r1's chip did nothing wrong

@@ -38,7 +38,7 @@ def guard_summary(events: list[dict[str, Any]]) -> dict[str, Any]:
             record["reason"] = event["reason"]
     ordered = sorted(detections.values(), key=lambda d: (d["step"], d["check"], d["replica"] or ""))
     for record in ordered:
-        if record["check"] == "fingerprint_mismatch":
+        if record["check"] == "fingerprint_mismatch" and record["attribution"] != "heal_source":
             record["verdict"] = "parameters diverged: healed from a peer"
         elif record["check"] == "fingerprint_tie":
             record["verdict"] = "no majority: settled by the vetoes or the newest checkpoint"

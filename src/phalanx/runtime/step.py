@@ -406,11 +406,7 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
                     return result
                 result.tie_to_vetoes = True
             diverged = set(check.diverged)
-            for member in sorted(diverged):
-                result.detections.append(
-                    {"check": "fingerprint_mismatch", "replica": member, "attribution": "chip"}
-                )
-                result.at_fault[member] = check.diverged[member]
+            _blame_diverged(check.diverged, copies, result)
             result.diverged_self = ctx.name in diverged
             result.resync = check.resync
             result.resync_self = ctx.name in check.resync
@@ -548,6 +544,23 @@ def _gather_evidence(
             same = slice_check.reproduces(theirs, mine)
             control.put("peer_verdict", members.index(vetoed.replica), AGREES if same else DIFFERS)
     return time.perf_counter() - started
+
+
+def _blame_diverged(diverged: dict[str, str], copies: frozenset[str], result: RoundResult) -> None:
+    """A detection for each replica whose parameters left the majority; offences for chips.
+
+    A replica that healed at this quorum holds its source's state, not its chip's: if
+    that differs, the source was already wrong (chaos schedule 107: a weight flipped on
+    r0 just before r1 healed from it). No offence; it still does not commit, and heals
+    again from a replica that did.
+    """
+    for member in sorted(diverged):
+        attribution = "heal_source" if member in copies else "chip"
+        if attribution == "chip":
+            result.at_fault[member] = diverged[member]
+        result.detections.append(
+            {"check": "fingerprint_mismatch", "replica": member, "attribution": attribution}
+        )
 
 
 def _tie_left_to_vetoes(control: Control) -> bool:
