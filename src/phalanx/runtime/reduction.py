@@ -46,6 +46,11 @@ class Reduction:
                 self._owner[id(param)] = bucket
                 param.register_post_accumulate_grad_hook(self._ready)
 
+    def release(self) -> None:
+        """Drop the attempt's works: a failed group closes its connections only when
+        nothing holds it any more (runtime/torchft_access.py: close_failed_group)."""
+        self._works = []
+
     # ---------------------------------------------------------------- launch
     def start(self) -> None:
         """A new attempt: nothing launched, nothing measured."""

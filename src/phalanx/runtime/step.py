@@ -377,6 +377,7 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
         result.compute_s += compute_s
         if ctx.sync.errored():
             result.reason = "collective failed"
+            ctx.reduction.release()
             break
         # 6: guard.
         _attribute(control, members, pending, step, result)

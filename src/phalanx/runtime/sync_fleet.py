@@ -28,6 +28,7 @@ from torch.distributed import ReduceOp
 from phalanx.runtime.state import TrainState
 from phalanx.runtime.sync import FleetProgress, Sync, Work
 from phalanx.runtime.torchft_access import (
+    close_failed_group,
     finish_quorum_as_synchronous,
     forget_failed_quorum,
     record_quorums,
@@ -273,11 +274,15 @@ class FleetSync(Sync):
         return work
 
     def commit(self, local_ok: bool, reason: str = "") -> bool:
+        collective_failed = self.manager.errored() is not None
         if not local_ok:
             self.manager.report_error(RuntimeError(reason or "local veto"))
         error = self.manager.errored()
         self._last_error = str(error.original_exception) if error is not None else reason
-        return self.manager.should_commit()
+        committed = self.manager.should_commit()
+        if collective_failed:
+            close_failed_group(self.manager)
+        return committed
 
     def errored(self) -> bool:
         return self.manager.errored() is not None

@@ -9,7 +9,10 @@ here and nowhere else, so a torchft upgrade is checked in one file:
   and is re-raised by the next `start_quorum`: it must be forgotten;
 - an asynchronous quorum (requested early, to take its round trip off the
   critical path) must end as a synchronous one would: a healing replica
-  applies the state it received at once, and takes part in the step.
+  applies the state it received at once, and takes part in the step;
+- a process group whose collective failed must close its connections at
+  once (peers blocked in it fail instead of waiting out their timeout), and
+  gloo closes them only when the group is destroyed.
 
 (Healing uses phalanx's own transport, runtime/heal_transport.py, through
 torchft's public `CheckpointTransport` interface.)
@@ -17,6 +20,7 @@ torchft's public `CheckpointTransport` interface.)
 
 from __future__ import annotations
 
+import gc
 import hashlib
 from collections.abc import Callable
 from typing import Any
@@ -98,3 +102,24 @@ def finish_quorum_as_synchronous(manager: Any, result: Any) -> None:
         manager._healing = False
     manager._participating_replica_rank = result.replica_rank
     manager._participating_replica_world_size = result.replica_world_size
+
+
+def close_failed_group(manager: Any) -> None:
+    """Destroy the process group of a quorum whose collective failed: its sockets close.
+
+    Peers still blocked in that collective wait on *us*, not on the dead replica:
+    in gloo's ring, a replica two hops from a killed peer waits for its live
+    neighbour, which has given up. It would sit out its whole collective timeout,
+    and the lighthouse (which waits for every live replica) would form no quorum
+    meanwhile. gloo's `abort()` and `shutdown()` leave the connections open
+    (torch 2.13); they close when the group is destroyed. So drop every
+    reference: torchft's wrapper's, and the frames of the error's traceback
+    (the failed work's); the caller has dropped its works. torchft creates a
+    new group at the next quorum (it reconfigures on every new quorum id, and a
+    failed commit always brings one).
+    """
+    error = manager.errored()
+    if error is not None:
+        error.original_exception.__traceback__ = None
+    manager._pg.abort(errored=False)
+    gc.collect()  # works and their group may sit in reference cycles

@@ -1,0 +1,26 @@
+"""Survivors of a kill go on at once: nobody sits out the collective timeout."""
+
+import pytest
+
+from tests.fleet_helpers import MLP, events, phalanx, summary
+
+pytestmark = [pytest.mark.dist, pytest.mark.timeout(240)]
+
+
+def test_survivors_of_a_kill_go_on_without_waiting_out_the_timeout(tmp_path):
+    # Four replicas in gloo's ring: r1 dies while the others reduce. r0 and r2 talk to
+    # r1 and fail at once; r3 waits for r2, which is alive, so r3 would wait out the
+    # whole collective timeout (60 s here) and the lighthouse, waiting for every live
+    # replica, would form no quorum meanwhile. The survivors must commit the step
+    # without r1, long before r1 comes back (restart_s=8, then seconds of start-up).
+    run = tmp_path / "run"
+    result = phalanx(
+        "run", str(MLP), "--out", str(run), "--emulate", "0.05x4", "--timeout-s", "60",
+        "--quiet", "--fault", "kill:replica=1,step=3,restart_s=8,phase=compute",
+        "--", "--dtype", "float64", "--steps", "8", "--batch", "32", "--samples", "256",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert summary(run)["completed"]
+    steps = [e for e in events(run) if e["kind"] == "step"]
+    at_kill = {tuple(e["participants"]) for e in steps if e["step"] == 3}
+    assert at_kill == {("r0", "r2", "r3")}, at_kill
