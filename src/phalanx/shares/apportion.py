@@ -15,8 +15,17 @@ from phalanx.shares.affine import equal_time_weights, predicted_time_s
 # A share change must shorten the predicted step by at least this fraction:
 # below it, measurement noise would make shares flap from step to step.
 DEFAULT_DEADBAND = 0.03
-# Fraction of the way from the previous shares to the newly solved ones taken per step.
+# Fraction of the way from the previous shares to the newly solved ones taken per step
+# while a chip is derated by heat (giving back, never cutting).
 DAMPING = 0.5
+# A change is taken (whole) when its predicted gain clears this many times the
+# uncertainty of the chips it moves: a noise-driven change between equal chips rarely
+# does, a chip far off balance does at once.
+NOISE_BAND_FACTOR = 2.0
+# ... but a change that shortens the predicted step by this much is taken whatever the
+# noise: the first fits after a start lean on a wide prior, and shares far off balance
+# (an equal split of chips 4x apart) would otherwise wait for many steps of history.
+MAX_NOISE_BAND = 0.45
 # Throughput estimates are the median of this many recent measurements:
 # robust to the odd step slowed by a neighbour process or a page fault.
 DEFAULT_WINDOW = 8
@@ -118,6 +127,7 @@ def choose_shares(
     costs: Mapping[str, Sequence[float]] | None = None,
     derates: Mapping[str, float] | None = None,
     uncertainty: float = 0.0,
+    uncertainties: Mapping[str, float] | None = None,
 ) -> list[int]:
     """Shares for the next step, in participant order.
 
@@ -133,6 +143,15 @@ def choose_shares(
     `uncertainty` (relative, from the cost fits' residuals) widens the dead band:
     on a noisy host a predicted gain smaller than the fits' own error would only
     make shares random-walk (two equal chips drifting to 20 and 28 of 48).
+    `uncertainties` (per chip) do so with the chips that decide the comparison:
+    the critical chip of the kept shares and of the proposed ones. A predicted
+    step is as uncertain as its slowest chip's prediction, not as the noisiest
+    chip's anywhere in the fleet (one jittery chip with a small share would
+    otherwise freeze every share, chips four times off balance included).
+
+    A change that clears the band is taken whole, not damped: the band already
+    keeps noise out, and a damped step leaves a remaining gain that is smaller
+    than the band, so shares stopped half-way for the rest of a run.
     """
     hints = hints or {}
     derates = {n: d for n, d in (derates or {}).items() if n in participants and d < 1.0}
@@ -147,13 +166,12 @@ def choose_shares(
     cap_list = [caps.get(name) for name in participants]
     weights = equal_time_weights(global_batch_size, models, cap_list)
     same_fleet = all(name in previous for name in participants)
-    if same_fleet and sum(previous[name] for name in participants) == global_batch_size:
-        # Move part of the way: one noisy step (a neighbour on the host, a page
-        # fault) then moves shares by half its error instead of all of it.
+    if derates and same_fleet and sum(previous[name] for name in participants) == global_batch_size:
+        # Heat: a cut takes effect now; giving back goes half-way per step, so a chip
+        # that cools does not bounce straight back into the throttle.
         damped = [
             DAMPING * w + (1 - DAMPING) * previous[name] for w, name in zip(weights, participants)
         ]
-        # A cut takes effect now; giving back goes through the damping like any change.
         weights = [
             min(d, w * derates[name]) if name in derates else d
             for w, d, name in zip(weights, damped, participants)
@@ -169,6 +187,10 @@ def choose_shares(
         if sum(kept) == global_batch_size and caps_ok:
             old_s = predicted_time_s(kept, models)
             new_s = predicted_time_s(proposed, models)
-            if new_s >= old_s * (1 - max(deadband, uncertainty)):
+            noise = uncertainties or {}
+            moved = [name for name, k, n in zip(participants, kept, proposed) if k != n]
+            noisiest = max((noise.get(name, 0.0) for name in moved), default=0.0)
+            band = max(deadband, uncertainty, min(NOISE_BAND_FACTOR * noisiest, MAX_NOISE_BAND))
+            if new_s >= old_s * (1 - band):
                 return kept
     return proposed

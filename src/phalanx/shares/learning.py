@@ -159,14 +159,11 @@ class SharePolicy:
             caps,
             costs=fleet.costs,
             derates=fleet.derates,
-            uncertainty=max(
-                (
-                    relative_uncertainty(fleet.timings[name], fleet.costs[name])
-                    for name in active
-                    if name in fleet.timings and name in fleet.costs
-                ),
-                default=0.0,
-            ),
+            uncertainties={
+                name: relative_uncertainty(fleet.timings[name], fleet.costs[name])
+                for name in active
+                if name in fleet.timings and name in fleet.costs
+            },
         )
 
 
