@@ -17,6 +17,8 @@ Fields (per participant unless marked):
 - rerun: 1 = its rerun of the slice it vetoed reproduced it, 2 = differed;
 - peer_verdict: 1 = a peer recomputed that slice and agreed, 2 = disagreed;
 - overflow: 1 = the loss-scaled gradient overflowed (fp16-mixed: halve the scale);
+- plan: a digest of the attempt's participants and shares, which every
+  participant derives on its own: they must all agree (runtime/step.py);
 - coarse_sum, coarse_abs: the parameters' L1 and L2 norms, compared
   across replicas of different kinds (guard/kinds.py);
 - fingerprint: the parameters' integer fingerprint, in 16-bit chunks;
@@ -32,7 +34,7 @@ import torch
 
 PER_PARTICIPANT = (
     "veto", "throughput_sps", "heat", "slice_norm", "rerun", "peer_verdict", "overflow",
-    "coarse_sum", "coarse_abs", "healed", "kind",
+    "coarse_sum", "coarse_abs", "healed", "kind", "plan",
 )  # fmt: skip
 
 
@@ -43,6 +45,13 @@ def kind_code(kind: str) -> float:
     replicas' kinds, and observers that group replicas differently reach different
     verdicts from the same fingerprints (docs/reliability.md, bug 12)."""
     return float((zlib.crc32(kind.encode()) & 0x7FFF) + 1)
+
+
+def plan_code(step: int, active: list[str], shares: list[int]) -> float:
+    """The attempt's plan (who computes how many samples) as a number that rides exactly
+    in the control block (1..32768), like `kind_code`."""
+    text = f"{step}|{','.join(active)}|{','.join(map(str, shares))}"
+    return float((zlib.crc32(text.encode()) & 0x7FFF) + 1)
 
 
 # rerun / peer_verdict codes

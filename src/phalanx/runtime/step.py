@@ -54,6 +54,7 @@ from phalanx.runtime.control import (
     Control,
     ControlLayout,
     kind_code,
+    plan_code,
 )
 from phalanx.runtime.fleet_watch import FleetWatch
 from phalanx.runtime.grad_buffer import GradBuffer
@@ -359,6 +360,8 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
         control.put("overflow", slot, 1.0 if overflow else 0.0)
         control.put("healed", slot, 1.0 if healed else 0.0)
         control.put("kind", slot, own_kind)
+        plan = plan_code(step, active, shares)
+        control.put("plan", slot, plan)
         if fingerprint is not None and attempt == 0:
             control.put_fingerprint(slot, fingerprint)
             if coarse is not None:
@@ -379,6 +382,7 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
             result.reason = "collective failed"
             ctx.reduction.release()
             break
+        _check_plans(control, members, plan, step)
         # 6: guard.
         _attribute(control, members, pending, step, result)
         pending = []
@@ -441,6 +445,29 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
     for vetoed in pending:  # no attempt followed to carry their evidence
         result.detections.append(_veto_detection(vetoed, NOT_CHECKED, NOT_CHECKED, "unknown"))
     return result
+
+
+class PlanMismatch(RuntimeError):
+    """Participants derived different shares for one attempt: exact math is impossible."""
+
+
+def _check_plans(control: Control, members: list[str], plan: float, step: int) -> None:
+    """Every participant derives the step's shares on its own; they must all agree.
+
+    They disagree only when replicas run different code (a rolling upgrade, or an
+    install edited while a run goes on: a restarted replica loads the new code) or
+    read a different fleet state. Their slices would then overlap or leave gaps,
+    silently: the sum would not be the global batch's gradient. Nobody commits; the
+    replicas stop (the launcher restarts them, from one version of the code).
+    """
+    plans = control.read("plan")
+    if all(p == plan for p in plans):
+        return
+    others = sorted(m for m, p in zip(members, plans) if p != plan)
+    raise PlanMismatch(
+        f"step {step}: {', '.join(others)} derived other shares than this replica: "
+        "the replicas run different phalanx code or fleet states; run one version everywhere"
+    )
 
 
 def _exchange_rates(
