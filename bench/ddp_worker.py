@@ -60,9 +60,9 @@ class PacedBuckets:
         self.pacer = pacer
         self.last_bucket_s = 0.0  # seconds from the step's compute start
 
-    def begin(self) -> None:
+    def begin(self, samples: int) -> None:
         self.last_bucket_s = 0.0
-        self.pacer.begin()
+        self.pacer.begin(units=samples)
 
 
 def paced_allreduce_hook(
@@ -161,7 +161,7 @@ def main() -> None:
         injector.at("compute", step)
         start = step * work.batch + rank * share
         indices = sample_indices(start, start + share, SEED, len(dataset))
-        buckets.begin()
+        buckets.begin(share)
         loss = loss_fn(ddp, default_collate([dataset[i] for i in indices]))
         loss.backward()  # the hook paces and launches each bucket's allreduce
         backward_s = buckets.pacer.end()  # DDP's backward returns once every bucket is summed

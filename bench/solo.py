@@ -48,7 +48,7 @@ def solo_rate_sps(work: Workload, speed: float, time_scale: float, share: int) -
     for step in range(work.steps):
         start = step * work.batch
         indices = sample_indices(start, start + share, SEED, len(dataset))
-        pacer.begin()
+        pacer.begin(units=share)
         loss_fn(model, default_collate([dataset[i] for i in indices])).backward()
         pacer.end()
         optimizer.step()

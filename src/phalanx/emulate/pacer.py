@@ -1,14 +1,29 @@
-"""Pads a compute phase so that it lasts its real CPU time divided by the chip's speed.
+"""Pads a compute phase so that it lasts its CPU time divided by the chip's speed.
 
 CPU time of the computing thread (not wall time) is the measure of work, so
 that other workers sharing the host's cores do not make a chip look slower
 than it is emulated to be. Workers run torch with one intra-op thread, which
 keeps all of a phase's compute on the calling thread.
+
+The CPU time of the same work still varies from step to step with what the
+other workers do on the host (caches, a shared core's other hyperthread):
+12-14% per step on a 2-core host with four workers. A real accelerator's
+kernels take the same time for the same work; this noise is the host's, not
+the chip's, and the fleet would wait for the unluckiest chip every step. So
+a phase that names its work (`begin(units=samples)`) is paced to the median
+of the last few CPU times of that same work: a real change of work (another
+share) is paced from its own measurements, and a change of speed (a slow
+fault, a thermal derate) still acts through `speed` at once.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
+from collections import deque
+
+# CPU times of the same work kept for the median: an odd count, a few steps' worth.
+SMOOTHING_WINDOW = 5
 
 
 class ComputePacer:
@@ -16,16 +31,33 @@ class ComputePacer:
         self.speed = speed
         self._wall_start = 0.0
         self._cpu_start = 0.0
+        self._units: int | None = None
+        self._ends = 0  # end() calls since begin(): DDP's hook paces each gradient bucket
+        self._cpu_history: dict[tuple[int, int], deque[float]] = {}
 
-    def begin(self) -> None:
+    def begin(self, units: int | None = None) -> None:
+        """Start a phase; `units` (e.g. its samples) names the work, for smoothing."""
         self._wall_start = time.perf_counter()
         self._cpu_start = time.thread_time()
+        self._units = units
+        self._ends = 0
 
     def end(self) -> float:
         """Sleep out the rest of the emulated duration; return the phase's wall seconds."""
         if self.speed is not None:
-            target_s = (time.thread_time() - self._cpu_start) / self.speed
+            cpu_s = self._typical_cpu_s(time.thread_time() - self._cpu_start)
+            target_s = cpu_s / self.speed
             remaining_s = target_s - (time.perf_counter() - self._wall_start)
             if remaining_s > 0:
                 time.sleep(remaining_s)  # emulating a slow chip, not synchronising
         return time.perf_counter() - self._wall_start
+
+    def _typical_cpu_s(self, cpu_s: float) -> float:
+        """The median of this work's recent CPU times, this one included."""
+        if self._units is None:
+            return cpu_s
+        key = (self._units, self._ends)
+        self._ends += 1
+        history = self._cpu_history.setdefault(key, deque(maxlen=SMOOTHING_WINDOW))
+        history.append(cpu_s)
+        return statistics.median(history)

@@ -511,7 +511,7 @@ def _compute(
     work.feed.read_ahead(start + batch, end + batch, batch)
     if ctx.guard.abft is not None:
         ctx.guard.abft.reset()
-    ctx.pacer.begin()
+    ctx.pacer.begin(units=end - start)
     with ctx.layer_stats.live():
         arm = ctx.reduction.arm if overlap else None
         loss = batches_gradient(work, batches, arm, loss_scale)
@@ -538,7 +538,7 @@ def _recompute_verdict(ctx: StepContext, vetoed: Vetoed, loss_scale: float) -> S
         ctx.guard.abft.reset()
     work = ctx.work
     batches = work.feed.read_now(vetoed.start, vetoed.end)
-    ctx.pacer.begin()
+    ctx.pacer.begin(units=vetoed.end - vetoed.start)
     with ctx.layer_stats.replay():
         batches_gradient(work, batches, loss_scale=loss_scale)
     ctx.pacer.end()

@@ -1,0 +1,64 @@
+"""The emulated chip's pacing (emulate/pacer.py): CPU time / speed, smoothed per work."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+
+from phalanx.emulate import pacer as pacer_module
+from phalanx.emulate.pacer import ComputePacer
+
+
+class FakeClock:
+    """thread_time advances by the CPU seconds each phase is given; sleeps are recorded."""
+
+    def __init__(self) -> None:
+        self.cpu_s = 0.0
+        self.wall_s = 0.0
+        self.slept: list[float] = []
+
+    def thread_time(self) -> float:
+        return self.cpu_s
+
+    def perf_counter(self) -> float:
+        return self.wall_s
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.wall_s += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(pacer_module, "time", types.SimpleNamespace(
+        thread_time=fake.thread_time, perf_counter=fake.perf_counter, sleep=fake.sleep,
+    ))  # fmt: skip
+    return fake
+
+
+def _phase(pacer: ComputePacer, clock: FakeClock, cpu_s: float, units: int | None) -> float:
+    pacer.begin(units=units)
+    clock.cpu_s += cpu_s
+    clock.wall_s += cpu_s
+    return pacer.end()
+
+
+def test_a_phase_lasts_its_cpu_time_over_the_speed(clock: FakeClock) -> None:
+    pacer = ComputePacer(0.25)
+    assert _phase(pacer, clock, 0.1, None) == pytest.approx(0.4)
+    assert _phase(ComputePacer(None), clock, 0.1, None) == pytest.approx(0.1)  # a real chip
+
+
+def test_the_same_work_is_paced_to_its_median_cpu_time(clock: FakeClock) -> None:
+    # The host's noise (a neighbour's burst on the shared core) does not reach the chip.
+    pacer = ComputePacer(0.5)
+    durations = [_phase(pacer, clock, cpu, 16) for cpu in (0.10, 0.10, 0.13, 0.10, 0.08, 0.10)]
+    # 0.13 CPU-seconds (a burst) and 0.08 are paced as the usual 0.10 over the speed.
+    assert durations == pytest.approx([0.2] * 6)
+    # Other work (another share) is paced from its own measurements.
+    assert _phase(pacer, clock, 0.3, 48) == pytest.approx(0.6)
+    # A change of speed acts at once.
+    pacer.speed = 0.25
+    assert _phase(pacer, clock, 0.1, 16) == pytest.approx(0.4)
