@@ -28,7 +28,10 @@ def text() -> list[str]:
         "- **Same chips everywhere.** Emulated chips compute on the host CPU with one torch "
         "thread; phalanx's `ComputePacer` pads each forward+backward to its CPU time divided by "
         "speed x the launcher's common time scale (`emulation_time_scale`, so 2 cores are not "
-        "oversubscribed). The DDP workers and the solo runs use the same pacer and scale.",
+        "oversubscribed). The DDP workers and the solo runs use the same pacer and scale. The "
+        "CPU time is the median of the chip's last 5 for the same number of samples: the same "
+        "slice's CPU time varied 12-14% from step to step with the other workers on the host, "
+        "noise a real accelerator's kernels do not have (results before 2026-12-02 include it).",
         f"- **Model.** TinyGPT (`phalanx.demo.model`) on the stdlib-docstring corpus "
         f"(`phalanx.demo.corpus`): by default width {DEFAULT.width}, {DEFAULT.layers} layers, "
         f"context {DEFAULT.context}, global batch {DEFAULT.batch}: "
