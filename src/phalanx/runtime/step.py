@@ -450,6 +450,10 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
 class PlanMismatch(RuntimeError):
     """Participants derived different shares for one attempt: exact math is impossible."""
 
+    def __init__(self, step: int, message: str) -> None:
+        super().__init__(message)
+        self.step = step
+
 
 def _check_plans(control: Control, members: list[str], plan: float, step: int) -> None:
     """Every participant derives the step's shares on its own; they must all agree.
@@ -457,16 +461,19 @@ def _check_plans(control: Control, members: list[str], plan: float, step: int) -
     They disagree only when replicas run different code (a rolling upgrade, or an
     install edited while a run goes on: a restarted replica loads the new code) or
     read a different fleet state. Their slices would then overlap or leave gaps,
-    silently: the sum would not be the global batch's gradient. Nobody commits; the
-    replicas stop (the launcher restarts them, from one version of the code).
+    silently: the sum would not be the global batch's gradient. Nobody commits; every
+    replica leaves with one error line (runtime/trainer.py), and the launcher stops the
+    run: the checkpoints stay, for a `--resume` with one version of the code.
     """
     plans = control.read("plan")
     if all(p == plan for p in plans):
         return
     others = sorted(m for m, p in zip(members, plans) if p != plan)
     raise PlanMismatch(
+        step,
         f"step {step}: {', '.join(others)} derived other shares than this replica: "
-        "the replicas run different phalanx code or fleet states; run one version everywhere"
+        "the replicas run different phalanx code or fleet states; run one version "
+        "everywhere and continue with --resume",
     )
 
 

@@ -30,7 +30,7 @@ from phalanx.runtime.preemption import Preemption, leave_preempted
 from phalanx.runtime.profile_mode import ProfileRequest, run_profile
 from phalanx.runtime.setup import announce, restore_newest, start_barrier
 from phalanx.runtime.state import TrainState
-from phalanx.runtime.step import take_step
+from phalanx.runtime.step import PlanMismatch, take_step
 from phalanx.runtime.sync import Sync
 from phalanx.runtime.worker_config import WorkerConfig, from_environment
 
@@ -183,7 +183,15 @@ class Trainer:
                         sys.stderr.flush()
                         os._exit(int(leaving.code or 0))
                     raise leaving
-                report = take_step(ctx)
+                try:
+                    report = take_step(ctx)
+                except PlanMismatch as mismatch:  # no exact step is possible: stop the run
+                    event = {
+                        "kind": "unrecoverable",
+                        "step": mismatch.step,
+                        "reason": str(mismatch),
+                    }
+                    raise LeaveFleet(EXIT_FATAL, str(mismatch), event) from None
                 if report.leave:
                     break
                 if report.committed:  # the first of these members checkpoints on SIGTERM
