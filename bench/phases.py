@@ -123,7 +123,15 @@ def recovery(events: list[Event]) -> dict[str, list[dict[str, Any]]]:
     steps = [e for e in events if e.get("kind") == "step"]
     faults = []
     for fault in (e for e in events if e.get("kind") == "fault"):
-        later = [e["t"] for e in steps if e["replica"] != fault["replica"] and e["t"] > fault["t"]]
+        # A commit of the fault's step or a later one: a survivor may log the step
+        # before it a moment after the faulty replica started this one.
+        later = [
+            e["t"]
+            for e in steps
+            if e["replica"] != fault["replica"]
+            and e["t"] > fault["t"]
+            and e["step"] >= fault["step"]
+        ]
         if later:
             faults.append(
                 {
