@@ -1,4 +1,4 @@
-"""Survivors of a kill go on at once: nobody sits out the collective timeout."""
+"""Survivors of a kill or a freeze go on at once: nobody sits out the collective timeout."""
 
 import pytest
 
@@ -24,3 +24,26 @@ def test_survivors_of_a_kill_go_on_without_waiting_out_the_timeout(tmp_path):
     steps = [e for e in events(run) if e["kind"] == "step"]
     at_kill = {tuple(e["participants"]) for e in steps if e["step"] == 3}
     assert at_kill == {("r0", "r2", "r3")}, at_kill
+
+
+def test_survivors_of_a_freeze_go_on_without_waiting_for_it(tmp_path):
+    # r2 freezes (SIGSTOP) in the middle of step 3's compute, for 12 s, under a 60 s
+    # collective timeout. Its sockets stay open, so gloo alone would hold the others
+    # until r2 wakes (and then finish the step with it). Its heartbeats stop, though:
+    # the lighthouse gives up on it after 1 s, and the survivors, asking the lighthouse
+    # while they wait, fail the attempt and commit step 3 without r2.
+    run = tmp_path / "run"
+    result = phalanx(
+        "run", str(MLP), "--out", str(run), "--emulate", "0.05x4", "--timeout-s", "60",
+        "--quiet", "--fault", "hang:replica=2,step=3,seconds=12,phase=compute",
+        "--", "--dtype", "float64", "--steps", "8", "--batch", "32", "--samples", "256",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert summary(run)["completed"]
+    all_events = events(run)
+    steps = [e for e in all_events if e["kind"] == "step"]
+    at_freeze = {tuple(e["participants"]) for e in steps if e["step"] == 3}
+    assert at_freeze == {("r0", "r1", "r3")}, at_freeze
+    reasons = {e["replica"]: e["reason"] for e in all_events if e["kind"] == "retry" and e["step"] == 3}
+    for survivor in ("r0", "r1", "r3"):
+        assert reasons.get(survivor, "").startswith("r2 stopped heartbeating"), reasons

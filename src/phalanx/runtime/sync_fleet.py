@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch.distributed import ReduceOp
 
+from phalanx.runtime.freeze_watch import FreezeWatch, PeerFrozen, WatchedWork, describe
 from phalanx.runtime.state import TrainState
 from phalanx.runtime.sync import FleetProgress, Sync, Work
 from phalanx.runtime.torchft_access import (
@@ -114,6 +115,8 @@ class FleetSync(Sync):
             quorum_retries=QUORUM_RETRIES,
             checkpoint_transport=StreamingStateTransport(host, timeout),
         )
+        # The lighthouse (through our tunnel, if any) tells which peers it gave up on.
+        self._freeze_watch = FreezeWatch(lighthouse_addr, config.replica)
         tunnel = self._tunnel
         self._recorder = record_quorums(
             self.manager, (lambda: tunnel.incarnation) if tunnel is not None else None
@@ -201,6 +204,7 @@ class FleetSync(Sync):
         self._quorum_changed = quorum != self._last_quorum
         self._last_quorum = quorum
         self.quorum_id = result.quorum_id
+        self._freeze_watch.set_quorum(list(result.replica_ids))
         names = {stable_name(rid) for rid in result.replica_ids}
         self._last_members = names
         if len(names) < len(result.replica_ids):
@@ -270,12 +274,17 @@ class FleetSync(Sync):
         return self._quorum_changed
 
     def allreduce(self, tensor: torch.Tensor) -> Work:
-        work: Work = self.manager.allreduce(tensor, reduce_op=ReduceOp.SUM)
-        return work
+        work = self.manager.allreduce(tensor, reduce_op=ReduceOp.SUM)
+        return WatchedWork(work, self._freeze_watch, self)
+
+    def peer_frozen(self, members: list[str], waited_s: float) -> None:
+        """A quorum member stopped heartbeating: this attempt fails now (freeze_watch.py)."""
+        if self.manager.errored() is None:
+            self.manager.report_error(PeerFrozen(describe(members, waited_s)))
 
     def commit(self, local_ok: bool, reason: str = "") -> bool:
         collective_failed = self.manager.errored() is not None
-        if not local_ok:
+        if not local_ok and not collective_failed:  # keep the collective's own error
             self.manager.report_error(RuntimeError(reason or "local veto"))
         error = self.manager.errored()
         self._last_error = str(error.original_exception) if error is not None else reason
