@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from phalanx.errors import UsageError
 from phalanx.plan.candidates import evaluate
 from phalanx.plan.fleet_classes import load_fleet, parse_fleet
+from phalanx.plan.groups import group_fleet
 from phalanx.plan.model_profile import ModelProfile, load_model
 from phalanx.plan.plan_types import PlanOptions
 from phalanx.plan.planner import class_arrays, make_plan
@@ -71,18 +72,21 @@ def test_shares_sum_to_batch_and_fit_memory(tables: list[dict], batch: int) -> N
         return
     assert sum(s * n for c in plan.classes for s, n in c.shares) == batch
     for c in plan.classes:
-        assert c.used <= c.usable <= c.count
+        assert c.chips_used <= c.usable <= c.count
         # every chip is either used or has a reason to be left out
-        assert c.used + sum(e.count for e in c.excluded) == c.count
+        assert c.chips_used + sum(e.count for e in c.excluded) == c.count
         if c.used:
             assert c.share_hi >= 1 and c.micro_batch >= 1
             assert c.micro_batch <= c.max_micro_batch
             assert c.micro_batch * c.micro_batches >= c.share_hi
+            # each chip of a replica: its shard of the state and its part of a micro-batch
+            k = c.group_size
+            per_chip = -(-c.micro_batch // k)
             assert (
-                MODEL.state_bytes + c.micro_batch * MODEL.activation_bytes_per_sample
-                <= c.memory_bytes
+                MODEL.state_bytes / k + per_chip * MODEL.activation_bytes_per_sample
+                <= c.memory_bytes * (1 + 1e-12)
             )
-        if c.needs_group:
+        if c.group_size == 0:
             assert c.used == 0 and any(e.reason == "memory" for e in c.excluded)
     assert plan.throughput_sps <= plan.ideal_sps * (1 + 1e-12)
     assert plan.step_s == pytest.approx(plan.compute_s + plan.sync_s)
@@ -116,8 +120,10 @@ def test_plan_is_the_best_of_all_device_subsets(tables: list[dict], batch: int) 
     plan = _plan_or_none(tables, batch)
     if plan is None:
         return
-    fleet, model = _fleet(tables), _model(batch)
-    arr = class_arrays(fleet, model)
+    model = _model(batch)
+    grouped = group_fleet(_fleet(tables), model)
+    fleet = grouped.fleet
+    arr = class_arrays(fleet, model, [g.size for g in grouped.groupings])
     best = 0.0
     for counts in itertools.product(*(range(int(a) + 1) for a in arr.available)):
         if sum(counts) == 0:
@@ -146,9 +152,9 @@ def test_reasons_memory_network_sync_and_power() -> None:
         {
             "count": 4,
             "throughput_sps": 5.0,
-            "memory_gib": 1,
+            "memory_gib": 0.25,
             "network_gbps": 400,
-        },  # no room for a replica
+        },  # no room for one sample, even beside a tiny shard
         {
             "count": 4,
             "throughput_sps": 1.0,
@@ -182,8 +188,22 @@ def test_reasons_memory_network_sync_and_power() -> None:
 
 def test_nothing_fits_is_a_usage_error() -> None:
     with pytest.raises(UsageError) as err:
-        make_plan(_fleet([{"count": 3, "throughput_sps": 1.0, "memory_gib": 1}]), _model(8))
+        make_plan(_fleet([{"count": 3, "throughput_sps": 1.0, "memory_gib": 0.25}]), _model(8))
     assert err.value.field == "fleet"
+
+
+def test_chips_too_small_alone_train_in_groups() -> None:
+    # The replica needs 1.49 GiB of state and 0.5 GiB per sample: a 1 GiB chip holds
+    # a third of the state beside one sample, so three of them form a replica.
+    plan = make_plan(_fleet([{"count": 7, "throughput_sps": 2.0, "memory_gib": 1}]), _model(12))
+    (c,) = plan.classes
+    assert (c.group_size, c.used, c.chips_used) == (3, 2, 6)
+    assert [(e.reason, e.count) for e in c.excluded] == [("group", 1)]
+    assert 0 < c.group_efficiency < 1
+    assert c.speed_sps == pytest.approx(3 * 2.0 * c.group_efficiency)
+    assert c.chip_bytes == pytest.approx(MODEL.state_bytes / 3 + MODEL.activation_bytes_per_sample)
+    assert plan.solo_sps == pytest.approx(7 * 2.0)
+    assert (plan.devices_used, plan.replicas_used) == (6, 2)
 
 
 def test_ten_thousand_chips_plan() -> None:

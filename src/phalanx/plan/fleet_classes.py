@@ -18,6 +18,7 @@
     throttle_s = 600            # mean episode length
     throttle_speed = 0.6        # speed fraction while throttled
     network_gbps = 100          # per host
+    group_gbps = 100            # between chips of one replica group (PCIe, NVLink)
 
     [sync]                      # optional, fleet-wide
     latency_s = 2e-5            # per allreduce hop
@@ -63,6 +64,7 @@ _CLASS_KEYS = (
     "throttle_s",
     "throttle_speed",
     "network_gbps",
+    "group_gbps",
 )
 _SYNC_KEYS = ("latency_s", "overhead_s", "overlap")
 
@@ -88,6 +90,7 @@ class DeviceClass:
     throttle_speed: float
     network_gbps: float
     index: int = 0
+    group_gbps: float = 100.0  # chip to chip inside a replica group (plan/groups.py)
 
     @property
     def where(self) -> str:
@@ -101,6 +104,10 @@ class DeviceClass:
     @property
     def network_bytes_per_s(self) -> float:
         return self.network_gbps * 1e9 / 8
+
+    @property
+    def group_bytes_per_s(self) -> float:
+        return self.group_gbps * 1e9 / 8
 
     def speed_sps(self, model: ModelProfile) -> float:
         """Samples/s of one chip of this class on `model`, at full power."""
@@ -190,6 +197,7 @@ def _parse_class(table: Any, index: int) -> DeviceClass:
         ),
         network_gbps=num("network_gbps", default=100.0, min_value=0, min_inclusive=False),
         index=index,
+        group_gbps=num("group_gbps", default=100.0, min_value=0, min_inclusive=False),
     )
 
 

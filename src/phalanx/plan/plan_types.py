@@ -30,16 +30,16 @@ class Exclusion:
 class ClassPlan:
     name: str
     index: int
-    count: int
-    usable: int  # expected to pass qualification
-    used: int
+    count: int  # chips
+    usable: int  # chips expected to pass qualification
+    used: int  # replicas: chips alone, or groups of `group_size` chips
     speed_sps: float
     share_hi: int  # used - n_lo devices get share_hi samples per step
     n_lo: int  # ... and n_lo devices get share_hi - 1
     micro_batch: int
     micro_batches: int
-    max_micro_batch: int  # what memory allows; 0: cannot hold a replica alone
-    memory_bytes: float
+    max_micro_batch: int  # per replica, what memory allows; 0: no replica fits
+    memory_bytes: float  # one chip's
     replica_bytes: float  # state plus one sample of activations
     compute_s: float  # busy time of a device with share_hi
     network_gbps: float
@@ -49,11 +49,20 @@ class ClassPlan:
     best_j_per_sample: float
     break_even_usd_per_h: float | None  # worth its power only above this time value
     excluded: tuple[Exclusion, ...]
+    # Chips per replica (plan/groups.py): 1 alone; k > 1 a group sharding one replica;
+    # 0 none holds a replica even in the largest group.
+    group_size: int = 1
+    group_efficiency: float = 1.0  # group speed / (group_size x chip speed)
+    chip_bytes: float = 0.0  # what each chip of a replica holds (state part + one sample)
 
     @property
     def needs_group(self) -> bool:
-        """Too little memory for a replica alone: to be grouped (FSDP) later."""
-        return self.max_micro_batch < 1
+        """Too little memory for a replica alone: its chips train in groups."""
+        return self.group_size != 1
+
+    @property
+    def chips_used(self) -> int:
+        return self.used * max(self.group_size, 1)
 
     @property
     def shares(self) -> list[tuple[int, int]]:
@@ -69,8 +78,8 @@ class Plan:
     objective: str  # throughput | cost
     options: PlanOptions
     classes: tuple[ClassPlan, ...]
-    devices_total: int
-    devices_used: int
+    devices_total: int  # chips
+    devices_used: int  # chips, groups counted chip by chip
     compute_s: float
     sync_s: float
     step_s: float
@@ -84,6 +93,10 @@ class Plan:
     usd_per_hour: float
     usd_per_million_samples: float
     ring_gbps: float  # the slowest host network among the used classes
+    replicas_used: int = 0  # chips alone plus groups
+    # Every healthy chip's own speed on the model, as if its memory were enough: what
+    # a fleet of groups is measured against (issue 15's "sum of solo speeds").
+    solo_sps: float = 0.0
 
     def used_counts(self) -> list[int]:
         return [c.used for c in self.classes]

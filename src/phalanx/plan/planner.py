@@ -1,26 +1,36 @@
 """The planner: which chips to use, how to split the batch, what it will cost.
 
-`make_plan(fleet, model, options)` is pure and fast: per-class arrays, one
-vectorised search (see candidates.py), then one exact evaluation. Every chip
-left out gets a reason: defective, memory, network, sync or power.
+`make_plan(fleet, model, options)` is pure and fast: chips too small for a
+replica become groups (groups.py), then per-class arrays, one vectorised
+search (see candidates.py), then one exact evaluation. Every chip left out
+gets a reason: defective, memory, group (a remainder), network, sync or power.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
 from phalanx.errors import UsageError
 from phalanx.plan.candidates import ClassArrays, Evaluated, best_set, evaluate
 from phalanx.plan.fleet_classes import GIB, DeviceClass, FleetSpec
+from phalanx.plan.groups import MAX_GROUP, Grouping, group_fleet, micro_batch_per_chip
 from phalanx.plan.model_profile import ModelProfile
 from phalanx.plan.plan_types import ClassPlan, Exclusion, Plan, PlanOptions
 from phalanx.plan.power_curve import best_energy_point
 
 
-def max_micro_batch(cls: DeviceClass, model: ModelProfile) -> int:
-    """Largest micro-batch that fits next to a full replica (0: not even one)."""
+def max_micro_batch(cls: DeviceClass, model: ModelProfile, size: int = 1) -> int:
+    """Largest micro-batch a replica runs at once (0: not even one sample).
+
+    `cls` is a class of replicas (groups.py): a group of `size` chips runs a
+    whole number of samples on each chip, beside that chip's shard of the state.
+    """
+    if size > 1:
+        chip = replace(cls, memory_bytes=cls.memory_bytes / size)
+        return min(size * micro_batch_per_chip(chip, model, size), model.global_batch)
     free = cls.memory_bytes - model.state_bytes
     if free < model.activation_bytes_per_sample or free < 0:
         return 0
@@ -29,8 +39,14 @@ def max_micro_batch(cls: DeviceClass, model: ModelProfile) -> int:
     return int(min(free // model.activation_bytes_per_sample, model.global_batch))
 
 
-def class_arrays(fleet: FleetSpec, model: ModelProfile) -> ClassArrays:
-    fits = np.array([max_micro_batch(c, model) >= 1 for c in fleet.classes])
+def class_arrays(
+    fleet: FleetSpec, model: ModelProfile, sizes: list[int] | None = None
+) -> ClassArrays:
+    """Per-class search inputs; `sizes`: chips per replica of each class (None: 1 each)."""
+    sizes = sizes or [1] * len(fleet.classes)
+    fits = np.array(
+        [k > 0 and max_micro_batch(c, model, k) >= 1 for c, k in zip(fleet.classes, sizes)]
+    )
     return ClassArrays(
         speed_sps=np.array([c.speed_sps(model) for c in fleet.classes], dtype=np.float64),
         available=np.where(fits, [c.usable for c in fleet.classes], 0).astype(np.int64),
@@ -60,8 +76,8 @@ def _break_even_usd_per_h(
 
 def _exclusions(
     cls: DeviceClass,
+    grouping: Grouping,
     model: ModelProfile,
-    mmb: int,
     used: int,
     n_fast: int,
     ring_bytes_s: float,
@@ -69,8 +85,9 @@ def _exclusions(
 ) -> tuple[Exclusion, ...]:
     """Why chips of `cls` are not in the plan, as (reason, count, detail) entries.
 
-    `n_fast` is how many the throughput-optimal plan would use: chips it uses
-    but the chosen plan does not are left out for their power.
+    `used` and `n_fast` count replicas (groups of `grouping.size` chips);
+    `n_fast` is how many the throughput-optimal plan would use: replicas it
+    uses but the chosen plan does not are left out for their power.
     """
     out: list[Exclusion] = []
     if cls.count > cls.usable:
@@ -81,42 +98,64 @@ def _exclusions(
                 f"expected to fail qualification (defect_rate {cls.defect_rate:.1%})",
             )
         )
-    if mmb < 1 and cls.usable > 0:
+    size = grouping.size
+    if size == 0 and cls.usable > 0:
         need = model.replica_bytes(1) / GIB
         out.append(
             Exclusion(
                 "memory",
                 cls.usable,
-                f"needs {need:.1f} GiB for a replica plus one sample, has {cls.memory_bytes / GIB:.1f} GiB: cannot hold a replica alone (group it with others later)",
+                f"a replica plus one sample needs {need:.1f} GiB; even split over {MAX_GROUP} chips "
+                f"of {cls.memory_bytes / GIB:.1f} GiB it does not fit next to one sample's activations",
             )
         )
         return tuple(out)
+    if grouping.groups == 0 and cls.usable > 0:
+        need = model.replica_bytes(1) / GIB
+        out.append(
+            Exclusion(
+                "memory",
+                cls.usable,
+                f"needs {need:.1f} GiB for a replica plus one sample, has {cls.memory_bytes / GIB:.1f} GiB: "
+                f"{size} of these chips would hold one together, and there are {cls.usable}",
+            )
+        )
+        return tuple(out)
+    if grouping.chips_left > 0:
+        out.append(
+            Exclusion(
+                "group",
+                grouping.chips_left,
+                f"a replica takes {size} of these chips; the rest form no full group",
+            )
+        )
     if n_fast > used:
         out.append(
             Exclusion(
                 "power",
-                n_fast - used,
+                (n_fast - used) * size,
                 f"{cls.power_max_w / cls.speed_sps(model):.1f} J/sample: the time it saves is worth less than its electricity at this tariff and time value",
             )
         )
-    rest = cls.usable - max(used, n_fast)
+    rest = grouping.groups - max(used, n_fast)
     if rest > 0:
+        unit = "group" if size > 1 else "chip"
         if cls.network_bytes_per_s < ring_bytes_s:
             out.append(
                 Exclusion(
                     "network",
-                    rest,
+                    rest * size,
                     f"its hosts' {cls.network_gbps:g} Gb/s network would slow every step's allreduce more than its compute helps",
                 )
             )
         else:
-            speed = cls.speed_sps(model)
+            speed = size * cls.speed_sps(model) * grouping.efficiency
             share = model.global_batch * speed / (fast_ideal_sps + speed)
             out.append(
                 Exclusion(
                     "sync",
-                    rest,
-                    f"too slow to pay for its sync: its share would be about {share:.2f} samples, "
+                    rest * size,
+                    f"too slow to pay for its sync: a {unit}'s share would be about {share:.2f} samples, "
                     "which with integer shares does not shorten the step enough to cover the sync it adds",
                 )
             )
@@ -125,11 +164,16 @@ def _exclusions(
 
 def make_plan(fleet: FleetSpec, model: ModelProfile, options: PlanOptions | None = None) -> Plan:
     opts = options or PlanOptions()
-    arr = class_arrays(fleet, model)
+    chips = fleet
+    grouped = group_fleet(chips, model)
+    fleet = grouped.fleet  # replicas as devices: chips alone, or groups
+    sizes = [g.size for g in grouped.groupings]
+    arr = class_arrays(fleet, model, sizes)
     if arr.available.sum() == 0:
         raise UsageError(
             "fleet",
-            f"no chip can hold a replica of {model.name} ({model.replica_bytes(1) / GIB:.1f} GiB with one sample)",
+            f"no replica of {model.name} ({model.replica_bytes(1) / GIB:.1f} GiB with one sample) "
+            f"fits on these chips, alone or in groups of up to {MAX_GROUP} of a class",
             "add chips with more memory, or shrink the model profile",
         )
     batch, grad = model.global_batch, model.grad_bytes
@@ -143,8 +187,10 @@ def make_plan(fleet: FleetSpec, model: ModelProfile, options: PlanOptions | None
         chosen = evaluate(arr, counts, batch, grad, fleet.sync)
 
     classes = []
-    for c, cls in enumerate(fleet.classes):
-        mmb = max_micro_batch(cls, model)
+    for c, (cls, chip, grouping) in enumerate(
+        zip(fleet.classes, chips.classes, grouped.groupings, strict=True)
+    ):
+        mmb = max_micro_batch(cls, model, grouping.size) if grouping.size else 0
         used = int(chosen.counts[c])
         share = int(chosen.share_hi[c])
         n_micro = max(1, math.ceil(share / mmb)) if used and mmb else 0
@@ -154,8 +200,8 @@ def make_plan(fleet: FleetSpec, model: ModelProfile, options: PlanOptions | None
             ClassPlan(
                 name=cls.name,
                 index=c,
-                count=cls.count,
-                usable=cls.usable,
+                count=chip.count,
+                usable=chip.usable,
                 used=used,
                 speed_sps=speed,
                 share_hi=share,
@@ -163,7 +209,7 @@ def make_plan(fleet: FleetSpec, model: ModelProfile, options: PlanOptions | None
                 micro_batch=math.ceil(share / n_micro) if n_micro else 0,
                 micro_batches=n_micro,
                 max_micro_batch=mmb,
-                memory_bytes=cls.memory_bytes,
+                memory_bytes=chip.memory_bytes,
                 replica_bytes=model.replica_bytes(1),
                 compute_s=share / speed if used else 0.0,
                 network_gbps=cls.network_gbps,
@@ -177,8 +223,17 @@ def make_plan(fleet: FleetSpec, model: ModelProfile, options: PlanOptions | None
                 if used
                 else None,
                 excluded=_exclusions(
-                    cls, model, mmb, used, int(fast.counts[c]), fast.bandwidth_bytes_s, fast_ideal
+                    chip,
+                    grouping,
+                    model,
+                    used,
+                    int(fast.counts[c]),
+                    fast.bandwidth_bytes_s,
+                    fast_ideal,
                 ),
+                group_size=grouping.size,
+                group_efficiency=grouping.efficiency,
+                chip_bytes=grouping.chip_bytes,
             )
         )
     ideal = float((chosen.counts * arr.speed_sps).sum())
@@ -190,8 +245,8 @@ def make_plan(fleet: FleetSpec, model: ModelProfile, options: PlanOptions | None
         objective="throughput" if opts.time_value_usd_per_h is None else "cost",
         options=opts,
         classes=tuple(classes),
-        devices_total=fleet.device_count,
-        devices_used=int(chosen.counts.sum()),
+        devices_total=chips.device_count,
+        devices_used=sum(c.chips_used for c in classes),
         compute_s=chosen.compute_s,
         sync_s=chosen.sync_s,
         step_s=chosen.step_s,
@@ -205,4 +260,6 @@ def make_plan(fleet: FleetSpec, model: ModelProfile, options: PlanOptions | None
         usd_per_hour=usd_per_h,
         usd_per_million_samples=usd_per_h / (chosen.throughput_sps * 3600.0) * 1e6,
         ring_gbps=chosen.bandwidth_bytes_s * 8 / 1e9,
+        replicas_used=int(chosen.counts.sum()),
+        solo_sps=sum(c.usable * c.speed_sps(model) for c in chips.classes),
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 from phalanx.plan.fleet_classes import FleetSpec
+from phalanx.plan.groups import group_fleet
 from phalanx.plan.model_profile import ModelProfile
 from phalanx.plan.plan_types import Plan
 from phalanx.sim.events import KIND_NAMES, make_timeline
@@ -35,6 +36,8 @@ def fleet_mtbf_s(fleet: FleetSpec, used: list[int]) -> float:
 def simulate(
     fleet: FleetSpec, model: ModelProfile, plan: Plan, cfg: SimConfig, policies: list[Policy]
 ) -> SimResult:
+    # Replicas as units: a group of chips fails, heats and corrupts as one (plan/groups.py).
+    fleet = group_fleet(fleet, model).fleet
     used = plan.used_counts()
     tl = make_timeline(fleet.classes, used, cfg.horizon_s, cfg.seed, cfg.requalify_s)
     rows = make_rows(tl, used)
@@ -63,6 +66,7 @@ def simulate(
         seed=cfg.seed,
         target_samples=cfg.target_samples,
         devices=sum(used),
+        chips=plan.devices_used,
         planned_sps=plan.throughput_sps,
         ideal_sps=plan.ideal_sps,
         fleet_mtbf_h=mtbf_s / 3600.0,

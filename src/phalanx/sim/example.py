@@ -27,16 +27,23 @@ POLICIES = "phalanx,phalanx-nobalance,ddp-restart,ddp-restart:interval_s=7200"
 
 
 def plan_markdown(plan: Plan) -> str:
+    grouped = any(c.group_size != 1 for c in plan.classes)
     rows = [
         "| class | chips | used | samples/s each | share x chips | micro-batch x count | J/sample | left out |",
         "|---|---:|---:|---:|---|---|---:|---|",
     ]
+    if grouped:  # a replica may be several chips: say how many, and count replicas
+        rows = [
+            "| class | chips | used | chips per replica | samples/s per replica | share x replicas | micro-batch x count | J/sample | left out |",
+            "|---|---:|---:|---:|---:|---|---|---:|---|",
+        ]
     for c in plan.classes:
         shares = ", ".join(f"{s} x {n:,}" for s, n in c.shares) or "-"
         left = "; ".join(f"{e.count:,} {e.reason}" for e in c.excluded) or "-"
         mb = f"{c.micro_batch} x {c.micro_batches}" if c.used else "-"
+        size = f"{c.group_size} | " if grouped else ""
         rows.append(
-            f"| {c.name} | {c.count:,} | {c.used:,} | {c.speed_sps:.3g} | {shares} | {mb} | {c.j_per_sample:.1f} | {left} |"
+            f"| {c.name} | {c.count:,} | {c.chips_used:,} | {size}{c.speed_sps:.3g} | {shares} | {mb} | {c.j_per_sample:.1f} | {left} |"
         )
     rows.append("")
     rows.append(

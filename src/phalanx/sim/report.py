@@ -31,7 +31,7 @@ def sim_table(result: SimResult) -> Group:
         "the horizon" if result.target_samples is None else f"{result.target_samples:,.3g} samples"
     )
     t = Table(
-        title=f"simulated {result.days:g} days, {result.devices:,} chips, seed {result.seed}: time to {target}"
+        title=f"simulated {result.days:g} days, {_units(result)}, seed {result.seed}: time to {target}"
     )
     for col in (
         "policy",
@@ -72,3 +72,10 @@ def sim_table(result: SimResult) -> Group:
         + ", ".join(f"{k} {v:,}" for k, v in result.events.items())
     )
     return Group(t, Text(notes))
+
+
+def _units(result: SimResult) -> str:
+    """'N chips', or 'N replicas (M chips)' when some replicas are groups of chips."""
+    if result.chips and result.chips != result.devices:
+        return f"{result.devices:,} replicas ({result.chips:,} chips)"
+    return f"{result.devices:,} chips"

@@ -39,13 +39,14 @@ class SimResult:
     days: float
     seed: int
     target_samples: float | None
-    devices: int
+    devices: int  # replicas: chips alone, or groups of chips
     planned_sps: float  # the planner's fault-free throughput
     ideal_sps: float
     fleet_mtbf_h: float
     young_daly_interval_s: float | None
     events: dict[str, int]
     policies: list[PolicyResult]
+    chips: int = 0  # every chip of those replicas
 
     def to_dict(self, with_curves: bool = False) -> dict[str, Any]:
         out = asdict(self)
