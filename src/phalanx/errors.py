@@ -16,6 +16,10 @@ EXIT_FATAL = 4  # training cannot go on; the launcher stops the run
 # A write the run cannot finish without (the final model) failed on a full, over-quota or
 # read-only disk. Worker and `phalanx run` alike: free space, then run again with --resume.
 EXIT_DISK_FULL = 5
+# The replica's state (or one sample beside it) does not fit its chip's memory: it leaves
+# with a line naming chip, need and cap, and is not restarted. `phalanx run` exits with it
+# when no replica can hold the model (emulate/memory.py).
+EXIT_OUT_OF_MEMORY = 6
 # SIGTERM (a scheduler's pre-emption): every replica stopped at a step boundary, the newest
 # committed step is checkpointed; `--resume` goes on exactly. 75 is sysexits' EX_TEMPFAIL,
 # "try again later": what a requeue rule (Slurm, a Kubernetes podFailurePolicy) matches.

@@ -6,7 +6,10 @@ every chip of the item:
 - `max_share=N`: never give this chip more than N samples of a step (a chip
   shared with other work, or known to hold no more);
 - `kind=NAME`: the chip is of another kind (vendor): its optimizer kernels round
-  differently (emulate/other_kind.py), as a CPU beside a GPU or two vendors do.
+  differently (emulate/other_kind.py), as a CPU beside a GPU or two vendors do;
+- `mem=SIZE` (`2GiB`, `512MiB`, `1.5GB`): the chip's memory, which binds: a
+  replica whose state and activations do not fit fails as on a real chip
+  (emulate/memory.py).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from phalanx.emulate.memory_size import parse_size_bytes
 from phalanx.errors import UsageError
 
 MAX_EMULATED_REPLICAS = 64
@@ -35,6 +39,11 @@ class EmulatedChip:
         value = self.options.get("max_share")
         return None if value is None else int(value)
 
+    @property
+    def memory_bytes(self) -> int | None:
+        value = self.options.get("mem")
+        return None if value is None else int(value)
+
 
 def _positive_int(key: str, raw: str, spec: str) -> int:
     try:
@@ -52,7 +61,19 @@ def _kind_name(key: str, raw: str, spec: str) -> str:
     return raw
 
 
-_OPTIONS = {"max_share": _positive_int, "kind": _kind_name}
+def _memory_size(key: str, raw: str, spec: str) -> int:
+    size = parse_size_bytes(raw)
+    if size is None:
+        raise UsageError(
+            f"--emulate: {key}",
+            f"{raw!r} is not a memory size",
+            "write it with a unit, e.g. mem=2GiB, mem=512MiB or mem=1.5GB",
+            spec,
+        )
+    return size
+
+
+_OPTIONS = {"max_share": _positive_int, "kind": _kind_name, "mem": _memory_size}
 
 
 def _options(item: str, texts: list[str], spec: str) -> dict[str, Any]:

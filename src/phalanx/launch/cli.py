@@ -242,6 +242,7 @@ def run_command(
         device_tables=tables,
         max_shares=[c.max_share for c in parse_emulate_chips(emulate)] if emulate else [],
         kinds=[c.kind for c in parse_emulate_chips(emulate)] if emulate else [],
+        memory_caps=[c.memory_bytes for c in parse_emulate_chips(emulate)] if emulate else [],
         rescreen_every_s=rescreen_every_s,
         **many_hosts,
         tariff_per_kwh=_per_kwh("--tariff", tariff),

@@ -18,6 +18,7 @@ from phalanx.devices.placement import fair_threads
 from phalanx.errors import (
     EXIT_DISK_FULL,
     EXIT_FATAL,
+    EXIT_OUT_OF_MEMORY,
     EXIT_PREEMPTED,
     EXIT_QUARANTINED,
     EXIT_USAGE,
@@ -96,6 +97,8 @@ class RunPlan:
     max_shares: list[int | None] = field(default_factory=list)
     # Per replica: its kind when emulated as another vendor's (`--emulate ...:kind=b`).
     kinds: list[str | None] = field(default_factory=list)
+    # Per replica: the emulated chip's memory in bytes (`--emulate ...:mem=2GiB`), binding.
+    memory_caps: list[int | None] = field(default_factory=list)
     # --objective / --power-budget-w (None: every device at full power).
     energy: EnergySettings | None = None
     power_limits_w: list[float | None] = field(default_factory=list)  # per replica, set by it
@@ -362,6 +365,7 @@ class Launcher:
         tables = plan.device_tables or [{} for _ in plan.names]
         max_shares = plan.max_shares or [None for _ in plan.names]
         kinds = plan.kinds or [None for _ in plan.names]
+        memory_caps = plan.memory_caps or [None for _ in plan.names]
         fleet = {
             # Profiled throughput is in real time; emulated chips run in dilated time.
             name: {
@@ -413,6 +417,7 @@ class Launcher:
                 power_limit_w=limits[index],
                 thermal_guard=plan.thermal_guard,
                 emulated_kind=kinds[index],
+                emulated_memory_bytes=memory_caps[index],
                 device=device,
                 threads=threads,
             )
@@ -545,6 +550,15 @@ class Launcher:
                 "again with --resume"
             )
             return EXIT_DISK_FULL
+        if code == EXIT_OUT_OF_MEMORY:
+            slot.out_of_memory = True
+            message = (
+                slot.last_error_line() or f"{slot.name} ran out of memory; see {slot.log_path}"
+            )
+            print(f"error: {message}", file=sys.stderr, flush=True)
+            if all(s.out_of_memory for s in slots):
+                return EXIT_OUT_OF_MEMORY  # no chip holds the model: the run cannot go on
+            return None
         if code == EXIT_QUARANTINED:
             self.printer.say(
                 f"{slot.name} quarantined itself (repeated corrupt results); not restarted"

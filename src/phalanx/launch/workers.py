@@ -33,6 +33,7 @@ class WorkerSlot:
     restart_at: float | None = None  # monotonic time of a pending restart
     exit_codes: list[int] = field(default_factory=list)
     finished: bool = False
+    out_of_memory: bool = False  # left because the model does not fit its chip (exit 6)
     # The launcher's relay of a worker's `warning:` lines while its log cannot take them.
     relay: Callable[[str, str], object] | None = None
     pump: OutputPump | None = None

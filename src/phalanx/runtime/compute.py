@@ -16,6 +16,7 @@ layers can depend on the samples rather than on the split.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,9 @@ class Workload:
     seed: int
     precision: Precision = field(default_factory=Precision)
     feed: Any = None  # data/feed.py BatchFeed: the step engine's source of micro-batches
+    # An emulated chip's memory (emulate/memory.py ChipMemory): each forward is measured
+    # against it and fails as the chip would. None: nothing to enforce.
+    memory: Any = None
 
 
 def move_to(batch: Any, device: torch.device) -> Any:
@@ -99,7 +103,7 @@ def batches_gradient(
         torch.manual_seed(work.seed * 1_000_003 + micro.position)
         batch = move_to(micro.batch, work.device)
         with sample_keys(work.seed, micro.position, micro.count, work.device):
-            with work.precision.autocast(work.device):
+            with work.precision.autocast(work.device), _memory_guard(work, micro.count):
                 loss = work.loss_fn(work.model, batch)
             weight = micro.count / work.global_batch_size
             if number == len(batches) - 1 and before_last_backward is not None:
@@ -109,3 +113,8 @@ def batches_gradient(
             (loss * (weight * loss_scale)).backward()
         weighted_loss += float(loss.detach()) * weight
     return weighted_loss
+
+
+def _memory_guard(work: Workload, samples: int) -> AbstractContextManager[object]:
+    """Around a forward: an emulated chip's memory check (emulate/memory.py), if any."""
+    return work.memory.guard(samples) if work.memory is not None else nullcontext()

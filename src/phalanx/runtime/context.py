@@ -10,13 +10,14 @@ so that neither the step nor a hook ever reads a trainer attribute.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from phalanx.data.feed import BatchFeed
+from phalanx.emulate.memory import ChipMemory
 from phalanx.emulate.pacer import ComputePacer
 from phalanx.energy.thermal_guard import ThermalGuard
 from phalanx.faults.injector import FaultInjector
@@ -25,7 +26,13 @@ from phalanx.guard.abft import AbftMonitor
 from phalanx.guard.defect_hooks import DefectiveLinears
 from phalanx.guard.offences import OffenceLedger
 from phalanx.observe.events import EventLog
-from phalanx.runtime.compute import LossFn, Workload, batches_gradient, trainable_parameters
+from phalanx.runtime.compute import (
+    LossFn,
+    Workload,
+    batches_gradient,
+    move_to,
+    trainable_parameters,
+)
 from phalanx.runtime.fleet_watch import FleetWatch
 from phalanx.runtime.grad_buffer import GradBuffer
 from phalanx.runtime.hooks import CheckpointHook, DeviceHook, GuardHook, StepLogHook
@@ -88,6 +95,9 @@ def build_context(
         user.model, user.loss_fn, user.dataset, user.num_samples, run.global_batch_size,
         run.max_microbatch, run.device, run.seed, Precision(run.precision), user.feed,
     )  # fmt: skip
+    memory = _chip_memory(run.name, worker, work, user.state.optimizer, events)
+    if memory is not None:
+        work = replace(work, memory=memory)
     fleet_info = worker.fleet if worker else {}
     shares = SharePolicy(
         run.global_batch_size,
@@ -162,6 +172,52 @@ def _pacing(
         return None if speed is None else speed * worker.time_scale * factor()
 
     return pace
+
+
+def _chip_memory(
+    name: str, worker: WorkerConfig | None, work: Workload, optimizer: Any, events: EventLog
+) -> ChipMemory | None:
+    """An emulated chip's binding memory: measured, checked, micro-batches capped to fit.
+
+    The cap is `--emulate ...:mem=SIZE`, or an emulated fleet-file device's memory.
+    Raises EmulatedOutOfMemory when the state, or one sample beside it, does not fit.
+    """
+    if worker is None or worker.speed is None:
+        return None
+    cap = worker.emulated_memory_bytes
+    if cap is None and worker.device_table:
+        from phalanx.devices.memory_cap import usable_memory_of_table
+
+        cap = usable_memory_of_table(worker.device_table)
+    if cap is None:
+        return None
+    memory = ChipMemory(name, cap, work.model, optimizer)
+    feed = work.feed
+    most = feed.num_samples if feed.num_samples is not None else 2
+
+    def forward_of(samples: int) -> object:
+        batch = move_to(feed.read_now(0, samples, whole=True)[0].batch, work.device)
+        return work.loss_fn(work.model, batch)
+
+    snapshot = [b.detach().clone() for b in work.model.buffers()]
+    try:
+        with torch.random.fork_rng(devices=[]):
+            memory.probe(forward_of, most)
+    finally:
+        with torch.no_grad():  # the probe's forwards must leave no trace (BatchNorm stats)
+            for buffer, saved in zip(work.model.buffers(), snapshot):
+                buffer.copy_(saved)
+    fits = memory.max_microbatch()
+    state, _ = memory.need_bytes(0)
+    events.emit(
+        "chip_memory", replica=name, cap_bytes=cap, state_bytes=state.total,
+        activation_bytes_per_sample=memory.per_sample_bytes, max_microbatch=fits,
+    )  # fmt: skip
+    if fits < 1:
+        raise memory.out_of_memory(1)
+    if feed.max_microbatch is None or fits < feed.max_microbatch:
+        feed.max_microbatch = fits  # gradient accumulation takes any share in pieces that fit
+    return memory
 
 
 def _dry_run(ctx: StepContext) -> None:

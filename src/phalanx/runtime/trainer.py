@@ -12,12 +12,13 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 
 from phalanx.data.build import make_feed
-from phalanx.errors import EXIT_FATAL, UsageError
+from phalanx.emulate.memory import EmulatedOutOfMemory
+from phalanx.errors import EXIT_FATAL, EXIT_OUT_OF_MEMORY, UsageError
 from phalanx.observe.events import EventLog
 from phalanx.runtime import excepthook, validate
 from phalanx.runtime.compute import LossFn
@@ -160,7 +161,13 @@ class Trainer:
         self.feed.start()  # fork the readers before the fleet's threads exist
         events = self._open_run()
         sync = self._connect()
-        ctx, hooks = build_context(self._settings(), self._user_parts(), self.worker, events, sync)
+        try:
+            ctx, hooks = build_context(
+                self._settings(), self._user_parts(), self.worker, events, sync
+            )
+        except EmulatedOutOfMemory as oom:
+            start_barrier(self.worker)  # the peers must not wait for us at the start
+            self._leave(events, _out_of_memory(oom, self.state.fleet.step))
         restore_newest(self.name, self.state, self.out_dir, events, sync)
         announce(events, self.name, self.worker, self)
         start_barrier(self.worker)
@@ -192,6 +199,8 @@ class Trainer:
                         "reason": str(mismatch),
                     }
                     raise LeaveFleet(EXIT_FATAL, str(mismatch), event) from None
+                except EmulatedOutOfMemory as oom:  # a sample larger than the probe's
+                    raise _out_of_memory(oom, self.state.fleet.step) from None
                 if report.leave:
                     break
                 if report.committed:  # the first of these members checkpoints on SIGTERM
@@ -201,16 +210,20 @@ class Trainer:
             if self.state.fleet.step >= self.steps:
                 ctx.watch.finished(self.state.fleet.step)
         except LeaveFleet as leave:
-            events.emit(leave.event.pop("kind"), replica=self.name, **leave.event)
-            if leave.exit_code == EXIT_FATAL:
-                say_error(leave.message, sys.stdout)
-            else:
-                print(leave.message, flush=True)
-            os._exit(leave.exit_code)  # leave now: peers see a dead replica, not a hung one
+            self._leave(events, leave)
         finally:
             sync.close()
             self.feed.close()
         return self._finish(events)
+
+    def _leave(self, events: EventLog, leave: LeaveFleet) -> NoReturn:
+        """One event and one line, then exit now: peers see a dead replica, not a hung one."""
+        events.emit(leave.event.pop("kind"), replica=self.name, **leave.event)
+        if leave.exit_code in (EXIT_FATAL, EXIT_OUT_OF_MEMORY):
+            say_error(leave.message, sys.stdout)
+        else:
+            print(leave.message, flush=True)
+        os._exit(leave.exit_code)
 
     # ----------------------------------------------------------------- setup
     def _settings(self) -> RunSettings:
@@ -264,3 +277,9 @@ def _default_device(model: torch.nn.Module) -> str:
         return str(next(model.parameters()).device)
     except StopIteration:
         return "cpu"
+
+
+def _out_of_memory(oom: EmulatedOutOfMemory, step: int) -> LeaveFleet:
+    event = {"kind": "out_of_memory", "step": step, "reason": str(oom),
+             "need_bytes": oom.need_bytes, "cap_bytes": oom.cap_bytes}  # fmt: skip
+    return LeaveFleet(EXIT_OUT_OF_MEMORY, str(oom), event)

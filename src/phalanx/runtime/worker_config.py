@@ -44,6 +44,8 @@ class WorkerConfig:
     precision: str | None = None  # overrides the script's Trainer(precision=...)
     # `--emulate ...:kind=NAME`: this emulated chip rounds like another vendor's.
     emulated_kind: str | None = None
+    # `--emulate ...:mem=SIZE`: this emulated chip's memory, which binds (emulate/memory.py).
+    emulated_memory_bytes: int | None = None
     defects: dict[str, Any] | None = None  # emulated chip defects (from fleet.toml)
     device_table: dict[str, Any] | None = None  # this replica's [[device]] table
     rescreen_every_s: float | None = None  # periodic correctness probe; None: off
