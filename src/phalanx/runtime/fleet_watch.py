@@ -42,6 +42,10 @@ class FleetWatch:
             return None
         return self.sync.exchange_progress(step, complete=False)
 
+    def fleet_finished(self) -> bool:
+        """One host: has the fleet written its completion marker (the run is over)?"""
+        return self.in_fleet and (self.out_dir / COMPLETE_MARKER).exists()
+
     def finished_without_us(self, step: int, steps: int, progress: FleetProgress | None) -> bool:
         """Has the fleet finished the run while this replica was away? Then leave."""
         if not self.in_fleet:

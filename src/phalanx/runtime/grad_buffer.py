@@ -82,6 +82,24 @@ class GradBuffer:
         self.control_numel = control_numel
         self._allocate()
 
+    def renew(self) -> None:
+        """Fresh storage for every bucket (and the control block); `param.grad` follow.
+
+        After a collective was abandoned rather than failed (a frozen peer,
+        runtime/freeze_watch.py), gloo may still complete it in the background
+        when that peer wakes, writing its sum into the tensors it was given: the
+        old storage is left to it, and freed when it ends. A new membership
+        follows such an attempt, so this is still one allocation per membership.
+        """
+        for bucket in self.buckets:
+            bucket.flat = torch.zeros_like(bucket.flat)
+        if self.control_separate or not self.buckets:
+            self.control = torch.zeros_like(self.control)
+        else:
+            last = self.buckets[-1]
+            self.control = last.flat[last.grad_numel :]
+        self.attach()
+
     def attach(self) -> None:
         """Point every `param.grad` at its view (again, if user code replaced or cleared it)."""
         for bucket in self.buckets:

@@ -264,8 +264,10 @@ def take_step(ctx: StepContext) -> StepReport:
     commit_t0 = time.perf_counter()
     report.committed = ctx.sync.commit(ok, report.reason)
     report.commit_s = time.perf_counter() - commit_t0
-    if not report.committed or step + 1 < ctx.steps:
-        # The next quorum's round trip travels while this step is applied.
+    if (not report.committed or step + 1 < ctx.steps) and not ctx.watch.fleet_finished():
+        # The next quorum's round trip travels while this step is applied. (Not for a
+        # replica the fleet finished without: the request would outlive the lighthouse,
+        # and torchft's thread would hold the process's exit for the quorum timeout.)
         ctx.sync.prepare_next()
     # 8: apply.
     if report.committed:
@@ -381,6 +383,8 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
         if ctx.sync.errored():
             result.reason = "collective failed"
             ctx.reduction.release()
+            if ctx.sync.abandoned():  # its sums may still land in these buffers
+                ctx.buffer.renew()
             break
         _check_plans(control, members, plan, step)
         # 6: guard.

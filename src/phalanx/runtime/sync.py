@@ -60,6 +60,14 @@ class Sync(ABC):
     def errored(self) -> bool:
         """Has a collective of this quorum failed (a peer died, a timeout)?"""
 
+    def abandoned(self) -> bool:
+        """Did this attempt stop waiting for a collective that may still complete later?
+
+        (A frozen peer: the fleet gave up on it while gloo still waits.) Its tensors
+        must not be used again (runtime/grad_buffer.py: renew).
+        """
+        return False
+
     @abstractmethod
     def commit(self, local_ok: bool, reason: str = "") -> bool:
         """Vote on the step; True: apply it. An error anywhere means False."""

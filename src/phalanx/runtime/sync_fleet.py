@@ -26,10 +26,12 @@ import torch
 from torch.distributed import ReduceOp
 
 from phalanx.runtime.freeze_watch import FreezeWatch, PeerFrozen, WatchedWork, describe
+from phalanx.runtime.stall_clock import StallClock
 from phalanx.runtime.state import TrainState
 from phalanx.runtime.sync import FleetProgress, Sync, Work
 from phalanx.runtime.torchft_access import (
     close_failed_group,
+    current_quorum_id,
     finish_quorum_as_synchronous,
     forget_failed_quorum,
     record_quorums,
@@ -47,6 +49,12 @@ RESTART_SETTLE_S = 1.0
 # the quorum timeout, not this count, bounds each call.
 QUORUM_RETRIES = 100_000
 ADMISSION_CHECK_S = 10.0  # how long a new worker waits for its first handshake's verdict
+# A step shorter than this cannot have been given up on by the peers (they wait out the
+# lighthouse's heartbeat timeout first, 1 s under `phalanx run`): no checks before commit.
+LONG_STEP_S = 0.5
+# Standing still this long during a step (frozen, suspended) vetoes this replica's commit:
+# well under any heartbeat timeout, well over a busy host's scheduling gaps.
+STOOD_STILL_S = 0.5
 
 
 class _NotRequested(Exception):
@@ -128,6 +136,11 @@ class FleetSync(Sync):
         self._settled_epoch: int | None = None  # restarted lighthouse already waited for
         self._last_error = ""
         self._early = False  # the next quorum was requested right after the last commit
+        self._abandoned = False  # this attempt left a collective running (a frozen peer)
+        self._lighthouse_addr = lighthouse_addr
+        self._clock = StallClock()
+        self._step_t0 = time.monotonic()  # when this step's quorum was collected
+        self._raw_quorum_id: int | None = None  # as the lighthouse numbers it
         if self._tunnel is not None:
             self._check_admitted(config)
 
@@ -171,6 +184,7 @@ class FleetSync(Sync):
     def begin_step(self) -> list[str]:
         """Join the next quorum (healing first if behind); return the ordered participants."""
         early, self._early = self._early, False
+        self._abandoned = False
         try:
             if not early:
                 raise _NotRequested()
@@ -204,6 +218,8 @@ class FleetSync(Sync):
         self._quorum_changed = quorum != self._last_quorum
         self._last_quorum = quorum
         self.quorum_id = result.quorum_id
+        self._raw_quorum_id = int(getattr(result, "raw_quorum_id", result.quorum_id))
+        self._step_t0 = time.monotonic()
         self._freeze_watch.set_quorum(list(result.replica_ids))
         names = {stable_name(rid) for rid in result.replica_ids}
         self._last_members = names
@@ -279,11 +295,19 @@ class FleetSync(Sync):
 
     def peer_frozen(self, members: list[str], waited_s: float) -> None:
         """A quorum member stopped heartbeating: this attempt fails now (freeze_watch.py)."""
+        self._abandoned = True  # gloo still waits, and may complete it when the peer wakes
         if self.manager.errored() is None:
             self.manager.report_error(PeerFrozen(describe(members, waited_s)))
 
+    def abandoned(self) -> bool:
+        return self._abandoned
+
     def commit(self, local_ok: bool, reason: str = "") -> bool:
         collective_failed = self.manager.errored() is not None
+        if local_ok and not collective_failed:
+            behind = self._left_behind()
+            if behind:
+                local_ok, reason = False, behind
         if not local_ok and not collective_failed:  # keep the collective's own error
             self.manager.report_error(RuntimeError(reason or "local veto"))
         error = self.manager.errored()
@@ -292,6 +316,32 @@ class FleetSync(Sync):
         if collective_failed:
             close_failed_group(self.manager)
         return committed
+
+    def _left_behind(self) -> str:
+        """Why the fleet may have gone on without this replica's step ('' if it cannot have).
+
+        Peers give up on a replica whose heartbeats stopped (freeze_watch.py) and
+        retry the step without it, but the collective they left stays open in
+        gloo and completes if this replica wakes in time: its commit would be a
+        second history of the step. So a step that lasted long enough for that
+        is not committed when this process stood still during it, or when the
+        lighthouse has formed a newer quorum meanwhile (heartbeats cut off).
+        """
+        if time.monotonic() - self._step_t0 < LONG_STEP_S:
+            return ""
+        stood_s = self._clock.longest_gap_since(self._step_t0)
+        if stood_s >= STOOD_STILL_S:
+            return (
+                f"{self.name} stood still for {stood_s:.1f} s during the step (frozen or "
+                "suspended): its peers may have gone on without it"
+            )
+        newest = current_quorum_id(self._lighthouse_addr, 1.0)
+        if newest is not None and newest != self._raw_quorum_id:
+            return (
+                f"the lighthouse formed quorum {newest} while {self.name} was in quorum "
+                f"{self._raw_quorum_id}: the fleet went on without it"
+            )
+        return ""
 
     def errored(self) -> bool:
         return self.manager.errored() is not None

@@ -189,17 +189,34 @@ def when_complete(work: Any, callback: Callable[[], None]) -> bool:
 _HEARTBEAT = re.compile(r'<li class="heartbeat\s*(old)?\s*">\s*(\S+): seen ')
 
 
+_QUORUM_ID = re.compile(r"Current quorum_id: (-?\d+)")
+
+
+def _status_page(lighthouse: str, timeout_s: float) -> str | None:
+    try:
+        with urllib.request.urlopen(f"{lighthouse.rstrip('/')}/status", timeout=timeout_s) as reply:
+            page: str = reply.read().decode("utf-8", "replace")
+            return page
+    except (OSError, ValueError):
+        return None
+
+
 def expired_heartbeats(lighthouse: str, timeout_s: float) -> set[str] | None:
     """Raw replica ids whose heartbeats the lighthouse has given up on; None: unreachable.
 
     The lighthouse's own verdict (its heartbeat timeout), from its HTTP status
     page on the gRPC port: torchft 0.2.0 exposes its heartbeat view nowhere
     else. A format change makes every answer empty (never a false verdict):
-    tests/dist/test_freeze_watch.py reads a real lighthouse's page.
+    tests/unit/test_freeze_watch.py reads a real lighthouse's page.
     """
-    try:
-        with urllib.request.urlopen(f"{lighthouse.rstrip('/')}/status", timeout=timeout_s) as reply:
-            page = reply.read().decode("utf-8", "replace")
-    except (OSError, ValueError):
+    page = _status_page(lighthouse, timeout_s)
+    if page is None:
         return None
     return {replica for old, replica in _HEARTBEAT.findall(page) if old}
+
+
+def current_quorum_id(lighthouse: str, timeout_s: float) -> int | None:
+    """The id of the newest quorum the lighthouse formed (its own numbering); None: unknown."""
+    page = _status_page(lighthouse, timeout_s)
+    match = _QUORUM_ID.search(page) if page is not None else None
+    return int(match.group(1)) if match else None
