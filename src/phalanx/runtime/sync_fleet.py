@@ -134,12 +134,18 @@ class FleetSync(Sync):
         self._last_quorum: tuple[int, tuple[str, ...]] | None = None
         self._quorum_changed = True
         self._settled_epoch: int | None = None  # restarted lighthouse already waited for
+        self._first_quorum = True
+        self._restarted = config.restarted
+        self._fleet_size = config.fleet_size
         self._last_error = ""
         self._early = False  # the next quorum was requested right after the last commit
         self._abandoned = False  # this attempt left a collective running (a frozen peer)
         self._lighthouse_addr = lighthouse_addr
         self._clock = StallClock()
-        self._step_t0 = time.monotonic()  # when this step's quorum was collected
+        # When this step's quorum was requested: the peers may start its collectives (and
+        # give up on us) from then on, even while this process has not collected it yet.
+        self._step_t0 = time.monotonic()
+        self._requested_at = time.monotonic()  # of the early quorum request, if any
         self._raw_quorum_id: int | None = None  # as the lighthouse numbers it
         if self._tunnel is not None:
             self._check_admitted(config)
@@ -180,11 +186,13 @@ class FleetSync(Sync):
             forget_failed_quorum(self.manager)
             return
         self._early = True
+        self._requested_at = time.monotonic()
 
     def begin_step(self) -> list[str]:
         """Join the next quorum (healing first if behind); return the ordered participants."""
         early, self._early = self._early, False
         self._abandoned = False
+        step_t0 = self._requested_at if early else time.monotonic()
         try:
             if not early:
                 raise _NotRequested()
@@ -194,7 +202,8 @@ class FleetSync(Sync):
             self._start_quorum()
         result = self._recorder.last
         finish_quorum_as_synchronous(self.manager, result)
-        if self._shrunk_by_a_restart(result):
+        restarted_alone = self._restarted_alone(result)  # asked on the first quorum only
+        if self._shrunk_by_a_restart(result) or restarted_alone:
             # A lighthouse that has just started knows only the replicas whose heartbeat
             # reached it, and forms a quorum as soon as those have asked: the first to ask
             # after a restart can be a quorum of one while live peers at the same step are
@@ -219,7 +228,7 @@ class FleetSync(Sync):
         self._last_quorum = quorum
         self.quorum_id = result.quorum_id
         self._raw_quorum_id = int(getattr(result, "raw_quorum_id", result.quorum_id))
-        self._step_t0 = time.monotonic()
+        self._step_t0 = step_t0
         self._freeze_watch.set_quorum(list(result.replica_ids))
         names = {stable_name(rid) for rid in result.replica_ids}
         self._last_members = names
@@ -238,6 +247,19 @@ class FleetSync(Sync):
         False for this replica's first quorum: there is no earlier one to compare with.
         """
         return self.quorum_id is not None and result.quorum_id >> 32 != self.quorum_id >> 32
+
+    def _restarted_alone(self, result: Any) -> bool:
+        """A restarted replica's first quorum, smaller than the fleet it was launched in?
+
+        It knows no last quorum to compare with, and its state may be far behind
+        the fleet's: if the lighthouse has just restarted too, the quorum it gets
+        may hold only replicas as far behind as itself (chaos, seed 2, schedule 9:
+        a replica restarted at step 0 trained step 0 alone while its peers, at
+        step 7, were reconnecting). So it asks once more after the settle time;
+        then the live peers are in the quorum, and it heals from them.
+        """
+        first, self._first_quorum = self._first_quorum, False
+        return first and self._restarted and len(result.replica_ids) < self._fleet_size
 
     def _shrunk_by_a_restart(self, result: Any) -> bool:
         """Is this the first quorum of a restarted lighthouse, without members of the last?"""
