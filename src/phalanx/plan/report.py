@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from phalanx.plan.fleet_classes import GIB
-from phalanx.plan.plan_types import Plan
+from phalanx.plan.plan_types import ClassPlan, Plan
 
 SCHEMA = "phalanx.plan/1"
 
@@ -30,6 +30,16 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
         c["chips_used"] = cp.chips_used
         c["break_even_usd_per_h"] = _finite(c["break_even_usd_per_h"])
     return out
+
+
+def describe_group(c: ClassPlan) -> str:
+    """One line on a class that trains in replica groups (plan/groups.py)."""
+    return (
+        f"{c.name}: {c.used:,} groups of {c.group_size} chips; each chip holds "
+        f"{c.chip_bytes / GIB:.1f} of its {c.memory_bytes / GIB:.0f} GiB: a 1/{c.group_size} "
+        f"shard of the state plus one sample's activations; in-group traffic leaves "
+        f"{c.group_efficiency:.0%} of the group's compute speed"
+    )
 
 
 def plan_table(plan: Plan) -> Group:
@@ -100,14 +110,7 @@ def plan_table(plan: Plan) -> Group:
         and c.break_even_usd_per_h > 0
         and math.isfinite(c.break_even_usd_per_h)
     ]
-    groups = [
-        f"{c.name}: {c.used:,} groups of {c.group_size} chips, each chip holding "
-        f"{c.chip_bytes / GIB:.1f} of its {c.memory_bytes / GIB:.0f} GiB (a 1/{c.group_size} shard "
-        f"of the state plus one sample's activations); in-group traffic leaves "
-        f"{c.group_efficiency:.0%} of their compute speed"
-        for c in plan.classes
-        if c.group_size > 1 and c.used
-    ]
+    groups = [describe_group(c) for c in plan.classes if c.group_size > 1 and c.used]
     parts: list[Any] = [t, Text("\n".join(line for line in lines if line))]
     if groups:
         parts.append(

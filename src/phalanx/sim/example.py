@@ -124,7 +124,12 @@ def main(argv: list[str] | None = None) -> None:
             sim_markdown(res),
         ]
     )
-    out = args.docs / "_generated" / "sim_example.md"
+    write_generated(args.docs, "sim_example.md", text)
+
+
+def write_generated(docs: Path, name: str, text: str) -> None:
+    """docs/_generated/<name>, and the same text on stdout."""
+    out = docs / "_generated" / name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text + "\n", encoding="utf-8")
     print(text)

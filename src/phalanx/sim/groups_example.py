@@ -12,12 +12,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from phalanx.plan.fleet_classes import GIB, load_fleet
+from phalanx.plan.fleet_classes import load_fleet
 from phalanx.plan.model_profile import load_model
 from phalanx.plan.plan_types import Plan, PlanOptions
 from phalanx.plan.planner import make_plan
+from phalanx.plan.report import describe_group
 from phalanx.sim.engine import simulate
-from phalanx.sim.example import plan_markdown, sim_markdown
+from phalanx.sim.example import plan_markdown, sim_markdown, write_generated
 from phalanx.sim.policies import SimConfig, parse_policies
 
 FLEET = Path("examples/fleets/old_accelerators_12k.toml")
@@ -25,16 +26,8 @@ MODEL = Path("examples/models/llama_7b.toml")
 POLICIES = "phalanx,ddp-restart"
 
 
-def groups_markdown(plan: Plan, state_bytes: float) -> str:
-    lines = [
-        f"- **{c.name}**: {c.used:,} groups of {c.group_size} chips; each chip holds "
-        f"{c.chip_bytes / GIB:.1f} of its {c.memory_bytes / GIB:.0f} GiB: a 1/{c.group_size} shard "
-        f"of the {state_bytes / GIB:.0f} GiB state plus one sample's activations; in-group "
-        f"traffic leaves {c.group_efficiency:.0%} of the group's compute speed"
-        for c in plan.classes
-        if c.group_size > 1 and c.used
-    ]
-    return "\n".join(lines)
+def groups_markdown(plan: Plan) -> str:
+    return "\n".join(f"- {describe_group(c)}" for c in plan.classes if c.group_size > 1 and c.used)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -61,16 +54,13 @@ def main(argv: list[str] | None = None) -> None:
             f"{plan.solo_sps:,.0f} samples/s; the plan predicts {plan.throughput_sps:,.0f} "
             f"({plan.throughput_sps / plan.solo_sps:.1%}).",
             "**Groups:**",
-            groups_markdown(plan, model.state_bytes),
+            groups_markdown(plan),
             f"**Simulation** ({args.days:g} days, seed {args.seed}, target "
             f"{model.train_samples:,.3g} samples; a group fails when any of its chips does):",
             sim_markdown(res),
         ]
     )
-    out = args.docs / "_generated" / "groups_example.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text + "\n", encoding="utf-8")
-    print(text)
+    write_generated(args.docs, "groups_example.md", text)
 
 
 if __name__ == "__main__":
