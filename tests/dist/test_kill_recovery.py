@@ -7,23 +7,33 @@ from tests.fleet_helpers import MLP, events, local_run, max_param_diff, phalanx,
 pytestmark = [pytest.mark.dist, pytest.mark.timeout(240)]
 
 
+SHORT = ["--dtype", "float64", "--steps", "8", "--batch", "32", "--samples", "256"]
+
+
+def _run_with(tmp_path, fault: str) -> list[dict]:
+    """Four equal replicas under a 60 s collective timeout, one fault; the run's events."""
+    run = tmp_path / "run"
+    result = phalanx(
+        "run", str(MLP), "--out", str(run), "--emulate", "0.05x4", "--timeout-s", "60",
+        "--quiet", "--fault", fault, "--", *SHORT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert summary(run)["completed"]
+    return events(run)
+
+
+def _participants(all_events: list[dict], step: int) -> set[tuple[str, ...]]:
+    return {tuple(e["participants"]) for e in all_events if e["kind"] == "step" and e["step"] == step}
+
+
 def test_survivors_of_a_kill_go_on_without_waiting_out_the_timeout(tmp_path):
     # Four replicas in gloo's ring: r1 dies while the others reduce. r0 and r2 talk to
     # r1 and fail at once; r3 waits for r2, which is alive, so r3 would wait out the
     # whole collective timeout (60 s here) and the lighthouse, waiting for every live
     # replica, would form no quorum meanwhile. The survivors must commit the step
     # without r1, long before r1 comes back (restart_s=8, then seconds of start-up).
-    run = tmp_path / "run"
-    result = phalanx(
-        "run", str(MLP), "--out", str(run), "--emulate", "0.05x4", "--timeout-s", "60",
-        "--quiet", "--fault", "kill:replica=1,step=3,restart_s=8,phase=compute",
-        "--", "--dtype", "float64", "--steps", "8", "--batch", "32", "--samples", "256",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert summary(run)["completed"]
-    steps = [e for e in events(run) if e["kind"] == "step"]
-    at_kill = {tuple(e["participants"]) for e in steps if e["step"] == 3}
-    assert at_kill == {("r0", "r2", "r3")}, at_kill
+    all_events = _run_with(tmp_path, "kill:replica=1,step=3,restart_s=8,phase=compute")
+    assert _participants(all_events, 3) == {("r0", "r2", "r3")}
 
 
 def test_survivors_of_a_freeze_go_on_without_waiting_for_it(tmp_path):
@@ -32,18 +42,8 @@ def test_survivors_of_a_freeze_go_on_without_waiting_for_it(tmp_path):
     # until r2 wakes (and then finish the step with it). Its heartbeats stop, though:
     # the lighthouse gives up on it after 1 s, and the survivors, asking the lighthouse
     # while they wait, fail the attempt and commit step 3 without r2.
-    run = tmp_path / "run"
-    result = phalanx(
-        "run", str(MLP), "--out", str(run), "--emulate", "0.05x4", "--timeout-s", "60",
-        "--quiet", "--fault", "hang:replica=2,step=3,seconds=12,phase=compute",
-        "--", "--dtype", "float64", "--steps", "8", "--batch", "32", "--samples", "256",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert summary(run)["completed"]
-    all_events = events(run)
-    steps = [e for e in all_events if e["kind"] == "step"]
-    at_freeze = {tuple(e["participants"]) for e in steps if e["step"] == 3}
-    assert at_freeze == {("r0", "r1", "r3")}, at_freeze
+    all_events = _run_with(tmp_path, "hang:replica=2,step=3,seconds=12,phase=compute")
+    assert _participants(all_events, 3) == {("r0", "r1", "r3")}
     reasons = {e["replica"]: e["reason"] for e in all_events if e["kind"] == "retry" and e["step"] == 3}
     for survivor in ("r0", "r1", "r3"):
         assert reasons.get(survivor, "").startswith("r2 stopped heartbeating"), reasons
@@ -65,8 +65,7 @@ def test_a_replica_that_wakes_after_its_peers_went_on_does_not_commit_the_step(t
     assert result.returncode == 0, result.stdout + result.stderr
     assert max_param_diff(run, reference) < 1e-9
     all_events = events(run)
-    commits_of_3 = [e for e in all_events if e["kind"] == "step" and e["step"] == 3]
-    assert {tuple(e["participants"]) for e in commits_of_3} == {("r0", "r1", "r3")}
+    assert _participants(all_events, 3) == {("r0", "r1", "r3")}
     vetoes = [e for e in all_events if e["kind"] == "retry" and e["replica"] == "r2"]
     assert any(e["step"] == 3 and "stood still" in e["reason"] for e in vetoes), vetoes
     assert summary(run)["data"]["duplicates"] == 0
