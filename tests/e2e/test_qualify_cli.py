@@ -189,4 +189,4 @@ def test_quick_caps_a_chip_whose_bad_memory_is_untested_and_plan_honours_the_cap
         "plan", "--fleet", "q.toml", "--model", "model.toml", "--efficiency", "0.5", cwd=tmp_path
     )
     assert plan.returncode == 2, plan.stdout + plan.stderr
-    assert "no chip can hold a replica of m" in plan.stderr
+    assert "no replica of m (5.6 GiB with one sample) fits on these chips" in plan.stderr
