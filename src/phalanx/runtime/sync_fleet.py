@@ -334,7 +334,15 @@ class FleetSync(Sync):
             self.manager.report_error(RuntimeError(reason or "local veto"))
         error = self.manager.errored()
         self._last_error = str(error.original_exception) if error is not None else reason
-        committed = self.manager.should_commit()
+        try:
+            committed = self.manager.should_commit()
+        except Exception as err:
+            # A process frozen inside the vote (its own ManagerServer's call) wakes past
+            # the call's deadline: torchft raises. The step is not committed, exactly as
+            # a failed vote; the replica heals if the fleet went on (it crashed before,
+            # and a restart without a checkpoint began again from step 0).
+            self._last_error = f"the commit vote failed ({err})"
+            committed = False
         if collective_failed:
             close_failed_group(self.manager)
         return committed
