@@ -125,7 +125,6 @@ class ChipMemory:
         self._param_storages = {p.untyped_storage().data_ptr() for p in model.parameters()}
         self.fixed_bytes = 0  # activations that do not grow with the micro-batch
         self.per_sample_bytes = 0
-        self.peak_bytes = 0  # the most the replica has held, state plus activations
 
     # ------------------------------------------------------------ measure
     @contextmanager
@@ -190,9 +189,7 @@ class ChipMemory:
     def check(self, samples: int, activations: int) -> None:
         """After a micro-batch's forward: does what the replica holds fit?"""
         state, _ = self.need_bytes(samples)
-        held = state.total + activations
-        self.peak_bytes = max(self.peak_bytes, held)
-        if held > self.cap_bytes:
+        if state.total + activations > self.cap_bytes:
             raise self.out_of_memory(samples, activations)
 
     @contextmanager

@@ -24,7 +24,7 @@ import threading
 import time
 from typing import Any
 
-from phalanx.runtime.torchft_access import expired_heartbeats, when_complete
+from phalanx.runtime.torchft_access import expired_heartbeats, stable_name, when_complete
 
 GRACE_S = 0.25  # a collective pending this long starts the lighthouse queries
 POLL_S = 0.25  # between queries (one small HTTP page each)
@@ -45,7 +45,7 @@ class FreezeWatch:
 
     def set_quorum(self, replica_ids: list[str]) -> None:
         """The raw replica ids (name:uuid) of the quorum the next collectives run in."""
-        self._members = tuple(r for r in replica_ids if r.split(":", 1)[0] != self._own_name)
+        self._members = tuple(r for r in replica_ids if stable_name(r) != self._own_name)
 
     def frozen_members(self) -> list[str]:
         """Members of the quorum the lighthouse considers dead (empty if unreachable)."""
@@ -86,7 +86,7 @@ class WatchedWork:
 
 def describe(frozen: list[str], waited_s: float) -> str:
     """One line for the retry: who, and how long the collective waited."""
-    names = ", ".join(sorted(r.split(":", 1)[0] for r in frozen))
+    names = ", ".join(sorted(stable_name(r) for r in frozen))
     return (
         f"{names} stopped heartbeating (frozen or cut off) while a collective waited "
         f"{waited_s:.1f} s; the next quorum is formed without it"

@@ -35,6 +35,7 @@ from phalanx.runtime.torchft_access import (
     finish_quorum_as_synchronous,
     forget_failed_quorum,
     record_quorums,
+    stable_name,
 )
 from phalanx.runtime.worker_config import WorkerConfig
 
@@ -64,11 +65,6 @@ class _NotRequested(Exception):
 def _natural_key(name: str) -> tuple[str, int]:
     match = re.match(r"^(.*?)(\d+)$", name)
     return (match.group(1), int(match.group(2))) if match else (name, -1)
-
-
-def stable_name(replica_id: str) -> str:
-    """torchft appends ':<uuid>' to our replica id; the part before it is stable."""
-    return replica_id.split(":", 1)[0]
 
 
 class FleetSync(Sync):

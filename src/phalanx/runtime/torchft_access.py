@@ -82,6 +82,11 @@ def _epoch(incarnation: int) -> int:
     return (int.from_bytes(digest[:4], "big") & 0x3FFF_FFFF) or 1
 
 
+def stable_name(replica_id: str) -> str:
+    """torchft appends ':<uuid>' to our replica id; the part before it is stable."""
+    return replica_id.split(":", 1)[0]
+
+
 def record_quorums(manager: Any, incarnation: Callable[[], int | None] | None) -> QuorumRecorder:
     """Put a recorder between `manager` and its lighthouse client; return it."""
     recorder = QuorumRecorder(manager._client, incarnation)
