@@ -80,6 +80,10 @@ def test_a_host_back_after_the_fleet_finished_does_not_train_again(tmp_path, ref
     assert not (runs[1] / "model.safetensors").exists()
     assert "while this replica was away" in output
     assert max_param_diff(runs[0], reference_run) < 1e-9
+    # h0 gave up on h1's frozen collective; gloo ends it only at its timeout. h0's
+    # worker waits for that before exiting (an interpreter shutting down under it
+    # aborted the finished worker, exit -6, and its launcher restarted it).
+    assert [e["code"] for e in events(runs[0]) if e["kind"] == "worker_exit"] == [0]
 
 
 def test_a_quorum_behind_the_fleet_waits_for_the_replica_that_holds_the_newer_state(

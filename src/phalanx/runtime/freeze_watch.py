@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from phalanx.runtime.torchft_access import expired_heartbeats, stable_name, when_complete
@@ -55,6 +56,18 @@ class FreezeWatch:
         return [m for m in self._members if m in expired]
 
 
+@dataclass(frozen=True)
+class PendingEnd:
+    """A collective given up on that gloo still runs: it ends by its timeout."""
+
+    ended: threading.Event
+    launched_s: float  # time.monotonic() at launch
+
+    def settle(self, timeout_s: float) -> bool:
+        """Wait until launch + `timeout_s` at most for the end; True if it ended."""
+        return self.ended.wait(max(0.0, self.launched_s + timeout_s - time.monotonic()))
+
+
 class WatchedWork:
     """A collective in flight, waited for on its future while the lighthouse is asked.
 
@@ -71,6 +84,14 @@ class WatchedWork:
         self._done = threading.Event()
         if not when_complete(work, self._done.set):
             self._done.set()  # a placeholder after an error: nothing to wait for
+
+    def ending(self) -> PendingEnd:
+        """What to wait on for the collective's end, without holding the collective.
+
+        (A reference to the work would keep a failed group's sockets open:
+        runtime/torchft_access.py, close_failed_group.)
+        """
+        return PendingEnd(self._done, self._launched)
 
     def wait(self) -> object:
         if not self._done.wait(GRACE_S):

@@ -25,7 +25,13 @@ from typing import Any
 import torch
 from torch.distributed import ReduceOp
 
-from phalanx.runtime.freeze_watch import FreezeWatch, PeerFrozen, WatchedWork, describe
+from phalanx.runtime.freeze_watch import (
+    FreezeWatch,
+    PeerFrozen,
+    PendingEnd,
+    WatchedWork,
+    describe,
+)
 from phalanx.runtime.stall_clock import StallClock
 from phalanx.runtime.state import TrainState
 from phalanx.runtime.sync import FleetProgress, Sync, Work
@@ -35,6 +41,7 @@ from phalanx.runtime.torchft_access import (
     finish_quorum_as_synchronous,
     forget_failed_quorum,
     record_quorums,
+    settle_reaper,
     stable_name,
 )
 from phalanx.runtime.worker_config import WorkerConfig
@@ -136,6 +143,9 @@ class FleetSync(Sync):
         self._last_error = ""
         self._early = False  # the next quorum was requested right after the last commit
         self._abandoned = False  # this attempt left a collective running (a frozen peer)
+        self._timeout_s = config.timeout_s
+        self._attempt_works: list[WatchedWork] = []  # this attempt's collectives
+        self._left_open: list[PendingEnd] = []  # given up on, maybe still inside gloo
         self._lighthouse_addr = lighthouse_addr
         self._clock = StallClock()
         # When this step's quorum was requested: the peers may start its collectives (and
@@ -188,6 +198,8 @@ class FleetSync(Sync):
         """Join the next quorum (healing first if behind); return the ordered participants."""
         early, self._early = self._early, False
         self._abandoned = False
+        self._attempt_works = []
+        self._left_open = [end for end in self._left_open if not end.ended.is_set()]
         step_t0 = self._requested_at if early else time.monotonic()
         try:
             if not early:
@@ -309,11 +321,14 @@ class FleetSync(Sync):
 
     def allreduce(self, tensor: torch.Tensor) -> Work:
         work = self.manager.allreduce(tensor, reduce_op=ReduceOp.SUM)
-        return WatchedWork(work, self._freeze_watch, self)
+        watched = WatchedWork(work, self._freeze_watch, self)
+        self._attempt_works.append(watched)
+        return watched
 
     def peer_frozen(self, members: list[str], waited_s: float) -> None:
         """A quorum member stopped heartbeating: this attempt fails now (freeze_watch.py)."""
         self._abandoned = True  # gloo still waits, and may complete it when the peer wakes
+        self._left_open += [work.ending() for work in self._attempt_works]
         if self.manager.errored() is None:
             self.manager.report_error(PeerFrozen(describe(members, waited_s)))
 
@@ -339,6 +354,7 @@ class FleetSync(Sync):
             # and a restart without a checkpoint began again from step 0).
             self._last_error = f"the commit vote failed ({err})"
             committed = False
+        self._attempt_works = []  # references to its works would keep a dead group open
         if collective_failed:
             close_failed_group(self.manager)
         return committed
@@ -395,6 +411,14 @@ class FleetSync(Sync):
         return progress
 
     def close(self) -> None:
+        # A collective given up on (a frozen peer) ends only at gloo's timeout, on a
+        # thread of gloo's that then calls back into Python. If the interpreter is
+        # already shutting down by then the process aborts (SIGABRT, exit -6) after a
+        # finished run, and its launcher restarts it. So let such collectives end
+        # first: at most the collective timeout after they were launched.
+        for end in self._left_open:
+            end.settle(self._timeout_s + 1.0)
+        settle_reaper(self._timeout_s + 1.0)
         # Shutting down after peers vanished must not fail a finished run.
         with contextlib.suppress(Exception):
             self.manager.shutdown(wait=False)

@@ -150,6 +150,7 @@ class _Reaper:
     def __init__(self) -> None:
         self._wake = threading.Condition()
         self._graves: list[Any] = []
+        self._burying = False
         self._thread: threading.Thread | None = None
 
     def bury(self, group: Any) -> None:
@@ -159,7 +160,7 @@ class _Reaper:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="pg-reaper", daemon=True)
                 self._thread.start()
-            self._wake.notify()
+            self._wake.notify_all()
 
     def _run(self) -> None:
         while True:
@@ -167,11 +168,27 @@ class _Reaper:
                 while not self._graves:
                     self._wake.wait()
                 graves, self._graves = self._graves, []
+                self._burying = True
             del graves  # the last reference: the destructor runs here
             gc.collect()  # works and their group may sit in reference cycles
+            with self._wake:
+                self._burying = False
+                self._wake.notify_all()
+
+    def settle(self, timeout_s: float) -> bool:
+        """Wait (at most `timeout_s`) until every buried group is destroyed; True if so."""
+        with self._wake:
+            return self._wake.wait_for(
+                lambda: not self._graves and not self._burying, timeout=timeout_s
+            )
 
 
 _REAPER = _Reaper()
+
+
+def settle_reaper(timeout_s: float) -> bool:
+    """Before the process exits: let the groups handed to the reaper finish dying."""
+    return _REAPER.settle(timeout_s)
 
 
 def when_complete(work: Any, callback: Callable[[], None]) -> bool:
