@@ -1,0 +1,1 @@
+"""Replica groups: several chips that hold one replica together (docs/groups.md)."""
