@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from phalanx import quick_exit
 from phalanx.errors import EXIT_USAGE, UsageError
 
 app = typer.Typer(
@@ -51,6 +52,7 @@ _command: Any = None  # the click command typer builds from `app`, built once pe
 
 def main(argv: list[str] | None = None) -> None:
     global _command
+    quick_exit.install()
     if _command is None:  # tests call main() many times; building it costs ~0.1 s
         _register_all()
         _command = typer.main.get_command(app)

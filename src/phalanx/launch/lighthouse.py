@@ -144,4 +144,7 @@ def _serve(settings_json: str) -> None:
 
 
 if __name__ == "__main__":
+    from phalanx import quick_exit
+
+    quick_exit.install()
     _serve(sys.argv[1])

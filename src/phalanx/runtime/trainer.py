@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 import torch
 
+from phalanx import quick_exit
 from phalanx.data.build import make_feed
 from phalanx.emulate.memory import EmulatedOutOfMemory
 from phalanx.errors import EXIT_FATAL, EXIT_OUT_OF_MEMORY, UsageError
@@ -74,6 +75,7 @@ class Trainer:
         pin_memory: bool | None = None,
     ) -> None:
         excepthook.install()
+        quick_exit.install()
         self.global_batch_size = validate.positive_int(
             "global_batch_size", global_batch_size, "pass the number of samples per step, e.g. 256"
         )
