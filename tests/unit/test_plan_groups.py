@@ -75,6 +75,10 @@ def test_a_7b_model_on_chips_that_cannot_hold_it_alone_uses_most_of_them() -> No
     assert sum(s * n for c in plan.classes for s, n in c.shares) == model.global_batch
     for c in plan.classes:
         assert c.chips_used + sum(e.count for e in c.excluded) == c.count
+    # One shard layout for every group (groups of 2, 4 and 8 chips): 8 ranks, so an
+    # 80 GiB chip hosts 4 of them and a 16 GiB chip 1, each exactly its 1/k.
+    assert plan.ranks_per_group == 8
+    assert all(plan.ranks_per_group % c.group_size == 0 for c in plan.classes if c.used)
 
     # The simulator runs that plan, a group as the unit that fails.
     cfg = SimConfig(days=7.0, seed=0)
@@ -100,6 +104,7 @@ def test_the_plan_command_explains_the_groups(tmp_path: Path) -> None:
     assert by_name["acc-16g"]["group_size"] == 8
     assert by_name["acc-16g"]["chips_used"] == 8 * by_name["acc-16g"]["used"]
     assert data["devices_used"] == sum(c["chips_used"] for c in data["classes"])
+    assert data["ranks_per_group"] == 8 and "(4 of the group's 8 ranks)" in result.stdout
 
 
 def test_a_chip_too_small_even_for_the_largest_group_is_left_out_for_memory() -> None:

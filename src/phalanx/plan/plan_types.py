@@ -97,6 +97,11 @@ class Plan:
     # Every healthy chip's own speed on the model, as if its memory were enough: what
     # a fleet of groups is measured against (issue 15's "sum of solo speeds").
     solo_sps: float = 0.0
+    # Ranks (shards, one process each) of every replica group, fleet-wide: rank j of
+    # every group holds the same slice, as torchft's rank-by-rank replication needs
+    # (docs/groups.md). The least common multiple of the group sizes, so a chip of a
+    # class grouped by k hosts exactly ranks_per_group / k of them: 1/k of the state.
+    ranks_per_group: int = 1
 
     def used_counts(self) -> list[int]:
         return [c.used for c in self.classes]

@@ -262,4 +262,5 @@ def make_plan(fleet: FleetSpec, model: ModelProfile, options: PlanOptions | None
         ring_gbps=chosen.bandwidth_bytes_s * 8 / 1e9,
         replicas_used=int(chosen.counts.sum()),
         solo_sps=sum(c.usable * c.speed_sps(model) for c in chips.classes),
+        ranks_per_group=math.lcm(*(c.group_size for c in classes if c.needs_group and c.used)),
     )

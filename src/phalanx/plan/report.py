@@ -32,13 +32,15 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
     return out
 
 
-def describe_group(c: ClassPlan) -> str:
+def describe_group(c: ClassPlan, ranks_per_group: int) -> str:
     """One line on a class that trains in replica groups (plan/groups.py)."""
+    hosted = ranks_per_group // c.group_size
     return (
         f"{c.name}: {c.used:,} groups of {c.group_size} chips; each chip holds "
         f"{c.chip_bytes / GIB:.1f} of its {c.memory_bytes / GIB:.0f} GiB: a 1/{c.group_size} "
-        f"shard of the state plus one sample's activations; in-group traffic leaves "
-        f"{c.group_efficiency:.0%} of the group's compute speed"
+        f"shard of the state ({hosted} of the group's {ranks_per_group} ranks) plus one "
+        f"sample's activations; in-group traffic leaves {c.group_efficiency:.0%} of the "
+        "group's compute speed"
     )
 
 
@@ -110,7 +112,9 @@ def plan_table(plan: Plan) -> Group:
         and c.break_even_usd_per_h > 0
         and math.isfinite(c.break_even_usd_per_h)
     ]
-    groups = [describe_group(c) for c in plan.classes if c.group_size > 1 and c.used]
+    groups = [
+        describe_group(c, plan.ranks_per_group) for c in plan.classes if c.group_size > 1 and c.used
+    ]
     parts: list[Any] = [t, Text("\n".join(line for line in lines if line))]
     if groups:
         parts.append(

@@ -27,7 +27,11 @@ POLICIES = "phalanx,ddp-restart"
 
 
 def groups_markdown(plan: Plan) -> str:
-    return "\n".join(f"- {describe_group(c)}" for c in plan.classes if c.group_size > 1 and c.used)
+    return "\n".join(
+        f"- {describe_group(c, plan.ranks_per_group)}"
+        for c in plan.classes
+        if c.group_size > 1 and c.used
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
