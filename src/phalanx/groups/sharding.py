@@ -127,3 +127,24 @@ def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def _count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+def local_numel(tensor: torch.Tensor) -> int:
+    """Elements this rank holds of `tensor` (all of them if it is not sharded)."""
+    return local_tensor(tensor).numel()
+
+
+def grad_view(param: torch.Tensor, storage: torch.Tensor) -> torch.Tensor:
+    """A gradient for `param` over `storage` (this rank's elements, flat).
+
+    FSDP2 adds each reduce-scattered gradient into the sharded parameter's
+    `.grad` in place when it is a DTensor: over a view of the step engine's
+    bucket, that is where the group's sum lands (runtime/grad_buffer.py).
+    """
+    if not isinstance(param, DTensor):
+        return storage.view_as(param)
+    local = storage.view(param.to_local().shape)
+    return DTensor.from_local(
+        local, param.device_mesh, param.placements, shape=param.shape, stride=param.stride(),
+        run_check=False,
+    )  # fmt: skip

@@ -32,6 +32,10 @@ DEMO_FAULTS = [
 def _fleet_speeds(emulate: str | None, replicas: int | None) -> list[float | None]:
     if emulate and replicas:
         raise UsageError("--replicas", "cannot be combined with --emulate", "give one of them")
+    if emulate and "+" in emulate:
+        from phalanx.groups.layout import parse_emulate_replicas
+
+        return [r.speed for r in parse_emulate_replicas(emulate)]
     if emulate:
         return list(parse_emulate(emulate))
     if replicas is not None and replicas < 1:
@@ -39,6 +43,34 @@ def _fleet_speeds(emulate: str | None, replicas: int | None) -> list[float | Non
             "--replicas", "must be >= 1", "pass a positive number of replicas", replicas
         )
     return [None] * (replicas or 1)
+
+
+def _emulated_options(emulate: str | None) -> dict[str, Any]:
+    """Per replica: max_share, kind and memory of `--emulate` chips; a group's rank parts."""
+    if not emulate:
+        return {}
+    if "+" not in emulate:
+        chips = parse_emulate_chips(emulate)
+        return {
+            "max_shares": [c.max_share for c in chips],
+            "kinds": [c.kind for c in chips],
+            "memory_caps": [c.memory_bytes for c in chips],
+        }
+    from phalanx.groups.layout import apportion_ranks, parse_emulate_replicas, ranks_per_group
+    from phalanx.launch.group_slot import RankPart
+
+    replicas = parse_emulate_replicas(emulate)
+    ranks = ranks_per_group(replicas)
+    layouts = []
+    for replica in replicas:
+        parts = []
+        for chip_index, (chip, hosted) in enumerate(
+            zip(replica.chips, apportion_ranks(replica.chips, ranks))
+        ):
+            memory = None if chip.memory_bytes is None else chip.memory_bytes // hosted
+            parts += [RankPart(chip_index, chip.speed / hosted, memory)] * hosted
+        layouts.append(parts)
+    return {"group_parts": layouts}
 
 
 def run_command(
@@ -240,9 +272,7 @@ def run_command(
         guard=guard,
         precision=precision,
         device_tables=tables,
-        max_shares=[c.max_share for c in parse_emulate_chips(emulate)] if emulate else [],
-        kinds=[c.kind for c in parse_emulate_chips(emulate)] if emulate else [],
-        memory_caps=[c.memory_bytes for c in parse_emulate_chips(emulate)] if emulate else [],
+        **_emulated_options(emulate),
         rescreen_every_s=rescreen_every_s,
         **many_hosts,
         tariff_per_kwh=_per_kwh("--tariff", tariff),

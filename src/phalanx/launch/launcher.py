@@ -99,6 +99,9 @@ class RunPlan:
     kinds: list[str | None] = field(default_factory=list)
     # Per replica: the emulated chip's memory in bytes (`--emulate ...:mem=2GiB`), binding.
     memory_caps: list[int | None] = field(default_factory=list)
+    # Per replica: its ranks' parts of its chips (`--emulate a+b,...`: replica groups,
+    # launch/group_slot.py); empty when every replica is one process.
+    group_parts: list[list[Any]] = field(default_factory=list)
     # --objective / --power-budget-w (None: every device at full power).
     energy: EnergySettings | None = None
     power_limits_w: list[float | None] = field(default_factory=list)  # per replica, set by it
@@ -421,6 +424,20 @@ class Launcher:
                 device=device,
                 threads=threads,
             )
+            if plan.group_parts:
+                from phalanx.launch.group_slot import GroupSlot
+
+                slots.append(
+                    GroupSlot(
+                        config,
+                        plan.script,
+                        plan.script_args,
+                        plan.out_dir / "logs",
+                        relay=self._relay,
+                        parts=plan.group_parts[index],
+                    )
+                )
+                continue
             slots.append(
                 WorkerSlot(
                     config, plan.script, plan.script_args, plan.out_dir / "logs", relay=self._relay

@@ -43,17 +43,23 @@ class WorkerSlot:
         return self.config.replica
 
     @property
+    def file_label(self) -> str:
+        """The replica's name; a group's ranks past the first add their rank."""
+        rank = self.config.group_rank
+        return self.name if not rank else f"{self.name}.rank{rank}"
+
+    @property
     def log_path(self) -> Path:
-        return self.log_dir / f"{self.name}.log"
+        return self.log_dir / f"{self.file_label}.log"
 
     @property
     def error_path(self) -> Path:
         """Where the worker writes its one-line error (runtime/error_line.py)."""
-        return self.log_dir / f"{self.name}.error"
+        return self.log_dir / f"{self.file_label}.error"
 
     def config_path(self, restarted: bool) -> Path:
         suffix = ".restart" if restarted else ""
-        return self.log_dir.parent / ".workers" / f"{self.name}{suffix}.json"
+        return self.log_dir.parent / ".workers" / f"{self.file_label}{suffix}.json"
 
     def _save_configs(self) -> None:
         """Both configs a launch can need, written at the first launch.

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_model
+from safetensors.torch import save_file, save_model
 
 from phalanx.errors import EXIT_DISK_FULL, EXIT_FATAL
 from phalanx.observe.events import EventLog
@@ -34,6 +34,7 @@ def finish_run(
     step: int,
     steps: int,
     standalone: bool,
+    tensors: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """Write what a finished replica leaves behind; return the run's summary.
 
@@ -41,7 +42,7 @@ def finish_run(
     report itself (on a fleet the launcher does, once for all replicas).
     """
     if step >= steps:
-        write_final_model(model, out_dir)
+        write_final_model(model, out_dir, tensors)
         marker = out_dir / COMPLETE_MARKER
         write_or_warn(
             "the .complete marker", marker, marker.touch,
@@ -56,12 +57,20 @@ def finish_run(
     return summary
 
 
-def write_final_model(model: torch.nn.Module, out_dir: Path) -> None:
-    """model.safetensors, whole or not at all (written aside, then renamed)."""
+def write_final_model(
+    model: torch.nn.Module, out_dir: Path, tensors: dict[str, torch.Tensor] | None = None
+) -> None:
+    """model.safetensors, whole or not at all (written aside, then renamed).
+
+    `tensors`: the model's gathered state (a replica group's shards put together).
+    """
     final = out_dir / "model.safetensors"
     tmp = out_dir / f".model.{os.getpid()}.safetensors"
     try:
-        save_model(model, str(tmp))
+        if tensors is not None:
+            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+        else:
+            save_model(model, str(tmp))
         os.replace(tmp, final)
     except Exception as err:  # safetensors reports a full disk as its own error type
         tmp.unlink(missing_ok=True)

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from phalanx.groups.sharding import grad_view, local_numel, local_tensor
+
 # Gradients per bucket: large enough that per-collective latency is amortised,
 # small enough that the first buckets' sums overlap the rest of the backward.
 BUCKET_BYTES = 25 * 2**20
@@ -104,10 +106,10 @@ class GradBuffer:
         """Point every `param.grad` at its view (again, if user code replaced or cleared it)."""
         for bucket in self.buckets:
             for param, offset in zip(bucket.params, bucket.offsets):
-                view = bucket.flat[offset : offset + param.numel()].view_as(param)
+                storage = bucket.flat[offset : offset + local_numel(param)]
                 grad = param.grad
-                if grad is None or grad.data_ptr() != view.data_ptr():
-                    param.grad = view
+                if grad is None or local_tensor(grad).data_ptr() != storage.data_ptr():
+                    param.grad = grad_view(param, storage)
 
     def zero_(self) -> None:
         for bucket in self.buckets:
@@ -159,7 +161,7 @@ def _plan_buckets(params: list[torch.nn.Parameter], bucket_bytes: int) -> list[B
         offsets, offset = [], 0
         for param in current:
             offsets.append(offset)
-            offset += param.numel()
+            offset += local_numel(param)
         flat = torch.zeros(offset, dtype=current[0].dtype, device=current[0].device)
         buckets.append(Bucket(flat, list(current), offsets, offset))
 
@@ -171,6 +173,6 @@ def _plan_buckets(params: list[torch.nn.Parameter], bucket_bytes: int) -> list[B
             close()
             current, size_bytes = [], 0
         current.append(param)
-        size_bytes += param.numel() * param.element_size()
+        size_bytes += local_numel(param) * param.element_size()
     close()
     return buckets

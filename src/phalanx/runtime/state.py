@@ -75,6 +75,9 @@ class TrainState:
     optimizer: torch.optim.Optimizer
     scheduler: Any | None
     fleet: FleetState = field(default_factory=FleetState)
+    # A rank of a replica group: it holds and serves its shard only (groups/sharding.py);
+    # it heals from the same rank of a peer group.
+    sharded: bool = False
     # Clear while a committed step is being applied. The next quorum is requested
     # before that (runtime/sync_fleet.py), so a peer may ask to heal from this state
     # mid-update: it waits for the update to finish.
@@ -105,6 +108,17 @@ class TrainState:
         """
         if not self._stable.wait(STABLE_WAIT_S):
             raise TimeoutError("this replica's state stayed mid-update; it cannot serve a heal")
+        if self.sharded:
+            from phalanx.groups.sharding import local_state
+
+            return {
+                "shard": local_state(list(self.model.parameters()), self.optimizer),
+                "buffers": {k: v.detach().clone() for k, v in self.model.named_buffers()},
+                "scheduler": copy.deepcopy(self.scheduler.state_dict())
+                if self.scheduler is not None
+                else None,
+                "fleet": copy.deepcopy(self.fleet.to_json()),
+            }
         parameters = {id(p) for p in self.model.parameters()}
         model = {
             key: value if id(value) in parameters else value.detach().clone()
@@ -120,9 +134,17 @@ class TrainState:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        with torch.no_grad():
-            self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if "shard" in state:
+            from phalanx.groups.sharding import load_local_state
+
+            load_local_state(list(self.model.parameters()), self.optimizer, state["shard"])
+            with torch.no_grad():
+                for name, buffer in self.model.named_buffers():
+                    buffer.copy_(state["buffers"][name])
+        else:
+            with torch.no_grad():
+                self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.fleet = FleetState.from_json(state["fleet"])

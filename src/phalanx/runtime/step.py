@@ -31,7 +31,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import torch
@@ -40,6 +40,7 @@ from phalanx.data.slicing import participant_ranges
 from phalanx.emulate.other_kind import round_differently
 from phalanx.emulate.pacer import ComputePacer
 from phalanx.faults.injector import FaultInjector
+from phalanx.groups.member import GroupRank
 from phalanx.guard import slice_check
 from phalanx.guard.abft import AbftMonitor
 from phalanx.guard.fingerprint import WIDTH, fingerprint_chunks
@@ -135,6 +136,7 @@ class StepContext:
     members: list[str] = field(default_factory=list)  # the last quorum's
     kinds: dict[str, str] = field(default_factory=dict)  # replica -> kind (what rounds alike)
     emulated_kind: str | None = None  # this emulated chip rounds like another vendor's
+    group: GroupRank | None = None  # a rank of a replica group (groups/member.py)
 
 
 @dataclass
@@ -340,7 +342,12 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
             start, end = ranges[active.index(ctx.name)]
             overlap = ctx.overlap and not ctx.injector.gradient_fault_due(step)
             loss, compute_s = _compute(ctx, start, end, overlap, result.loss_scale)
-            ctx.last_rate_sps = share / max(compute_s, 1e-9)
+            if ctx.group is not None:  # a rank computed its part of the group's share
+                part = ctx.group.sub_range(start, end)
+                share_computed = part[1] - part[0]
+            else:
+                share_computed = share
+            ctx.last_rate_sps = share_computed / max(compute_s, 1e-9)
             ctx.injector.corrupt_gradient(step, ctx.params)
             guard_t0 = time.perf_counter()
             norm = ctx.reduction.measure_rest() / result.loss_scale
@@ -352,18 +359,20 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
         else:
             with ctx.layer_stats.phantom():
                 pass  # a participant without samples still joins the layers' collectives
-        throughput = share / max(compute_s, 1e-9) if share else 0.0
+        throughput = ctx.last_rate_sps if share else 0.0
         warming = ctx.steps_computed < WARMUP_STEPS
         control.put_loss(loss)
-        control.put("veto", slot, 1.0 if verdict.vetoed else 0.0)
-        control.put("slice_norm", slot, verdict.norm if verdict.vetoed else 0.0)
         control.put("throughput_sps", slot, -throughput if warming else throughput)
-        control.put("heat", slot, ctx.heat)
-        control.put("overflow", slot, 1.0 if overflow else 0.0)
-        control.put("healed", slot, 1.0 if healed else 0.0)
-        control.put("kind", slot, own_kind)
         plan = plan_code(step, active, shares)
-        control.put("plan", slot, plan)
+        if ctx.group is None or ctx.group.leads:
+            # What every rank of a group knows alike is written once (summed in the group).
+            control.put("veto", slot, 1.0 if verdict.vetoed else 0.0)
+            control.put("slice_norm", slot, verdict.norm if verdict.vetoed else 0.0)
+            control.put("heat", slot, ctx.heat)
+            control.put("overflow", slot, 1.0 if overflow else 0.0)
+            control.put("healed", slot, 1.0 if healed else 0.0)
+            control.put("kind", slot, own_kind)
+            control.put("plan", slot, plan)
         if fingerprint is not None and attempt == 0:
             control.put_fingerprint(slot, fingerprint)
             if coarse is not None:
@@ -378,6 +387,10 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
         ctx.reduction.launch_rest()
         ctx.injector.at("allreduce", step)
         result.global_norm = ctx.reduction.wait() / result.loss_scale
+        if ctx.group is not None and not ctx.sync.errored():
+            # Each rank saw its shard, summed with the same rank of the other groups.
+            result.global_norm = ctx.group.norm(result.global_norm)
+            ctx.group.sum_(ctx.buffer.control)
         result.allreduce_s += time.perf_counter() - reduce_t0
         result.compute_s += compute_s
         if ctx.sync.errored():
@@ -492,6 +505,8 @@ def _exchange_rates(
     rates = torch.zeros(len(members), dtype=torch.float64)
     rates[slot] = 0.0 if healed else ctx.last_rate_sps
     ctx.sync.allreduce(rates).wait()
+    if ctx.group is not None:  # each rank sent its own part's rate: the group's is the sum
+        ctx.group.sum_(rates)
     return {m: float(r) for m, r in zip(members, rates.tolist()) if r > 0}
 
 
@@ -516,6 +531,8 @@ def _compute(
 ) -> tuple[float, float]:
     """Forward/backward of stream positions [start, end); (weighted loss, seconds)."""
     work = ctx.work
+    if ctx.group is not None:
+        return _compute_in_group(ctx, ctx.group, start, end, loss_scale)
     batches = work.feed.take(start, end)
     # The workers read the likeliest next slices (this share, a batch on) meanwhile.
     batch = work.global_batch_size
@@ -526,6 +543,27 @@ def _compute(
     with ctx.layer_stats.live():
         arm = ctx.reduction.arm if overlap else None
         loss = batches_gradient(work, batches, arm, loss_scale)
+    return loss, ctx.pacer.end()
+
+
+def _compute_in_group(
+    ctx: StepContext, group: GroupRank, start: int, end: int, loss_scale: float
+) -> tuple[float, float]:
+    """A group rank's part of its group's slice; as many forwards as the busiest rank.
+
+    FSDP gathers and scatters inside every forward and backward, so every rank
+    of the group runs the same number of them: a rank with fewer micro-batches
+    repeats one with weight 0 (it adds nothing to the gradient).
+    """
+    work = ctx.work
+    lo, hi = group.sub_range(start, end)
+    batches = work.feed.read_now(lo, hi) if hi > lo else []
+    forwards = group.most(len(batches))
+    if len(batches) < forwards:
+        filler = batches[0] if batches else work.feed.read_now(start, start + 1)[0]
+        batches = [*batches, *[replace(filler, count=0)] * (forwards - len(batches))]
+    ctx.pacer.begin(units=hi - lo)
+    loss = batches_gradient(work, batches, None, loss_scale)
     return loss, ctx.pacer.end()
 
 

@@ -102,8 +102,17 @@ class FleetSync(Sync):
             lighthouse_addr = self._tunnel.address
         self.state = state
         timeout = timedelta(seconds=config.timeout_s)
-        # Each replica group (here: one process) owns a store for its PG rendezvous.
-        self._store = TCPStore(host, 0, is_master=True, wait_for_workers=False)
+        # Each replica group owns a store for its PG rendezvous: one process's own, or
+        # the launcher's store for a group of ranks (groups/member.py), where rank j of
+        # every group replicates with rank j of the others.
+        if config.group_ranks > 1:
+            store_host, store_port = (config.group_store or "").rsplit(":", 1)
+            self._store = None
+            group_rank, group_size = config.group_rank, config.group_ranks
+        else:
+            self._store = TCPStore(host, 0, is_master=True, wait_for_workers=False)
+            store_host, store_port = host, str(self._store.port)
+            group_rank, group_size = 0, 1
         self._pg = ProcessGroupGloo(timeout=timeout)
         self.manager = Manager(
             pg=self._pg,
@@ -114,10 +123,10 @@ class FleetSync(Sync):
             timeout=timeout,
             quorum_timeout=timedelta(seconds=config.quorum_timeout_s),
             connect_timeout=timedelta(seconds=max(config.timeout_s, 10.0)),
-            rank=0,
-            world_size=1,
-            store_addr=host,
-            store_port=self._store.port,
+            rank=group_rank,
+            world_size=group_size,
+            store_addr=store_host,
+            store_port=int(store_port),
             lighthouse_addr=lighthouse_addr,
             replica_id=config.replica,
             hostname=host if host != "0.0.0.0" else socket.gethostname(),

@@ -20,7 +20,9 @@ from phalanx import quick_exit
 from phalanx.data.build import make_feed
 from phalanx.emulate.memory import EmulatedOutOfMemory
 from phalanx.errors import EXIT_FATAL, EXIT_OUT_OF_MEMORY, UsageError
+from phalanx.groups.member import GroupRank
 from phalanx.observe.events import EventLog
+from phalanx.observe.summary import build_summary
 from phalanx.runtime import excepthook, validate
 from phalanx.runtime.compute import LossFn
 from phalanx.runtime.context import RunSettings, UserParts, build_context
@@ -135,9 +137,12 @@ class Trainer:
         )  # fmt: skip
         self.num_samples = self.feed.num_samples
         self.model.to(self.device)
+        self.group = self._join_group()
         built_optimizer = optimizer(self.model.parameters())
         built_scheduler = scheduler(built_optimizer) if scheduler is not None else None
-        self.state = TrainState(self.model, built_optimizer, built_scheduler)
+        self.state = TrainState(
+            self.model, built_optimizer, built_scheduler, sharded=self.group is not None
+        )
 
     # ------------------------------------------------------------------ loop
     @property
@@ -167,6 +172,8 @@ class Trainer:
             ctx, hooks = build_context(
                 self._settings(), self._user_parts(), self.worker, events, sync
             )
+            if self.group is not None:  # its ranks decide alike (groups/member.py)
+                ctx.group, ctx.overlap = self.group, False
         except EmulatedOutOfMemory as oom:
             start_barrier(self.worker)  # the peers must not wait for us at the start
             self._leave(events, _out_of_memory(oom, self.state.fleet.step))
@@ -228,6 +235,20 @@ class Trainer:
         os._exit(leave.exit_code)
 
     # ----------------------------------------------------------------- setup
+    def _join_group(self) -> GroupRank | None:
+        """A rank of a replica group shards the model with its group before the optimizer
+        exists (docs/groups.md). First version: no guard, no checkpoints in groups."""
+        if self.worker is None or self.worker.group_ranks <= 1:
+            return None
+        from phalanx.groups.member import join_group
+        from phalanx.groups.sharding import shard_model
+
+        group = join_group(self.worker)
+        shard_model(self.model, torch.distributed.group.WORLD, self.device.type)
+        self.guard = "off"
+        self.checkpoint_every = None
+        return group
+
     def _settings(self) -> RunSettings:
         return RunSettings(
             name=self.name, out_dir=self.out_dir, device=self.device,
@@ -254,6 +275,10 @@ class Trainer:
                 "out_dir", f"cannot write there ({err.strerror})", "choose a writable directory",
                 str(self.out_dir),
             ) from None  # fmt: skip
+        if self.group is not None and not self.group.leads:
+            from phalanx.groups.member import FollowerEvents
+
+            return FollowerEvents(self.out_dir, source=self.name)
         return EventLog(self.out_dir, source=self.name)
 
     def _connect(self) -> Sync:
@@ -268,6 +293,17 @@ class Trainer:
 
     # ---------------------------------------------------------------- finish
     def _finish(self, events: EventLog) -> dict[str, Any]:
+        if self.group is not None:
+            from phalanx.groups.sharding import full_state_dict
+
+            # Every rank takes part in the gather; the group's first rank writes.
+            full = full_state_dict(self.model) if self.state.fleet.step >= self.steps else None
+            if not self.group.leads:
+                return build_summary(self.out_dir)
+            return finish_run(
+                events, self.name, self.model, self.out_dir, self.state.fleet.step, self.steps,
+                standalone=False, tensors=full,
+            )  # fmt: skip
         return finish_run(
             events, self.name, self.model, self.out_dir, self.state.fleet.step, self.steps,
             standalone=self.worker is None,

@@ -58,6 +58,11 @@ class WorkerConfig:
     # Wall-clock start of the launcher: the gate tells a finished run from a new one by it.
     launched_at_s: float | None = None
     many_hosts: bool = False  # joined a fleet's lighthouse (`phalanx run --lighthouse`)
+    # A replica group (docs/groups.md): this process is rank `group_rank` of the
+    # group's `group_ranks`; they meet at `group_store` (host:port, one per launch).
+    group_rank: int = 0
+    group_ranks: int = 1
+    group_store: str | None = None
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=1))
