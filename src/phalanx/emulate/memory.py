@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 
 from phalanx.emulate.memory_size import describe_bytes
+from phalanx.groups.sharding import local_numel, local_tensor
 
 # Optimizer state per trainable parameter element, in units of the parameter's own
 # size, before the optimizer has made any (its first step): the tensors it will create.
@@ -62,7 +63,7 @@ def _tensor_bytes(tensors: Iterator[torch.Tensor]) -> int:
     seen: set[int] = set()
     total = 0
     for tensor in tensors:
-        storage = tensor.untyped_storage()
+        storage = local_tensor(tensor).untyped_storage()
         if storage.data_ptr() in seen:
             continue
         seen.add(storage.data_ptr())
@@ -74,7 +75,9 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer | None) -> tuple[int,
     """(bytes, measured): the optimizer's state tensors, or an estimate before it has any."""
     if optimizer is None:
         return 0, True
-    state = [t for s in optimizer.state.values() for t in s.values() if torch.is_tensor(t)]
+    state = [
+        local_tensor(t) for s in optimizer.state.values() for t in s.values() if torch.is_tensor(t)
+    ]
     if state:
         return _tensor_bytes(iter(state)), True
     per_param = _STATE_PER_PARAM.get(type(optimizer).__name__, UNKNOWN_STATE_PER_PARAM)
@@ -86,7 +89,7 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer | None) -> tuple[int,
         elif type(optimizer).__name__ == "RMSprop":
             per_param = 1 + bool(group.get("momentum", 0)) + bool(group.get("centered"))
     params = [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
-    return per_param * sum(p.numel() * p.element_size() for p in params), False
+    return per_param * sum(local_numel(p) * p.element_size() for p in params), False
 
 
 @dataclass
@@ -103,7 +106,9 @@ class StateBytes:
 
 def state_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> StateBytes:
     weights = _tensor_bytes(iter([*model.parameters(), *model.buffers()]))
-    gradients = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    gradients = sum(
+        local_numel(p) * p.element_size() for p in model.parameters() if p.requires_grad
+    )
     opt, measured = optimizer_state_bytes(optimizer)
     return StateBytes(weights, gradients, opt, measured)
 
@@ -122,7 +127,11 @@ class ChipMemory:
         self.cap_bytes = cap_bytes
         self.model = model
         self.optimizer = optimizer
-        self._param_storages = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        # A replica group's rank holds its shard (groups/sharding.py); the weights it
+        # gathers for a forward are saved for backward and count as activations.
+        self._param_storages = {
+            local_tensor(p).untyped_storage().data_ptr() for p in model.parameters()
+        }
         self.fixed_bytes = 0  # activations that do not grow with the micro-batch
         self.per_sample_bytes = 0
 

@@ -73,7 +73,8 @@ def start_barrier(worker: WorkerConfig | None) -> None:
     store = TCPStore(host, int(port), is_master=False, timeout=timedelta(seconds=START_BARRIER_S))
     store.add("ready", 1)
     deadline = time.monotonic() + START_BARRIER_S
-    while int(store.add("ready", 0)) < worker.fleet_size and time.monotonic() < deadline:
+    everyone = worker.fleet_size * worker.group_ranks  # every rank of every replica group
+    while int(store.add("ready", 0)) < everyone and time.monotonic() < deadline:
         time.sleep(0.02)  # polling a counter; the store has no wait-for-value
 
 

@@ -138,8 +138,12 @@ class FleetSync(Sync):
         # The lighthouse (through our tunnel, if any) tells which peers it gave up on.
         self._freeze_watch = FreezeWatch(lighthouse_addr, config.replica)
         tunnel = self._tunnel
+        # A group's ranks past the first get their quorums from rank 0, never from the
+        # lighthouse: their tunnels learn no incarnation, so they number quorums raw
+        # (the same on rank j of every group, which is all torchft's prefixes need).
+        leads = config.group_rank == 0
         self._recorder = record_quorums(
-            self.manager, (lambda: tunnel.incarnation) if tunnel is not None else None
+            self.manager, (lambda: tunnel.incarnation) if tunnel is not None and leads else None
         )
         self.quorum_id: int | None = None
         self._last_members: set[str] = set()  # of the last quorum this replica trained in
