@@ -245,6 +245,16 @@ class Trainer:
 
         group = join_group(self.worker)
         shard_model(self.model, torch.distributed.group.WORLD, self.device.type)
+        if (
+            group.leads
+            and self.worker.index == 0
+            and (self.guard != "off" or self.checkpoint_every)
+        ):
+            print(
+                "replica groups: the SDC guard and periodic checkpoints are off in groups "
+                "for now (docs/groups.md)",
+                flush=True,
+            )
         self.guard = "off"
         self.checkpoint_every = None
         return group
