@@ -28,6 +28,7 @@ class RankPart:
 class GroupSlot(WorkerSlot):
     parts: list[RankPart] = field(default_factory=list)
     members: list[WorkerSlot] = field(default_factory=list)
+    _ended: list[WorkerSlot] = field(default_factory=list)  # the last launch's, for errors
     _store: Any = None
     _codes: dict[int, int] = field(default_factory=dict)
 
@@ -75,7 +76,7 @@ class GroupSlot(WorkerSlot):
 
     def _end(self, code: int) -> int:
         self.exit_codes.append(code)
-        self.members = []
+        self._ended, self.members = self.members, []
         self._store = None
         return code
 
@@ -94,7 +95,7 @@ class GroupSlot(WorkerSlot):
             self._end(-9)
 
     def last_error_line(self) -> str | None:
-        for member in self.members:
+        for member in self.members or self._ended:
             if line := member.last_error_line():
                 return line
         return super().last_error_line()

@@ -48,7 +48,9 @@ def leave_preempted(
     """Checkpoint the committed state (first member only) and say so; raise the result."""
     step = state.fleet.step
     saved: Path | None = None
-    if members and members[0] == name and step > 0 and not _held_already(out_dir, step):
+    # A replica group's ranks hold shards: no checkpoint of theirs is whole (yet).
+    first = bool(members) and members[0] == name and not state.sharded
+    if first and step > 0 and not _held_already(out_dir, step):
         try:
             saved = ckpt.save_checkpoint(state, out_dir, keep=keep)
         except OSError as err:  # the older checkpoints are intact; --resume uses them

@@ -351,6 +351,8 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
             ctx.injector.corrupt_gradient(step, ctx.params)
             guard_t0 = time.perf_counter()
             norm = ctx.reduction.measure_rest() / result.loss_scale
+            if ctx.group is not None:  # the group's gradient, not this rank's shard of it
+                norm = ctx.group.norm(norm)
             overflow = _overflowed(ctx, norm, result.loss_scale)
             verdict = (
                 SliceVerdict(False, 0.0) if overflow else _check(ctx, share, waive_allowance, norm)

@@ -177,7 +177,8 @@ class Trainer:
         except EmulatedOutOfMemory as oom:
             start_barrier(self.worker)  # the peers must not wait for us at the start
             self._leave(events, _out_of_memory(oom, self.state.fleet.step))
-        restore_newest(self.name, self.state, self.out_dir, events, sync)
+        if self.group is None:  # a group writes no checkpoints yet: it heals or starts at 0
+            restore_newest(self.name, self.state, self.out_dir, events, sync)
         announce(events, self.name, self.worker, self)
         start_barrier(self.worker)
         if preemption is None:
