@@ -42,7 +42,15 @@ format: $(STAMP)
 # bench-quick: < 10 min on 2 cores, prints the table. bench: all scenarios and repeats,
 # regenerates docs/benchmarks.md and docs/img/bench_*.png.
 bench: $(STAMP)
+	$(BIN)/python bench/groups.py
 	$(BIN)/python -m bench.suite --suite full --docs
+
+# Replica groups (issue 15): the planned uneven layout vs the ideal, memory per chip;
+# writes docs/_generated/groups_bench.md and re-renders docs/benchmarks.md.
+.PHONY: bench-groups
+bench-groups: $(STAMP)
+	$(BIN)/python bench/groups.py
+	$(BIN)/python -m bench.report bench/results/full.json
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench.suite --suite quick

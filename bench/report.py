@@ -389,6 +389,11 @@ def write_docs(figures: dict[str, Any], about: dict[str, Any], docs: Path) -> Pa
             "energy_bench.md",
             "Energy objectives, power budget and thermal guard (bench/energy.py)",
         ),
+        *_generated_section(
+            docs,
+            "groups_bench.md",
+            "Replica groups: an uneven layout against the ideal, memory per chip (bench/groups.py)",
+        ),
         *method.text(),
     ]
     path = docs / "benchmarks.md"

@@ -354,7 +354,7 @@ def test_cli_examples_exit_2(argv: list[str]) -> None:
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        (["plan"], "error: Missing option '--fleet'. Fix: see 'phalanx plan --help'"),
+        (["plan"], "error: --fleet: is needed. Fix: give --fleet FILE --model FILE, or --emulate"),
         (["fleet", "scan", "--bogus"], "No such option: --bogus"),
         (["fleet", "scan", "--bogus"], "Fix: see 'phalanx fleet scan --help'"),
         (["run", "x.py", "--timeout-s", "soon"], "Invalid value for '--timeout-s'"),

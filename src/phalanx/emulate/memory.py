@@ -134,6 +134,8 @@ class ChipMemory:
         }
         self.fixed_bytes = 0  # activations that do not grow with the micro-batch
         self.per_sample_bytes = 0
+        self.peak_bytes = 0  # the most it held while a micro-batch ran
+        self.on_peak: Callable[[int], None] | None = None  # told of each new peak
 
     # ------------------------------------------------------------ measure
     @contextmanager
@@ -198,8 +200,13 @@ class ChipMemory:
     def check(self, samples: int, activations: int) -> None:
         """After a micro-batch's forward: does what the replica holds fit?"""
         state, _ = self.need_bytes(samples)
-        if state.total + activations > self.cap_bytes:
+        held = state.total + activations
+        if held > self.cap_bytes:
             raise self.out_of_memory(samples, activations)
+        if held > self.peak_bytes:
+            self.peak_bytes = held
+            if self.on_peak is not None:
+                self.on_peak(held)
 
     @contextmanager
     def guard(self, samples: int) -> Iterator[None]:

@@ -70,9 +70,10 @@ def join_group(worker: WorkerConfig) -> GroupRank:
 
 
 class FollowerEvents(EventLog):
-    """A group's ranks past the first record only what ends them; rank 0 speaks for it."""
+    """A group's ranks past the first record only what ends them and what their chip holds;
+    rank 0 speaks for the group."""
 
-    KEPT = frozenset({"out_of_memory", "unrecoverable"})
+    KEPT = frozenset({"out_of_memory", "unrecoverable", "chip_memory", "chip_memory_peak"})
 
     def emit(self, kind: str, **fields: object) -> dict[str, object]:
         if kind in self.KEPT:

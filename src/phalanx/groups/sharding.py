@@ -61,9 +61,12 @@ def shard_model(model: torch.nn.Module, group: ProcessGroup, device_type: str = 
         fully_shard(unit, mesh=mesh)
     fully_shard(model, mesh=mesh)
     for module in model.modules():
-        setter = getattr(module, "set_gradient_divide_factor", None)
-        if setter is not None:
-            setter(1.0)
+        # phalanx's weighted losses need the group's gradient summed, not averaged. A plain
+        # SUM too: for float32 and bfloat16 FSDP2 would otherwise reduce with
+        # PREMUL_SUM(1 / factor), which gloo does not implement.
+        if hasattr(module, "set_gradient_divide_factor"):
+            module.set_gradient_divide_factor(1.0)
+            module.set_force_sum_reduction_for_comms(True)
 
 
 def local_tensor(tensor: torch.Tensor) -> torch.Tensor:

@@ -94,6 +94,10 @@ def run_command(
     replicas: Annotated[
         int | None, typer.Option(help="Plain replicas on this host's own device.")
     ] = None,
+    layout_plan: Annotated[
+        Path | None,
+        typer.Option("--plan", help="Run the layout `phalanx plan --emulate ... --out` wrote."),
+    ] = None,
     devices: Annotated[
         str | None,
         typer.Option(help="One replica per device: auto (every accelerator) or e.g. cuda:0,cpu."),
@@ -218,7 +222,17 @@ def run_command(
             "--precision", "unknown precision", "use 32, bf16-mixed or fp16-mixed", precision
         )
     tables: list[dict] = []
-    if devices is not None:
+    planned: dict[str, Any] = {}
+    if layout_plan is not None:
+        if emulate or replicas or fleet or devices:
+            raise UsageError(
+                "--plan", "cannot be combined with --emulate, --replicas, --fleet or --devices",
+                "the plan names its chips: give --plan alone",
+            )  # fmt: skip
+        from phalanx.launch.layout_options import layout_run_options
+
+        speeds, planned = layout_run_options(layout_plan)
+    elif devices is not None:
         if emulate or replicas or fleet:
             raise UsageError(
                 "--devices", "cannot be combined with --emulate, --replicas or --fleet",
@@ -244,7 +258,7 @@ def run_command(
         replica_names,
         advertise_host,
         speeds,
-        bool(emulate or replicas or fleet or devices),
+        bool(emulate or replicas or fleet or devices or layout_plan),
     )
     if timeout_s <= 0:
         raise UsageError("--timeout-s", "must be > 0", "pass e.g. --timeout-s 5", timeout_s)
@@ -273,6 +287,7 @@ def run_command(
         precision=precision,
         device_tables=tables,
         **_emulated_options(emulate),
+        **planned,
         rescreen_every_s=rescreen_every_s,
         **many_hosts,
         tariff_per_kwh=_per_kwh("--tariff", tariff),

@@ -42,7 +42,8 @@ class GroupSlot(WorkerSlot):
         for rank, part in enumerate(self.parts):
             config = replace(
                 self.config, group_rank=rank, group_ranks=len(self.parts),
-                group_store=f"127.0.0.1:{self._store.port}", speed=part.speed,
+                group_store=f"127.0.0.1:{self._store.port}", group_chip=part.chip,
+                speed=part.speed,
                 emulated_memory_bytes=part.memory_bytes,
                 faults=self.config.faults if rank == 0 else [],
             )  # fmt: skip

@@ -6,6 +6,7 @@ from typing import Any
 
 from rich.console import Console
 
+from phalanx.observe.chip_memory import describe_chip_memory
 from phalanx.observe.fleet_state import STATE_COLORS as _STATE_STYLE
 from phalanx.observe.fleet_state import format_duration
 from phalanx.observe.fleet_view import FleetView
@@ -161,6 +162,15 @@ def print_summary(console: Console, summary: dict[str, Any], run_dir: str) -> No
         highlight=False,
         soft_wrap=True,
     )
+    held = [
+        f"{d['id']}: {describe_chip_memory(d['memory'])}"
+        for d in summary.get("devices", [])
+        if d.get("memory")
+    ]
+    if held:
+        console.print(
+            "Chip memory held (most): " + "; ".join(held), highlight=False, soft_wrap=True
+        )
     console.print(
         f"Run directory: {run_dir} (report.html, summary.json, events.jsonl, model.safetensors, checkpoints/)",
         highlight=False,

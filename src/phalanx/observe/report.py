@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from phalanx.observe import report_html as h
+from phalanx.observe.chip_memory import describe_chip_memory
 from phalanx.observe.events import EVENTS_FILE, read_events
 from phalanx.observe.fleet_state import format_duration, format_energy
 from phalanx.observe.fleet_view import FleetView
@@ -160,6 +161,7 @@ def _summary_body(summary: dict[str, Any], view: FleetView) -> str:
             "solo samples/s",
             "status",
             "energy",
+            "memory held (emulated chips)",
         ],
         [
             [
@@ -171,6 +173,7 @@ def _summary_body(summary: dict[str, Any], view: FleetView) -> str:
                 d.get("solo_sps"),
                 d.get("status"),
                 format_energy(_device_energy(d, view)),
+                describe_chip_memory(d.get("memory")) or "-",
             ]
             for d in summary.get("devices") or []
         ],

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from phalanx.observe.accounting import committed_steps, data_accounting
+from phalanx.observe.chip_memory import chip_memory_summary
 from phalanx.observe.energy_summary import energy_summary
 from phalanx.observe.events import read_events
 from phalanx.observe.guard_summary import guard_summary
@@ -123,6 +124,7 @@ def build_summary(run_dir: str | Path) -> dict[str, Any]:
         if event.get("kind") == "worker_done" and event.get("peak_rss_bytes"):
             name = event["replica"]
             peak_rss[name] = max(peak_rss.get(name, 0), int(event["peak_rss_bytes"]))
+    chip_memory = chip_memory_summary(events)
     devices = [
         {
             "id": name,
@@ -134,6 +136,7 @@ def build_summary(run_dir: str | Path) -> dict[str, Any]:
             "status": last_status.get(name, "unknown"),
             "energy_j": per_device_j.get(name),
             "peak_rss_bytes": peak_rss.get(name),
+            "memory": chip_memory.get(name),
         }
         for name, info in replicas.items()
     ]

@@ -46,8 +46,35 @@ JsonOpt = Annotated[Path | None, typer.Option("--json", help="also write the res
 
 
 def plan_cmd(
-    fleet: PlanFleetOpt,
-    model: ModelOpt,
+    ctx: typer.Context,
+    fleet: Annotated[
+        Path | None,
+        typer.Option(
+            "--fleet",
+            help="fleet.toml with [[class]] tables, or a qualified fleet ([[device]] tables)",
+        ),
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", help="model profile (TOML or JSON)")
+    ] = None,
+    emulate: Annotated[
+        str | None,
+        typer.Option(
+            "--emulate",
+            help="plan these emulated chips one by one, e.g. 1:mem=800KB,0.5x4:mem=400KB",
+        ),
+    ] = None,
+    script: Annotated[
+        Path | None,
+        typer.Option(
+            "--script",
+            help="with --emulate: measure this training script's model (its arguments after --)",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="with --emulate: write the layout here (phalanx run --plan)"),
+    ] = None,
     tariff: TariffOpt = 0.08,
     subsidy: SubsidyOpt = 0.0,
     time_value: Annotated[
@@ -66,7 +93,29 @@ def plan_cmd(
         ),
     ] = None,
 ) -> None:
-    """Choose chips, shares and micro-batches for a fleet; predict step time, throughput and energy."""
+    """Choose chips, shares and micro-batches for a fleet; predict step time, throughput and energy.
+
+    With --emulate: which chips form each replica (groups for a model no chip holds).
+    """
+    if ctx.args and script is None:
+        raise UsageError(
+            "arguments", "are passed to a --script only", "drop them, or add --script", ctx.args
+        )
+    if emulate is not None:
+        _plan_chips(emulate, script, list(ctx.args), model, fleet, out, json_out)
+        return
+    if fleet is None or model is None:
+        raise UsageError(
+            "--fleet" if fleet is None else "--model",
+            "is needed",
+            "give --fleet FILE --model FILE, or --emulate SPEC with --script or --model",
+        )
+    if script is not None or out is not None:
+        raise UsageError(
+            "--script" if script is not None else "--out",
+            "applies only to --emulate (a layout of known chips)",
+            "plan emulated chips with --emulate SPEC, or drop the option",
+        )
     from phalanx.plan.device_classes import load_plan_fleet
     from phalanx.plan.model_profile import load_model
     from phalanx.plan.plan_types import PlanOptions
@@ -97,6 +146,42 @@ def plan_cmd(
         _write_json(json_out, plan_to_dict(plan))
 
 
+def _plan_chips(
+    emulate: str,
+    script: Path | None,
+    script_args: list[str],
+    model: Path | None,
+    fleet: Path | None,
+    out: Path | None,
+    json_out: Path | None,
+) -> None:
+    from phalanx.plan.layout import plan_layout
+    from phalanx.plan.layout_file import layout_document, write_layout
+    from phalanx.plan.layout_needs import chips_of, needs_of_profile, needs_of_script
+    from phalanx.plan.layout_report import layout_lines, layout_table
+
+    if fleet is not None:
+        raise UsageError("--fleet", "cannot be combined with --emulate", "give one of them")
+    if (script is None) == (model is None):
+        raise UsageError(
+            "--emulate",
+            "needs the model: --script (measured) or --model (a profile), one of them",
+            "add --script train.py",
+        )
+    chips = chips_of(emulate)
+    needs = needs_of_script(script, script_args) if script is not None else needs_of_profile(model)
+    layout = plan_layout(chips, needs)
+    console = _console()
+    console.print(layout_table(layout))
+    for line in layout_lines(layout):
+        console.print(line, markup=False, highlight=False)
+    if out is not None:
+        write_layout(out, layout)
+        console.print(f"wrote {out}: phalanx run --plan {out} SCRIPT", markup=False)
+    if json_out is not None:
+        _write_json(json_out, layout_document(layout))
+
+
 def register(app: typer.Typer) -> None:
     """Add `plan` to the main `phalanx` app (`simulate` is sim/cli.py's)."""
-    app.command("plan")(plan_cmd)
+    app.command("plan", context_settings={"allow_extra_args": True})(plan_cmd)

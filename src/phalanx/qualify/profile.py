@@ -8,11 +8,6 @@ throughput measured in training.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -149,28 +144,9 @@ def profile_script(path: str | Path, device: ComputeDevice) -> Profile:
 
 
 def _measure_script(script: Path, target: str) -> Profile:
-    from dataclasses import asdict
+    from phalanx.runtime.profile_mode import profile_script_process
 
-    from phalanx.runtime.profile_mode import ENV_VAR, ProfileRequest
-
-    with tempfile.TemporaryDirectory() as tmp:
-        request = ProfileRequest(result_path=str(Path(tmp) / "profile.json"), device=target)
-        request_path = Path(tmp) / "request.json"
-        request_path.write_text(json.dumps(asdict(request)))
-        env = {**os.environ, ENV_VAR: str(request_path), "OMP_NUM_THREADS": "1"}
-        done = subprocess.run(
-            [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=900
-        )
-        result_file = Path(request.result_path)
-        if done.returncode != 0 or not result_file.exists():
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise UsageError(
-                "--script",
-                f"profiling failed ({last})",
-                "check that the script builds a phalanx.Trainer and calls fit()",
-                str(script),
-            )
-        data = json.loads(result_file.read_text())
+    data = profile_script_process(script, target)
     return Profile(
         tuple(data["microbatches"]), tuple(data["samples_per_s"]), int(data["max_microbatch"])
     )

@@ -30,12 +30,12 @@ from phalanx.runtime.compute import (
     LossFn,
     Workload,
     batches_gradient,
-    move_to,
     trainable_parameters,
 )
 from phalanx.runtime.fleet_watch import FleetWatch
 from phalanx.runtime.grad_buffer import GradBuffer
 from phalanx.runtime.hooks import CheckpointHook, DeviceHook, GuardHook, StepLogHook
+from phalanx.runtime.memory_probe import probe_activations
 from phalanx.runtime.model_buffers import ModelBuffers
 from phalanx.runtime.precision import Precision
 from phalanx.runtime.reduction import Reduction
@@ -192,29 +192,20 @@ def _chip_memory(
     if cap is None:
         return None
     memory = ChipMemory(name, cap, work.model, optimizer)
-    feed = work.feed
-    most = feed.num_samples if feed.num_samples is not None else 2
-
-    def forward_of(samples: int) -> object:
-        batch = move_to(feed.read_now(0, samples, whole=True)[0].batch, work.device)
-        return work.loss_fn(work.model, batch)
-
-    snapshot = [b.detach().clone() for b in work.model.buffers()]
-    try:
-        with torch.random.fork_rng(devices=[]):
-            memory.probe(forward_of, most)
-    finally:
-        with torch.no_grad():  # the probe's forwards must leave no trace (BatchNorm stats)
-            for buffer, saved in zip(work.model.buffers(), snapshot):
-                buffer.copy_(saved)
+    probe_activations(memory, work)
     fits = memory.max_microbatch()
     state, _ = memory.need_bytes(0)
+    where = {"rank": worker.group_rank, "chip": worker.group_chip}  # chip of its replica
     events.emit(
         "chip_memory", replica=name, cap_bytes=cap, state_bytes=state.total,
-        activation_bytes_per_sample=memory.per_sample_bytes, max_microbatch=fits,
+        activation_bytes_per_sample=memory.per_sample_bytes, max_microbatch=fits, **where,
     )  # fmt: skip
+    memory.on_peak = lambda held: events.emit(
+        "chip_memory_peak", replica=name, held_bytes=held, cap_bytes=cap, **where
+    )
     if fits < 1:
         raise memory.out_of_memory(1)
+    feed = work.feed
     if feed.max_microbatch is None or fits < feed.max_microbatch:
         feed.max_microbatch = fits  # gradient accumulation takes any share in pieces that fit
     return memory

@@ -163,7 +163,8 @@ class Trainer:
         """
         profile = ProfileRequest.from_environment()
         if profile is not None:  # `phalanx qualify --script`: measure the model, do not train
-            run_profile(profile, self.model, self.loss_fn, self.feed)
+            run_profile(profile, self.model, self.loss_fn, self.feed, self.state.optimizer,
+                        self.global_batch_size)  # fmt: skip
             raise SystemExit(0)
         self.feed.start()  # fork the readers before the fleet's threads exist
         events = self._open_run()

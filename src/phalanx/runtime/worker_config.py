@@ -63,6 +63,7 @@ class WorkerConfig:
     group_rank: int = 0
     group_ranks: int = 1
     group_store: str | None = None
+    group_chip: int = 0  # which of its replica's chips hosts this rank (chip_memory events)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=1))
