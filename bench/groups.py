@@ -114,7 +114,7 @@ def measure(steps: int, repeats: int, tmp: Path) -> dict:
                 for p in r.chips
             ]
             for r in layout.replicas
-        ],  # fmt: skip
+        ],
         "ranks_per_group": layout.ranks_per_group,
         "predicted_speed": layout.speed,
         "runs": rows,
