@@ -1,11 +1,13 @@
 """One rank of a sharded replica group, for tests/dist/test_group_sharding.py.
 
-python group_rank_script.py RANK WORLD STORE_PORT OUT {train|resume}
+python group_rank_script.py RANK WORLD STORE_PORT OUT {train|resume|regroup}
 
 train: STEPS steps with uneven samples per rank (one rank has none in some steps),
 in micro-batches, every rank running as many forwards as the busiest; saves the
-rank's local state after step HALF and the gathered model at the end.
+rank's local state after step HALF, the whole state then (gathered: a checkpoint's
+view) and the gathered model at the end.
 resume: a fresh rank loads the saved local state and trains the second half.
+regroup: a rank of a group of another size loads the whole state and does the same.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 from mlp import RepeatedMLP  # noqa: E402
 
 from phalanx.groups.sharding import (  # noqa: E402
+    full_optimizer_state,
     full_state_dict,
+    load_full_state,
     load_local_state,
     local_state,
     shard_model,
@@ -83,6 +87,10 @@ def main() -> None:
     if mode == "resume":
         load_local_state(params, optimizer, torch.load(out / f"rank{rank}.pt"))
         first = HALF
+    if mode == "regroup":
+        whole = torch.load(out / "whole_half.pt")
+        load_full_state(net, optimizer, whole["model"], whole["optimizer"])
+        first = HALF
     x, y = data()
     for step in range(first, STEPS):
         sizes = rank_sizes(step, world)
@@ -96,6 +104,9 @@ def main() -> None:
         optimizer.zero_grad()
         if mode == "train" and step == HALF - 1:
             torch.save(local_state(params, optimizer), out / f"rank{rank}.pt")
+            whole = {"model": full_state_dict(net), "optimizer": full_optimizer_state(optimizer)}
+            if rank == 0:
+                torch.save(whole, out / "whole_half.pt")
     full = full_state_dict(net)
     if rank == 0:
         torch.save(full, out / f"{mode}.pt")

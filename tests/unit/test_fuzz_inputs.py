@@ -331,6 +331,10 @@ def test_cli_arguments_never_give_a_traceback(
     [
         ["run", "x.py", "--emulate", "1,0.5", "--replicas", "2"],
         ["run", "x.py", "--fault", "meteor:replica=0,step=1"],
+        ["run", "x.py", "--emulate", "1+1,1+1", "--fault", "kill:replica=1,step=1,chip=2"],
+        ["run", "x.py", "--emulate", "1,1", "--fault", "hang:replica=0,step=1,seconds=1,chip=1"],
+        ["plan", "--emulate", "1:mem=1MB+1:mem=1MB", "--model", "m.toml"],
+        ["plan", "--emulate", "1,1", "--model", "m.toml"],
         ["run", "x.py", "--timeout-s", "0"],
         ["run", "x.py", "--guard", "paranoid"],
         ["nosuchcommand"],

@@ -42,19 +42,3 @@ def test_every_replica_of_a_fleet_with_groups_runs_the_same_number_of_ranks() ->
 def test_a_malformed_group_names_the_item() -> None:
     with pytest.raises(UsageError, match="--emulate"):
         parse_emulate_replicas("1+fast")
-
-
-def test_resume_with_groups_is_refused_in_one_line(tmp_path) -> None:
-    import subprocess
-    import sys
-
-    script = tmp_path / "train.py"
-    script.write_text("print('never run')\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "phalanx", "run", str(script), "--emulate", "1+1",
-         "--out", str(tmp_path / "run"), "--resume"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert result.returncode == 2
-    (line,) = result.stderr.strip().splitlines()  # one line, no traceback
-    assert "--resume" in line and "replica groups" in line and "Fix:" in line

@@ -45,9 +45,12 @@ _STATE_PER_PARAM = {
     "Adagrad": 1,
     "RMSprop": 1,
     "Rprop": 2,
-    "ASGD": 2,
+    "ASGD": 1,
 }
 UNKNOWN_STATE_PER_PARAM = 2  # an optimizer we do not know: assume Adam's two moments
+# Scalar tensors per parameter (`step`; NAdam's `mu_product`; ASGD's `eta` and `mu`): a
+# few bytes each, but a cap that is met to the byte must count them.
+_SCALARS_PER_PARAM = {"NAdam": 2, "ASGD": 3, "SGD": 0}
 
 
 class EmulatedOutOfMemory(RuntimeError):
@@ -89,7 +92,10 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer | None) -> tuple[int,
         elif type(optimizer).__name__ == "RMSprop":
             per_param = 1 + bool(group.get("momentum", 0)) + bool(group.get("centered"))
     params = [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
-    return per_param * sum(local_numel(p) * p.element_size() for p in params), False
+    scalars = _SCALARS_PER_PARAM.get(type(optimizer).__name__, 1) * len(params)
+    scalar_bytes = 8 if torch.get_default_dtype() == torch.float64 else 4  # torch's choice
+    moments = per_param * sum(local_numel(p) * p.element_size() for p in params)
+    return moments + scalars * scalar_bytes, False
 
 
 @dataclass

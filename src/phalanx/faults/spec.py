@@ -14,8 +14,9 @@ PHASES = ("start", "compute", "allreduce", "commit")
 
 # kind -> {key: (type, required)}; `replica` and `step` are common to all kinds.
 _KIND_KEYS: dict[str, dict[str, tuple[type, bool]]] = {
-    "kill": {"restart_s": (float, False), "phase": (str, False)},
-    "hang": {"seconds": (float, True), "phase": (str, False)},
+    # chip: in a replica group, which of its chips (0: the first, the default)
+    "kill": {"restart_s": (float, False), "phase": (str, False), "chip": (int, False)},
+    "hang": {"seconds": (float, True), "phase": (str, False), "chip": (int, False)},
     "slow": {"speed": (float, True)},
     "sdc": {"target": (str, False), "bit": (int, False)},  # target: grad (default) | weight
     "nan": {"target": (str, False)},
@@ -43,7 +44,13 @@ class FaultSpec:
     @property
     def key(self) -> str:
         """Stable identity, used to fire each fault once per run (also across restarts)."""
-        return f"{self.kind}-r{self.replica}-s{self.step}-{self.phase}"
+        chip = f"-c{self.params['chip']}" if self.params.get("chip") else ""
+        return f"{self.kind}-r{self.replica}{chip}-s{self.step}-{self.phase}"
+
+    @property
+    def chip(self) -> int:
+        """Which chip of a replica group it strikes (0 for a replica of one chip)."""
+        return int(self.params.get("chip", 0))
 
     def to_json(self) -> dict[str, Any]:
         return {

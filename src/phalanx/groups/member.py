@@ -73,7 +73,7 @@ class FollowerEvents(EventLog):
     """A group's ranks past the first record only what ends them and what their chip holds;
     rank 0 speaks for the group."""
 
-    KEPT = frozenset({"out_of_memory", "unrecoverable", "chip_memory", "chip_memory_peak"})
+    KEPT = frozenset({"out_of_memory", "unrecoverable", "chip_memory", "chip_memory_peak", "fault"})
 
     def emit(self, kind: str, **fields: object) -> dict[str, object]:
         if kind in self.KEPT:

@@ -17,7 +17,7 @@ import torch
 from torch.distributed import ProcessGroup
 from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import fully_shard
-from torch.distributed.tensor import DTensor
+from torch.distributed.tensor import DTensor, distribute_tensor
 
 # A module with more than this share of the model's parameters is split into its
 # children: a unit is gathered whole, so the largest unit bounds a rank's peak.
@@ -126,6 +126,58 @@ def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
         name: value.full_tensor() if isinstance(value, DTensor) else value
         for name, value in model.state_dict().items()
     }
+
+
+def full_optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """`optimizer.state_dict()` with every sharded tensor gathered whole: the state of an
+    unsharded replica, whatever the grouping (a collective: every rank calls it)."""
+    packed = optimizer.state_dict()
+    state = {}
+    for index in sorted(packed["state"]):  # the same order on every rank
+        entry = packed["state"][index]  # the optimizer's own dict: copied, never changed
+        state[index] = {
+            key: entry[key].full_tensor() if isinstance(entry[key], DTensor) else entry[key]
+            for key in sorted(entry)
+        }
+    return {"state": state, "param_groups": packed["param_groups"]}
+
+
+def load_full_state(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    model_tensors: dict[str, torch.Tensor],
+    optimizer_state: dict[str, Any],
+) -> None:
+    """Load an unsharded replica's state (a checkpoint) into this rank: its slices only.
+
+    Each rank cuts its own slice from the whole tensors (no collective), so a
+    checkpoint written under any grouping, or by a replica alone, loads here.
+    """
+    with torch.no_grad():
+        for name, value in model.state_dict().items():
+            whole = model_tensors[name]
+            if isinstance(value, DTensor):
+                local_tensor(value).copy_(_slice_like(whole, value).to_local())
+            else:
+                value.copy_(whole)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    state = {}
+    for index, entry in optimizer_state["state"].items():
+        param = params[int(index)]
+        state[index] = {
+            key: _slice_like(value, param)
+            if isinstance(param, DTensor) and torch.is_tensor(value) and value.dim() > 0
+            else value
+            for key, value in entry.items()
+        }
+    optimizer.load_state_dict({"state": state, "param_groups": optimizer_state["param_groups"]})
+
+
+def _slice_like(whole: torch.Tensor, like: DTensor) -> DTensor:
+    """`whole` sharded as `like` is, each rank keeping its own slice (nothing is sent)."""
+    return distribute_tensor(
+        whole.to(like.dtype), like.device_mesh, like.placements, src_data_rank=None
+    )
 
 
 def _count(module: torch.nn.Module) -> int:

@@ -297,12 +297,27 @@ def run_command(
         thermal_guard=thermal_guard,
         time_scale=_time_scale(emulation_time_scale),
     )
-    if plan.group_parts and plan.resume:
-        raise UsageError(
-            "--resume", "does not work with replica groups yet (they write no checkpoints)",
-            "run without --resume, or without '+' in --emulate",
-        )  # fmt: skip
+    _check_fault_chips(plan)
     raise typer.Exit(_launch(plan))
+
+
+def _check_fault_chips(plan: RunPlan) -> None:
+    """`--fault ...,chip=C` names a chip of the replica's group: one that exists."""
+    for fault in plan.faults:
+        if fault.replica < 0 or not fault.chip:
+            continue
+        parts = plan.group_parts[fault.replica] if plan.group_parts else []
+        chips = max((p.chip for p in parts), default=0) + 1
+        if fault.chip >= chips:
+            raise UsageError(
+                f"--fault {fault.kind}: chip",
+                f"replica {fault.replica} has {chips} chip{'s' * (chips > 1)}",
+                f"use chip=0..{chips - 1} (chips of a group, in the order --emulate or the "
+                "plan lists them)"
+                if chips > 1
+                else "drop chip= (it names a chip of a replica group)",
+                fault.chip,
+            )
 
 
 def _launch(plan: RunPlan) -> int:
@@ -531,11 +546,6 @@ def demo_command(
             "Replica r1 is SIGKILLed inside the allreduce of step 25 and restarts 2 s later;\n"
             "replica r2 freezes (SIGSTOP) for 6 s at step 50. Watch the shares follow the speeds."
         )
-    if plan.group_parts and plan.resume:
-        raise UsageError(
-            "--resume", "does not work with replica groups yet (they write no checkpoints)",
-            "run without --resume, or without '+' in --emulate",
-        )  # fmt: skip
     raise typer.Exit(_launch(plan))
 
 

@@ -45,7 +45,7 @@ class GroupSlot(WorkerSlot):
                 group_store=f"127.0.0.1:{self._store.port}", group_chip=part.chip,
                 speed=part.speed,
                 emulated_memory_bytes=part.memory_bytes,
-                faults=self.config.faults if rank == 0 else [],
+                faults=self._faults_of(rank),
             )  # fmt: skip
             member = WorkerSlot(
                 config, self.script, self.script_args, self.log_dir,
@@ -56,6 +56,16 @@ class GroupSlot(WorkerSlot):
         self.config.restarted = restarted
         self.launches += 1
         self.restart_at = None
+
+    def _faults_of(self, rank: int) -> list[dict[str, Any]]:
+        """A fault strikes its chip (`chip=`, default the first) through the first rank
+        that chip hosts: killing or freezing that process brings the group down as
+        losing the chip would."""
+        chip = self.parts[rank].chip
+        first = next(r for r, part in enumerate(self.parts) if part.chip == chip)
+        if rank != first:
+            return []
+        return [f for f in self.config.faults if int(f.get("chip", 0)) == chip]
 
     def poll(self) -> int | None:
         """The group's exit code once it is over: the first error, or 0 when all finished."""

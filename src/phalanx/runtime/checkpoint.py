@@ -120,12 +120,17 @@ def _write_text(path: Path, text: str) -> None:
         os.fsync(handle.fileno())
 
 
-def save_checkpoint(state: TrainState, run_dir: str | Path, keep: int = 3) -> Path:
+def save_checkpoint(state: TrainState, run_dir: str | Path, keep: int = 3) -> Path | None:
     """Write a checkpoint of `state` atomically; prune to the newest `keep`.
 
     On any failure (ENOSPC above all) the temporary directory is removed, nothing
     under a `step_` name is touched, and `CheckpointSaveError` says so in one line.
+    A replica group's ranks all gather the whole state; one writes it (the others
+    return None): the checkpoint of a group is that of an unsharded replica.
     """
+    model_state, optimizer_state = state.whole_tensors()
+    if not state.writes_for_group:
+        return None
     root = Path(run_dir) / CHECKPOINT_DIR
     step = state.fleet.step
     final = root / f"{_PREFIX}{step:08d}"
@@ -136,12 +141,10 @@ def save_checkpoint(state: TrainState, run_dir: str | Path, keep: int = 3) -> Pa
         tmp = Path(
             tempfile.mkdtemp(prefix=f"{_TMP}{os.getpid()}@{socket.gethostname()}@", dir=root)
         )
-        model_tensors = {
-            k: v.detach().cpu().contiguous().clone() for k, v in state.model.state_dict().items()
-        }
+        model_tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model_state.items()}
         save_file(model_tensors, tmp / "model.safetensors")
         optim_tensors: dict[str, torch.Tensor] = {}
-        optim_tree = _split_tensors(state.optimizer.state_dict(), "optimizer", optim_tensors)
+        optim_tree = _split_tensors(optimizer_state, "optimizer", optim_tensors)
         rng_tensors = {"rng.cpu": torch.get_rng_state()}
         save_file({**optim_tensors, **rng_tensors}, tmp / "optimizer.safetensors")
         meta = {
@@ -338,9 +341,7 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
 def load_checkpoint_into(state: TrainState, path: Path) -> None:
     parsed = _parse(path, state)
     try:
-        with torch.no_grad():
-            state.model.load_state_dict(parsed.model)
-        state.optimizer.load_state_dict(parsed.optimizer)
+        state.load_whole(parsed.model, parsed.optimizer)
         if state.scheduler is not None and parsed.scheduler is not None:
             state.scheduler.load_state_dict(parsed.scheduler)
         if parsed.rng is not None:

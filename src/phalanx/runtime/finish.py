@@ -45,7 +45,7 @@ def finish_run(
         write_final_model(model, out_dir, tensors)
         marker = out_dir / COMPLETE_MARKER
         write_or_warn(
-            "the .complete marker", marker, marker.touch,
+            "the .complete marker", marker, lambda: marker.write_text(str(step)),
             "a replica that was away may train the last steps again alone",
             "free space there",
         )  # fmt: skip

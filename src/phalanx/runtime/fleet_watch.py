@@ -20,7 +20,8 @@ from pathlib import Path
 from phalanx.observe.events import EventLog
 from phalanx.runtime.sync import FleetProgress, Sync
 
-# Written by the first replica to finish: the run's history is complete.
+# Written by the first replica to finish: the run's history is complete up to the step
+# it holds. A run resumed with more steps (`--resume` after `--steps 60`, now 100) is not.
 COMPLETE_MARKER = ".complete"
 BEHIND_WAIT_S = 60.0
 BEHIND_RETRY_S = 0.5
@@ -42,15 +43,15 @@ class FleetWatch:
             return None
         return self.sync.exchange_progress(step, complete=False)
 
-    def fleet_finished(self) -> bool:
-        """One host: has the fleet written its completion marker (the run is over)?"""
-        return self.in_fleet and (self.out_dir / COMPLETE_MARKER).exists()
+    def fleet_finished(self, steps: int) -> bool:
+        """One host: has the fleet written its completion marker for `steps` (run over)?"""
+        return self.in_fleet and completed_steps(self.out_dir) >= steps
 
     def finished_without_us(self, step: int, steps: int, progress: FleetProgress | None) -> bool:
         """Has the fleet finished the run while this replica was away? Then leave."""
         if not self.in_fleet:
             return False
-        if (self.out_dir / COMPLETE_MARKER).exists():
+        if completed_steps(self.out_dir) >= steps:
             self.events.emit("straggler_exit", replica=self.name, step=step)
             return True
         if progress is None or not progress.complete or step >= steps:
@@ -113,3 +114,15 @@ class FleetWatch:
         """Before our heartbeats stop: a quorum that leaves us out comes after this."""
         if self.many_hosts:
             self.sync.exchange_progress(step, complete=True)
+
+
+def completed_steps(out_dir: Path) -> float:
+    """The steps the run's completion marker says were finished (0 without one; a marker
+    without a number, as older versions wrote it, counts as the whole run)."""
+    try:
+        text = (out_dir / COMPLETE_MARKER).read_text().strip()
+    except FileNotFoundError:
+        return 0
+    except OSError:
+        return float("inf")
+    return int(text) if text.isdigit() else float("inf")

@@ -215,7 +215,8 @@ class StepLogHook:
 
 @dataclass
 class CheckpointHook:
-    """A durable checkpoint every `every` committed steps, written by the first member."""
+    """A durable checkpoint every `every` committed steps, written by the first member
+    (a group: all its ranks gather the whole state, its first rank writes it)."""
 
     ctx: StepContext
     state: TrainState
@@ -240,6 +241,8 @@ class CheckpointHook:
                 "checkpoint_failed", replica=self.ctx.name, step=step, reason=str(err)
             )
             print(f"warning: {err}; training goes on from memory", flush=True)
+            return
+        if path is None:  # a rank of a group: it gave its slices, its first rank wrote
             return
         self.ctx.events.emit(
             "checkpoint",

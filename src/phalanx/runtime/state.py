@@ -78,6 +78,8 @@ class TrainState:
     # A rank of a replica group: it holds and serves its shard only (groups/sharding.py);
     # it heals from the same rank of a peer group.
     sharded: bool = False
+    # Of a group's ranks, the one that writes what they gathered (checkpoints).
+    writes_for_group: bool = True
     # Clear while a committed step is being applied. The next quorum is requested
     # before that (runtime/sync_fleet.py), so a peer may ask to heal from this state
     # mid-update: it waits for the update to finish.
@@ -132,6 +134,29 @@ class TrainState:
             else None,
             "fleet": copy.deepcopy(self.fleet.to_json()),
         }
+
+    def whole_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The model's tensors and optimizer state as an unsharded replica holds them.
+
+        A rank of a group gathers its group's slices (a collective: every rank of
+        the group calls it), so a checkpoint is one state whatever the grouping.
+        """
+        if self.sharded:
+            from phalanx.groups.sharding import full_optimizer_state, full_state_dict
+
+            return full_state_dict(self.model), full_optimizer_state(self.optimizer)
+        return self.model.state_dict(), self.optimizer.state_dict()
+
+    def load_whole(self, model: dict[str, torch.Tensor], optimizer: dict[str, Any]) -> None:
+        """The inverse of `whole_tensors`: a rank of a group keeps its slices of them."""
+        if self.sharded:
+            from phalanx.groups.sharding import load_full_state
+
+            load_full_state(self.model, self.optimizer, model, optimizer)
+            return
+        with torch.no_grad():
+            self.model.load_state_dict(model)
+        self.optimizer.load_state_dict(optimizer)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if "shard" in state:

@@ -266,7 +266,7 @@ def take_step(ctx: StepContext) -> StepReport:
     commit_t0 = time.perf_counter()
     report.committed = ctx.sync.commit(ok, report.reason)
     report.commit_s = time.perf_counter() - commit_t0
-    if (not report.committed or step + 1 < ctx.steps) and not ctx.watch.fleet_finished():
+    if (not report.committed or step + 1 < ctx.steps) and not ctx.watch.fleet_finished(ctx.steps):
         # The next quorum's round trip travels while this step is applied. (Not for a
         # replica the fleet finished without: the request would outlive the lighthouse,
         # and torchft's thread would hold the process's exit for the quorum timeout.)

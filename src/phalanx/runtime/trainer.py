@@ -141,8 +141,9 @@ class Trainer:
         built_optimizer = optimizer(self.model.parameters())
         built_scheduler = scheduler(built_optimizer) if scheduler is not None else None
         self.state = TrainState(
-            self.model, built_optimizer, built_scheduler, sharded=self.group is not None
-        )
+            self.model, built_optimizer, built_scheduler, sharded=self.group is not None,
+            writes_for_group=self.group is None or self.group.leads,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ loop
     @property
@@ -178,8 +179,8 @@ class Trainer:
         except EmulatedOutOfMemory as oom:
             start_barrier(self.worker)  # the peers must not wait for us at the start
             self._leave(events, _out_of_memory(oom, self.state.fleet.step))
-        if self.group is None:  # a group writes no checkpoints yet: it heals or starts at 0
-            restore_newest(self.name, self.state, self.out_dir, events, sync)
+        # A group's ranks each load the whole state and keep their slices (any grouping).
+        restore_newest(self.name, self.state, self.out_dir, events, sync)
         announce(events, self.name, self.worker, self)
         start_barrier(self.worker)
         if preemption is None:
@@ -239,7 +240,7 @@ class Trainer:
     # ----------------------------------------------------------------- setup
     def _join_group(self) -> GroupRank | None:
         """A rank of a replica group shards the model with its group before the optimizer
-        exists (docs/groups.md). First version: no guard, no checkpoints in groups."""
+        exists (docs/groups.md). First version: no guard in groups."""
         if self.worker is None or self.worker.group_ranks <= 1:
             return None
         from phalanx.groups.member import join_group
@@ -247,18 +248,10 @@ class Trainer:
 
         group = join_group(self.worker)
         shard_model(self.model, torch.distributed.group.WORLD, self.device.type)
-        if (
-            group.leads
-            and self.worker.index == 0
-            and (self.guard != "off" or self.checkpoint_every)
-        ):
-            print(
-                "replica groups: the SDC guard and periodic checkpoints are off in groups "
-                "for now (docs/groups.md)",
-                flush=True,
-            )
+        if group.leads and self.worker.index == 0 and self.guard != "off":
+            print("replica groups: the SDC guard is off in groups for now (docs/groups.md)",
+                  flush=True)  # fmt: skip
         self.guard = "off"
-        self.checkpoint_every = None
         return group
 
     def _settings(self) -> RunSettings:
