@@ -49,6 +49,8 @@ def fleet_state(view: FleetView, now_s: float | None = None) -> dict[str, Any]:
             {
                 "name": name,
                 "device": r.device,
+                "chips": r.chips,
+                "memory": r.memory,
                 "speed": r.speed,
                 "state": r.state,
                 "share": r.share,
@@ -123,7 +125,9 @@ def header_fields(state: dict[str, Any]) -> list[tuple[str, str]]:
     return fields
 
 
-REPLICA_COLUMNS = ("replica", "device", "state", "share", "samples/s", "°C", "W", "last event")
+REPLICA_COLUMNS = (
+    "replica", "device", "state", "share", "samples/s", "°C", "W", "memory", "last event",
+)  # fmt: skip
 
 
 def replica_cells(row: dict[str, Any]) -> list[str]:
@@ -137,6 +141,7 @@ def replica_cells(row: dict[str, Any]) -> list[str]:
         f"{row['sps']:,.0f}" if row["sps"] is not None and row["state"] == "training" else "-",
         f"{row['temperature_c']:.0f}" if row["temperature_c"] is not None else "-",
         f"{row['power_w']:.0f}" if row["power_w"] is not None else "-",
+        row.get("memory", "-"),
         row["last_event"],
     ]
 

@@ -45,6 +45,8 @@ class ReplicaView:
     # so what earlier launches used is banked here.
     energy_banked_j: float = 0.0
     energy_launch_j: float | None = None
+    # Emulated memory per (chip, rank) of the replica: [cap, most held] (chip_memory events).
+    chip_memory: dict[tuple[int, int], list[int]] = field(default_factory=dict)
 
     @property
     def energy_j(self) -> float | None:
@@ -53,10 +55,25 @@ class ReplicaView:
         return self.energy_banked_j + (self.energy_launch_j or 0.0)
 
     @property
+    def chips(self) -> int:
+        """Chips of the replica (a group has several); 1 when nothing says otherwise."""
+        return len({chip for chip, _ in self.chip_memory}) or 1
+
+    @property
     def device(self) -> str:
-        if self.speed is not None:
-            return f"{self.kind} ×{self.speed:g}"
-        return self.kind
+        base = f"{self.kind} ×{self.speed:g}" if self.speed is not None else self.kind
+        return f"{base} · {self.chips} chips" if self.chips > 1 else base
+
+    @property
+    def memory(self) -> str:
+        """`5.9 MiB/6.0 MiB`: the most its chips held against their caps; '-' unknown."""
+        if not self.chip_memory:
+            return "-"
+        from phalanx.emulate.memory_size import describe_bytes
+
+        cap = sum(c for c, _ in self.chip_memory.values())
+        held = sum(h for _, h in self.chip_memory.values())
+        return f"{describe_bytes(held)}/{describe_bytes(cap)}"
 
 
 @dataclass
@@ -245,6 +262,15 @@ class FleetView:
             f"(throttles at {event.get('throttle_c')} °C)"
         )
 
+    def _chip_memory(self, event: dict[str, Any], name: str | None) -> None:
+        if name is None:
+            return
+        key = (int(event.get("chip") or 0), int(event.get("rank") or 0))
+        entry = self.replica(name).chip_memory.setdefault(key, [0, 0])
+        entry[0] = int(event.get("cap_bytes") or 0)
+        if event.get("kind") == "chip_memory_peak":
+            entry[1] = max(entry[1], int(event.get("held_bytes") or 0))
+
     def _device_failure(self, event: dict[str, Any], name: str | None) -> None:
         self.replica(name or "?").last_event = f"device failed: {event.get('reason')}"
 
@@ -323,4 +349,6 @@ _HANDLERS = {
     "lighthouse_restart": FleetView._lighthouse_restart,
     "thermal": FleetView._thermal,
     "device_failure": FleetView._device_failure,
+    "chip_memory": FleetView._chip_memory,
+    "chip_memory_peak": FleetView._chip_memory,
 }

@@ -68,7 +68,8 @@ def render_fleet(
         table.add_row(*cells)
     hidden = len(state["replicas"]) - len(shown)
     if hidden:
-        table.add_row(f"… {hidden} more", "", "training or done", *[""] * 5, style="dim")
+        filler = [""] * (len(REPLICA_COLUMNS) - 3)
+        table.add_row(f"… {hidden} more", "", "training or done", *filler, style="dim")
     return Group(header, table)
 
 
