@@ -97,7 +97,7 @@ def test_standalone_script_with_bad_argument_has_no_traceback(tmp_path):
     [
         (["run", "--bogus"], ["--bogus", "is not a flag of phalanx run"]),
         (["run", str(MLP), "--checkpoint-every", "abc"], ["'--checkpoint-every'", "phalanx run --help"]),
-        (["plan", "--model", "m.toml"], ["Missing option '--fleet'", "phalanx plan --help"]),
+        (["plan", "--model", "m.toml"], ["--fleet: is needed", "--emulate SPEC"]),
         (["simulate", "--fleet", "f", "--model", "m", "--seed", "1.5"], ["'--seed'"]),
         (["fleet", "scan", "--bogus"], ["No such option: --bogus", "phalanx fleet scan --help"]),
         (["report"], ["Missing argument", "phalanx report --help"]),
