@@ -133,6 +133,7 @@ def render(result: dict) -> str:
 
     runs = result["runs"]
     mb = result["microbatch"]
+    ranks = result["ranks_per_group"] * len(result["layout"])
     ratio = statistics.median(r["group_sps"] / r["ideal_sps"] for r in runs)
     lines = [
         f"Fleet `{result['fleet']}` (speeds relative to this host, memory that binds); "
@@ -168,10 +169,12 @@ def render(result: dict) -> str:
         f"backward, takes {mb['whole_cpu_ms']:.1f} ms of CPU on that thread with the model "
         f"whole and {mb['sharded_cpu_ms']:.1f} ms sharded over {mb['ranks']} ranks "
         f"({mb['sharded_wall_ms']:.0f} ms of wall time, waits included). An emulated chip "
-        "paces all of its thread's CPU time in a compute phase by its speed, so that host "
-        "work is stretched as if the chip did it (on an accelerator the gathers move over "
-        "the chip's links and the hooks run on the host, unslowed), and each rank's "
-        "micro-batches are capped by its chip's memory, so a step pays it several times.",
+        "paces only its compute: the model's CPU time per sample, measured whole before it "
+        "is sharded (runtime/compute_probe.py), over the chip's speed; FSDP2's host work "
+        f"shows as the time it takes here, {ranks} rank processes on two cores exchanging over "
+        "loopback gloo, several times a step, as each rank's micro-batches are capped by its "
+        "chip's memory. On accelerators those gathers use the chips' links and overlap "
+        "compute; this host measures the protocol, not that overlap.",
         "",
               "| replica | chip | ranks | most held | cap | held / cap |", "|---|---|---|---|---|---|"]  # fmt: skip
     for device in runs[-1]["devices"]:

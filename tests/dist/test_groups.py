@@ -28,6 +28,9 @@ from tests.fleet_helpers import (
 pytestmark = [pytest.mark.dist, pytest.mark.timeout(420)]
 SMALL = "mem=400KB"  # the model's weights, gradients and AdamW moments: 667 KB
 GROUPS = f"1:mem=800KB+1:{SMALL},1:{SMALL}+1:{SMALL}+1:{SMALL}"
+# The same chips, slow (a step ~0.5 s): the killed group's three processes start again
+# (15-25 s on a busy 2-core host) and heal while the other group is still training.
+SLOW_GROUPS = GROUPS.replace("1:", "0.0003:")
 
 
 def test_groups_of_unequal_chips_train_a_model_no_chip_holds_across_a_kill_a_hang_and_a_regroup(
@@ -40,7 +43,8 @@ def test_groups_of_unequal_chips_train_a_model_no_chip_holds_across_a_kill_a_han
     reference = local_run(MLP, tmp_path / "one-process", args)
     run = tmp_path / "run"
     result = phalanx(
-        "run", str(MLP), "--out", str(run), "--emulate", GROUPS, "--timeout-s", "5", "--quiet",
+        "run", str(MLP), "--out", str(run), "--emulate", SLOW_GROUPS, "--timeout-s", "5",
+        "--quiet",
         "--fault", "kill:replica=1,step=3,restart_s=1,chip=2",
         "--fault", "hang:replica=0,step=30,seconds=2,chip=1",
         "--", *args, "--steps", "60", timeout_s=400,

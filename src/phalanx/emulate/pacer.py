@@ -29,6 +29,10 @@ SMOOTHING_WINDOW = 5
 class ComputePacer:
     def __init__(self, speed: float | None) -> None:
         self.speed = speed
+        # Set for a rank of a replica group (runtime/compute_probe.py): its chip computes
+        # a unit (sample) in this many CPU seconds at speed 1, whatever else its thread
+        # does meanwhile (FSDP2's host work is not the chip's).
+        self.cpu_per_unit_s: float | None = None
         self._wall_start = 0.0
         self._cpu_start = 0.0
         self._units: int | None = None
@@ -45,7 +49,10 @@ class ComputePacer:
     def end(self) -> float:
         """Sleep out the rest of the emulated duration; return the phase's wall seconds."""
         if self.speed is not None:
-            cpu_s = self._typical_cpu_s(time.thread_time() - self._cpu_start)
+            if self.cpu_per_unit_s is not None and self._units is not None:
+                cpu_s = self._units * self.cpu_per_unit_s
+            else:
+                cpu_s = self._typical_cpu_s(time.thread_time() - self._cpu_start)
             target_s = cpu_s / self.speed
             remaining_s = target_s - (time.perf_counter() - self._wall_start)
             if remaining_s > 0:

@@ -137,6 +137,7 @@ class Trainer:
         )  # fmt: skip
         self.num_samples = self.feed.num_samples
         self.model.to(self.device)
+        self._chip_cpu_per_sample: float | None = None  # a group rank's (_join_group)
         self.group = self._join_group()
         built_optimizer = optimizer(self.model.parameters())
         built_scheduler = scheduler(built_optimizer) if scheduler is not None else None
@@ -176,6 +177,7 @@ class Trainer:
             )
             if self.group is not None:  # its ranks decide alike (groups/member.py)
                 ctx.group, ctx.overlap = self.group, False
+                ctx.pacer.cpu_per_unit_s = self._chip_cpu_per_sample
         except EmulatedOutOfMemory as oom:
             start_barrier(self.worker)  # the peers must not wait for us at the start
             self._leave(events, _out_of_memory(oom, self.state.fleet.step))
@@ -247,6 +249,12 @@ class Trainer:
         from phalanx.groups.sharding import shard_model
 
         group = join_group(self.worker)
+        if self.worker.speed is not None:  # an emulated chip: pace its compute, not FSDP's
+            from phalanx.runtime.compute_probe import cpu_per_sample
+
+            self._chip_cpu_per_sample = cpu_per_sample(
+                self.model, self.loss_fn, self.feed, self.device
+            )
         shard_model(self.model, torch.distributed.group.WORLD, self.device.type)
         if group.leads and self.worker.index == 0 and self.guard != "off":
             print("replica groups: the SDC guard is off in groups for now (docs/groups.md)",
