@@ -90,9 +90,12 @@ def test_a_chip_slowed_past_the_collective_timeout_gets_a_share_that_fits(tmp_pa
     rates: the slowed chip's share is cut to what it computes within the timeout.
     """
     run = tmp_path / "run"
+    # 500x slower: a 16-sample share takes ~13 s, far past the 3 s timeout on any host.
+    # (100x took ~2.7 s: on a quiet host the step committed slowly, no attempt failed,
+    # and the test failed 2 of 6 runs under load for want of the cut it checks.)
     result = phalanx(
         "run", str(MLP), "--out", str(run), "--emulate", "0.05x3", "--quiet",
-        "--timeout-s", "3", "--fault", "slow:replica=2,step=30,speed=0.0005",
+        "--timeout-s", "3", "--fault", "slow:replica=2,step=30,speed=0.0001",
         "--", *EXACT_ARGS,
         timeout_s=280,
     )  # fmt: skip
