@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 from tests.fleet_helpers import MLP, events, phalanx, summary  # noqa: E402
 
 from bench.group_microbatch import measure as microbatch_cpu  # noqa: E402
+from bench.timeline import steady_rate_sps, step_times  # noqa: E402
 
 MODEL_ARGS = ["--width", "512", "--repeat", "1", "--samples", "16384", "--batch", "2048"]
 BATCH = 2048
@@ -50,14 +51,8 @@ def fleet_spec(state_bytes: int) -> str:
 
 
 def steady_sps(run: Path) -> float:
-    """Samples per second over the committed steps after warm-up (first commit of each)."""
-    first_commit: dict[int, float] = {}
-    for e in events(run):
-        if e["kind"] == "step" and e.get("source") == e["replica"]:
-            first_commit[e["step"]] = min(first_commit.get(e["step"], e["t"]), e["t"])
-    steps = sorted(s for s in first_commit if s >= WARMUP_STEPS)
-    first, last = steps[0], steps[-1]
-    return BATCH * (last - first) / (first_commit[last] - first_commit[first])
+    """Samples per second over the committed steps after warm-up (bench/timeline.py's rule)."""
+    return steady_rate_sps(step_times(events(run), first_writer=True), BATCH, WARMUP_STEPS)
 
 
 def _run(out: Path, steps: int, *where: str) -> Path:

@@ -57,19 +57,19 @@ def _emulated_options(emulate: str | None) -> dict[str, Any]:
             "memory_caps": [c.memory_bytes for c in chips],
         }
     from phalanx.groups.layout import apportion_ranks, parse_emulate_replicas, ranks_per_group
-    from phalanx.launch.group_slot import RankPart
+    from phalanx.launch.group_slot import rank_parts
 
     replicas = parse_emulate_replicas(emulate)
     ranks = ranks_per_group(replicas)
-    layouts = []
-    for replica in replicas:
-        parts = []
-        for chip_index, (chip, hosted) in enumerate(
-            zip(replica.chips, apportion_ranks(replica.chips, ranks))
-        ):
-            memory = None if chip.memory_bytes is None else chip.memory_bytes // hosted
-            parts += [RankPart(chip_index, chip.speed / hosted, memory)] * hosted
-        layouts.append(parts)
+    layouts = [
+        rank_parts(
+            [
+                (chip.speed, chip.memory_bytes, hosted)
+                for chip, hosted in zip(replica.chips, apportion_ranks(replica.chips, ranks))
+            ]
+        )
+        for replica in replicas
+    ]
     return {"group_parts": layouts}
 
 

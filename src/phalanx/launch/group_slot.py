@@ -24,6 +24,20 @@ class RankPart:
     memory_bytes: int | None
 
 
+def rank_parts(chips: list[tuple[float | None, int | None, int]]) -> list[RankPart]:
+    """A replica's ranks from its chips' (speed, memory, ranks hosted): a chip lends each
+    of its ranks an equal part of its speed and memory."""
+    return [
+        RankPart(
+            index,
+            None if speed is None else speed / hosted,
+            None if memory is None else memory // hosted,
+        )
+        for index, (speed, memory, hosted) in enumerate(chips)
+        for _ in range(hosted)
+    ]
+
+
 @dataclass
 class GroupSlot(WorkerSlot):
     parts: list[RankPart] = field(default_factory=list)

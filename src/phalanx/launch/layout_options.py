@@ -14,7 +14,7 @@ def layout_run_options(path: Path) -> tuple[list[float | None], dict[str, Any]]:
     A chip hosting r ranks lends each an equal part of its speed and memory, as
     `--emulate` with `+` does; S = 1 is a fleet of chips alone.
     """
-    from phalanx.launch.group_slot import RankPart
+    from phalanx.launch.group_slot import rank_parts
 
     layout = read_layout(path)
     s = layout.ranks_per_group
@@ -27,11 +27,7 @@ def layout_run_options(path: Path) -> tuple[list[float | None], dict[str, Any]]:
             "memory_caps": [c.memory_bytes for c in chips],
         }
     parts = [
-        [
-            RankPart(index, p.chip.speed / p.ranks, p.chip.memory_bytes // p.ranks)
-            for index, p in enumerate(replica.chips)
-            for _ in range(p.ranks)
-        ]
+        rank_parts([(p.chip.speed, p.chip.memory_bytes, p.ranks) for p in replica.chips])
         for replica in layout.replicas
     ]
     return speeds, {"group_parts": parts}

@@ -9,33 +9,45 @@ from __future__ import annotations
 
 from typing import Any
 
+# One replica's emulated memory: (chip, rank) -> [cap, the most that rank held].
+ChipLedger = dict[tuple[int, int], list[int]]
+KINDS = ("chip_memory", "chip_memory_peak")
 
-def chip_memory_summary(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """{replica: {cap_bytes, peak_bytes, chips: [{chip, ranks, cap_bytes, peak_bytes}]}}."""
-    caps: dict[tuple[str, int, int], int] = {}
-    peaks: dict[tuple[str, int, int], int] = {}
-    for event in events:
-        kind = event.get("kind")
-        if kind not in ("chip_memory", "chip_memory_peak"):
-            continue
-        key = (str(event["replica"]), int(event.get("chip") or 0), int(event.get("rank") or 0))
-        caps[key] = int(event["cap_bytes"])
-        if kind == "chip_memory_peak":
-            peaks[key] = max(peaks.get(key, 0), int(event["held_bytes"]))
-    out: dict[str, dict[str, Any]] = {}
-    for (replica, chip, _rank), cap in sorted(caps.items()):
-        entry = out.setdefault(replica, {"cap_bytes": 0, "peak_bytes": 0, "chips": {}})
-        part = entry["chips"].setdefault(
-            chip, {"chip": chip, "ranks": 0, "cap_bytes": 0, "peak_bytes": 0}
-        )
-        held = peaks.get((replica, chip, _rank), 0)
+
+def fold(ledger: ChipLedger, event: dict[str, Any]) -> None:
+    """Take one `chip_memory` or `chip_memory_peak` event of the replica into its ledger."""
+    key = (int(event.get("chip") or 0), int(event.get("rank") or 0))
+    entry = ledger.setdefault(key, [0, 0])
+    entry[0] = int(event.get("cap_bytes") or 0)
+    if event.get("kind") == "chip_memory_peak":
+        entry[1] = max(entry[1], int(event.get("held_bytes") or 0))
+
+
+def chips_of(ledger: ChipLedger) -> list[dict[str, int]]:
+    """Per chip, in order: {chip, ranks, cap_bytes, peak_bytes} (its ranks' together)."""
+    chips: dict[int, dict[str, int]] = {}
+    for (chip, _rank), (cap, held) in sorted(ledger.items()):
+        part = chips.setdefault(chip, {"chip": chip, "ranks": 0, "cap_bytes": 0, "peak_bytes": 0})
         part["ranks"] += 1
         part["cap_bytes"] += cap
         part["peak_bytes"] += held
-        entry["cap_bytes"] += cap
-        entry["peak_bytes"] += held
-    for entry in out.values():
-        entry["chips"] = list(entry["chips"].values())
+    return list(chips.values())
+
+
+def chip_memory_summary(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """{replica: {cap_bytes, peak_bytes, chips: [{chip, ranks, cap_bytes, peak_bytes}]}}."""
+    ledgers: dict[str, ChipLedger] = {}
+    for event in events:
+        if event.get("kind") in KINDS:
+            fold(ledgers.setdefault(str(event["replica"]), {}), event)
+    out: dict[str, dict[str, Any]] = {}
+    for replica, ledger in ledgers.items():
+        chips = chips_of(ledger)
+        out[replica] = {
+            "cap_bytes": sum(c["cap_bytes"] for c in chips),
+            "peak_bytes": sum(c["peak_bytes"] for c in chips),
+            "chips": chips,
+        }
     return out
 
 

@@ -11,6 +11,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from phalanx.observe.chip_memory import ChipLedger, chips_of, fold
+
 # Telemetry may ride on any event a worker writes about itself (or on a
 # `telemetry` event): the fields are read wherever they appear, so a device
 # layer that starts reporting them needs no change here.
@@ -45,8 +47,8 @@ class ReplicaView:
     # so what earlier launches used is banked here.
     energy_banked_j: float = 0.0
     energy_launch_j: float | None = None
-    # Emulated memory per (chip, rank) of the replica: [cap, most held] (chip_memory events).
-    chip_memory: dict[tuple[int, int], list[int]] = field(default_factory=dict)
+    # Emulated memory per (chip, rank) of the replica (observe/chip_memory.py).
+    chip_memory: ChipLedger = field(default_factory=dict)
 
     @property
     def energy_j(self) -> float | None:
@@ -57,7 +59,7 @@ class ReplicaView:
     @property
     def chips(self) -> int:
         """Chips of the replica (a group has several); 1 when nothing says otherwise."""
-        return len({chip for chip, _ in self.chip_memory}) or 1
+        return len(chips_of(self.chip_memory)) or 1
 
     @property
     def device(self) -> str:
@@ -71,8 +73,9 @@ class ReplicaView:
             return "-"
         from phalanx.emulate.memory_size import describe_bytes
 
-        cap = sum(c for c, _ in self.chip_memory.values())
-        held = sum(h for _, h in self.chip_memory.values())
+        chips = chips_of(self.chip_memory)
+        cap = sum(c["cap_bytes"] for c in chips)
+        held = sum(c["peak_bytes"] for c in chips)
         return f"{describe_bytes(held)}/{describe_bytes(cap)}"
 
 
@@ -263,13 +266,8 @@ class FleetView:
         )
 
     def _chip_memory(self, event: dict[str, Any], name: str | None) -> None:
-        if name is None:
-            return
-        key = (int(event.get("chip") or 0), int(event.get("rank") or 0))
-        entry = self.replica(name).chip_memory.setdefault(key, [0, 0])
-        entry[0] = int(event.get("cap_bytes") or 0)
-        if event.get("kind") == "chip_memory_peak":
-            entry[1] = max(entry[1], int(event.get("held_bytes") or 0))
+        if name is not None:
+            fold(self.replica(name).chip_memory, event)
 
     def _device_failure(self, event: dict[str, Any], name: str | None) -> None:
         self.replica(name or "?").last_event = f"device failed: {event.get('reason')}"

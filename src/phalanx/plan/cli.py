@@ -31,12 +31,13 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 FleetOpt = Annotated[Path, typer.Option("--fleet", help="fleet.toml with [[class]] tables")]
 PlanFleetOpt = Annotated[
-    Path,
+    Path | None,
     typer.Option(
         "--fleet", help="fleet.toml with [[class]] tables, or a qualified fleet ([[device]] tables)"
     ),
 ]
 ModelOpt = Annotated[Path, typer.Option("--model", help="model profile (TOML or JSON)")]
+PlanModelOpt = Annotated[Path | None, typer.Option("--model", help="model profile (TOML or JSON)")]
 TariffOpt = Annotated[float, typer.Option("--tariff", help="electricity price, USD per kWh")]
 SubsidyOpt = Annotated[
     float,
@@ -47,16 +48,8 @@ JsonOpt = Annotated[Path | None, typer.Option("--json", help="also write the res
 
 def plan_cmd(
     ctx: typer.Context,
-    fleet: Annotated[
-        Path | None,
-        typer.Option(
-            "--fleet",
-            help="fleet.toml with [[class]] tables, or a qualified fleet ([[device]] tables)",
-        ),
-    ] = None,
-    model: Annotated[
-        Path | None, typer.Option("--model", help="model profile (TOML or JSON)")
-    ] = None,
+    fleet: PlanFleetOpt = None,
+    model: PlanModelOpt = None,
     emulate: Annotated[
         str | None,
         typer.Option(

@@ -1,6 +1,6 @@
 """A concrete layout for a handful of known chips: which chips form each replica.
 
-`phalanx plan --emulate 1:mem=800KB,1:mem=400KBx4 --script train.py` plans
+`phalanx plan --emulate 1:mem=800KB,1x4:mem=400KB --script train.py` plans
 chips one by one (the class planner, plan/planner.py, plans thousands by
 class). What a replica group runs is fixed by the runtime (docs/groups.md):
 every replica is S ranks (processes); rank j of every replica holds the same

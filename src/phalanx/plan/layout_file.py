@@ -35,6 +35,7 @@ from phalanx.plan.layout import (
     ModelNeeds,
     PlacedChip,
     Replica,
+    hosted_ranks,
     micro_batch,
 )
 from phalanx.plan.loading import read_table_file
@@ -128,9 +129,9 @@ def _chip(table: Any, where: str, model: ModelNeeds, ranks_per_group: int) -> Pl
 
 def _check_memory(placed: PlacedChip, where: str, model: ModelNeeds, ranks_per_group: int) -> None:
     """A chip must hold its ranks with one sample each (the smallest piece it can run)."""
-    need = placed.ranks * model.rank_bytes(ranks_per_group, 1)
-    if placed.chip.memory_bytes >= need:
+    if placed.ranks <= hosted_ranks(placed.chip, model, ranks_per_group):
         return
+    need = placed.ranks * model.rank_bytes(ranks_per_group, 1)
     who = "one rank needs" if placed.ranks == 1 else f"its {placed.ranks} ranks need (each"
     raise UsageError(
         f"{where}.memory_bytes",

@@ -19,7 +19,8 @@ import time
 import torch
 
 from phalanx.data.feed import BatchFeed
-from phalanx.runtime.compute import LossFn, move_to, trainable_parameters
+from phalanx.runtime.compute import LossFn
+from phalanx.runtime.memory_probe import first_samples, leaves_no_trace
 
 PROBE_SAMPLES = 32
 REPEATS = 3
@@ -32,19 +33,11 @@ def cpu_per_sample(
     samples = min(PROBE_SAMPLES, feed.num_samples or PROBE_SAMPLES)
     if samples < 1:
         return None
-    batch = move_to(feed.read_now(0, samples, whole=True)[0].batch, device)
-    snapshot = [b.detach().clone() for b in model.buffers()]
+    batch = first_samples(feed, samples, device)
     times: list[float] = []
-    try:
-        with torch.random.fork_rng(devices=[]):
-            for _ in range(REPEATS + 1):  # the first warms up
-                start = time.thread_time()
-                loss_fn(model, batch).backward()
-                times.append(time.thread_time() - start)
-    finally:
-        for param in trainable_parameters(model):
-            param.grad = None
-        with torch.no_grad():  # a probe leaves no trace (BatchNorm statistics)
-            for buffer, saved in zip(model.buffers(), snapshot):
-                buffer.copy_(saved)
+    with leaves_no_trace(model):
+        for _ in range(REPEATS + 1):  # the first warms up
+            start = time.thread_time()
+            loss_fn(model, batch).backward()
+            times.append(time.thread_time() - start)
     return statistics.median(times[1:]) / samples
