@@ -111,3 +111,13 @@ def bind(device: str) -> None:
     module = getattr(torch, device_type, None)
     if module is not None and hasattr(module, "set_device"):
         module.set_device(index)
+
+
+def bind_with_cap(device: str, device_table: str | None) -> None:
+    """Bind `device`; with a qualified fleet's table, cap its memory to what
+    qualification tested (memory it never tested must not train: devices/memory_cap.py)."""
+    bind(device)
+    if device_table:
+        from phalanx.devices.memory_cap import apply_memory_cap, usable_memory_of_table
+
+        apply_memory_cap(device, usable_memory_of_table(device_table))

@@ -12,12 +12,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
 
 from phalanx.observe.events import EventLog
 from phalanx.runtime.worker_config import WorkerConfig
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from phalanx.data.feed import BatchFeed
+    from phalanx.runtime.compute import LossFn
 
 # FSDP's collectives inside a group: a rank that died shows at once (its sockets
 # close); a frozen one ends the group at this timeout, and the launcher restarts it.
@@ -79,3 +86,45 @@ class FollowerEvents(EventLog):
         if kind in self.KEPT:
             return super().emit(kind, **fields)
         return {"kind": kind, "source": self.source, **fields}
+
+
+@dataclass(frozen=True)
+class JoinedGroup:
+    rank: GroupRank
+    # An emulated chip's compute per sample, measured on the whole model before it
+    # was sharded (None on a real device): its pacer paces that, not FSDP's host work.
+    cpu_per_sample_s: float | None
+
+
+def join_and_shard(
+    worker: WorkerConfig,
+    model: torch.nn.Module,
+    loss_fn: LossFn,
+    feed: BatchFeed,
+    device: torch.device,
+    guard: str,
+) -> JoinedGroup | None:
+    """A rank of a replica group shards the model with its group before the optimizer
+    exists (docs/groups.md); None for a replica of one chip. No guard in groups yet."""
+    if worker.group_ranks <= 1:
+        return None
+    from phalanx.groups.sharding import shard_model
+
+    rank = join_group(worker)
+    cpu_per_sample_s = None
+    if worker.speed is not None:
+        from phalanx.runtime.compute_probe import cpu_per_sample
+
+        cpu_per_sample_s = cpu_per_sample(model, loss_fn, feed, device)
+    shard_model(model, dist.group.WORLD, device.type)
+    if rank.leads and worker.index == 0 and guard != "off":
+        print("replica groups: the SDC guard is off in groups for now (docs/groups.md)",
+              flush=True)  # fmt: skip
+    return JoinedGroup(rank, cpu_per_sample_s)
+
+
+def rank_events(out_dir: Path, name: str, group: GroupRank | None) -> EventLog:
+    """Rank 0 of a group (and a replica of one chip) records everything; the others little."""
+    if group is not None and not group.leads:
+        return FollowerEvents(out_dir, source=name)
+    return EventLog(out_dir, source=name)

@@ -57,6 +57,25 @@ def finish_run(
     return summary
 
 
+def finish_group_rank(
+    events: EventLog,
+    name: str,
+    model: torch.nn.Module,
+    out_dir: Path,
+    step: int,
+    steps: int,
+    leads: bool,
+) -> dict[str, Any]:
+    """A rank of a replica group: every rank takes part in gathering the final model,
+    the group's first rank writes it (and speaks for the group)."""
+    from phalanx.groups.sharding import full_state_dict
+
+    full = full_state_dict(model) if step >= steps else None
+    if not leads:
+        return build_summary(out_dir)
+    return finish_run(events, name, model, out_dir, step, steps, standalone=False, tensors=full)
+
+
 def write_final_model(
     model: torch.nn.Module, out_dir: Path, tensors: dict[str, torch.Tensor] | None = None
 ) -> None:

@@ -18,16 +18,16 @@ import torch
 
 from phalanx import quick_exit
 from phalanx.data.build import make_feed
+from phalanx.devices.placement import bind_with_cap
 from phalanx.emulate.memory import EmulatedOutOfMemory
 from phalanx.errors import EXIT_FATAL, EXIT_OUT_OF_MEMORY, UsageError
-from phalanx.groups.member import GroupRank
+from phalanx.groups.member import join_and_shard, rank_events
 from phalanx.observe.events import EventLog
-from phalanx.observe.summary import build_summary
 from phalanx.runtime import excepthook, validate
 from phalanx.runtime.compute import LossFn
 from phalanx.runtime.context import RunSettings, UserParts, build_context
 from phalanx.runtime.error_line import say_error
-from phalanx.runtime.finish import finish_run
+from phalanx.runtime.finish import finish_group_rank, finish_run
 from phalanx.runtime.hooks import LeaveFleet
 from phalanx.runtime.precision import PRECISIONS
 from phalanx.runtime.preemption import Preemption, leave_preempted
@@ -108,28 +108,16 @@ class Trainer:
         self.seed = int(seed)
         self.clip_grad_norm = clip_grad_norm
         self.worker: WorkerConfig | None = from_environment()
-        if self.worker is not None:
-            validate.check_fleet_batch(self.global_batch_size, self.worker.fleet_size)
-            if self.worker.checkpoint_every is not None:
-                self.checkpoint_every = self.worker.checkpoint_every or None
-            if self.worker.keep_checkpoints is not None:
-                self.keep_checkpoints = self.worker.keep_checkpoints
-            if self.worker.guard is not None:
-                self.guard = self.worker.guard
-            if self.worker.precision is not None:
-                self.precision = self.worker.precision
+        if (w := self.worker) is not None:  # `phalanx run`'s flags win over the script's
+            validate.check_fleet_batch(self.global_batch_size, w.fleet_size)
+            if w.checkpoint_every is not None:  # 0: off
+                self.checkpoint_every = w.checkpoint_every or None
+            self.keep_checkpoints = w.keep_checkpoints or self.keep_checkpoints
+            self.guard, self.precision = w.guard or self.guard, w.precision or self.precision
+            bind_with_cap(w.device, w.device_table)
         self.out_dir = Path(self.worker.out_dir if self.worker else out_dir)
         self.name = self.worker.replica if self.worker else "local"
         self.device = torch.device(self.worker.device if self.worker else _default_device(model))
-        if self.worker is not None:
-            from phalanx.devices.placement import bind
-
-            bind(self.worker.device)
-        if self.worker is not None and self.worker.device_table:
-            # Memory that qualification never tested must not train (devices/memory_cap.py).
-            from phalanx.devices.memory_cap import apply_memory_cap, usable_memory_of_table
-
-            apply_memory_cap(self.worker.device, usable_memory_of_table(self.worker.device_table))
         # Map-style or a stream, read by `loader_workers` processes ahead of the chip.
         self.feed = make_feed(
             dataset, self.seed, self.global_batch_size, self.max_microbatch, collate_fn,
@@ -137,8 +125,15 @@ class Trainer:
         )  # fmt: skip
         self.num_samples = self.feed.num_samples
         self.model.to(self.device)
-        self._chip_cpu_per_sample: float | None = None  # a group rank's (_join_group)
-        self.group = self._join_group()
+        joined = None
+        if self.worker is not None:
+            joined = join_and_shard(
+                self.worker, self.model, self.loss_fn, self.feed, self.device, self.guard
+            )
+        self.group = joined.rank if joined is not None else None
+        self._chip_cpu_per_sample = joined.cpu_per_sample_s if joined is not None else None
+        if self.group is not None:
+            self.guard = "off"  # not in groups yet (docs/groups.md)
         built_optimizer = optimizer(self.model.parameters())
         built_scheduler = scheduler(built_optimizer) if scheduler is not None else None
         self.state = TrainState(
@@ -240,28 +235,6 @@ class Trainer:
         os._exit(leave.exit_code)
 
     # ----------------------------------------------------------------- setup
-    def _join_group(self) -> GroupRank | None:
-        """A rank of a replica group shards the model with its group before the optimizer
-        exists (docs/groups.md). First version: no guard in groups."""
-        if self.worker is None or self.worker.group_ranks <= 1:
-            return None
-        from phalanx.groups.member import join_group
-        from phalanx.groups.sharding import shard_model
-
-        group = join_group(self.worker)
-        if self.worker.speed is not None:  # an emulated chip: pace its compute, not FSDP's
-            from phalanx.runtime.compute_probe import cpu_per_sample
-
-            self._chip_cpu_per_sample = cpu_per_sample(
-                self.model, self.loss_fn, self.feed, self.device
-            )
-        shard_model(self.model, torch.distributed.group.WORLD, self.device.type)
-        if group.leads and self.worker.index == 0 and self.guard != "off":
-            print("replica groups: the SDC guard is off in groups for now (docs/groups.md)",
-                  flush=True)  # fmt: skip
-        self.guard = "off"
-        return group
-
     def _settings(self) -> RunSettings:
         return RunSettings(
             name=self.name, out_dir=self.out_dir, device=self.device,
@@ -288,11 +261,7 @@ class Trainer:
                 "out_dir", f"cannot write there ({err.strerror})", "choose a writable directory",
                 str(self.out_dir),
             ) from None  # fmt: skip
-        if self.group is not None and not self.group.leads:
-            from phalanx.groups.member import FollowerEvents
-
-            return FollowerEvents(self.out_dir, source=self.name)
-        return EventLog(self.out_dir, source=self.name)
+        return rank_events(self.out_dir, self.name, self.group)
 
     def _connect(self) -> Sync:
         if self.worker is None:
@@ -307,15 +276,9 @@ class Trainer:
     # ---------------------------------------------------------------- finish
     def _finish(self, events: EventLog) -> dict[str, Any]:
         if self.group is not None:
-            from phalanx.groups.sharding import full_state_dict
-
-            # Every rank takes part in the gather; the group's first rank writes.
-            full = full_state_dict(self.model) if self.state.fleet.step >= self.steps else None
-            if not self.group.leads:
-                return build_summary(self.out_dir)
-            return finish_run(
+            return finish_group_rank(
                 events, self.name, self.model, self.out_dir, self.state.fleet.step, self.steps,
-                standalone=False, tensors=full,
+                self.group.leads,
             )  # fmt: skip
         return finish_run(
             events, self.name, self.model, self.out_dir, self.state.fleet.step, self.steps,
