@@ -30,3 +30,19 @@ def test_real_cpu_replicas_with_a_kill_inside_the_allreduce_are_exact(tmp_path, 
     # The fleet view and the report show the replicas' real kind, not "emulated".
     (run_start,) = [e for e in events(run) if e["kind"] == "run_start"]
     assert {r["kind"] for r in run_start["replicas"].values()} == {"cpu"}, run_start
+    # The host's sensors during training: its energy when RAPL is readable, else one
+    # line that says what goes without them (once for both replicas), and no 0 J claim.
+    from phalanx.devices.telemetry.host_cpu import HostCpuTelemetry
+
+    try:
+        rapl = HostCpuTelemetry().energy_j() is not None
+    except OSError:
+        rapl = False
+    said = (result.stdout + result.stderr).splitlines()
+    notes = [line for line in said if "note: the host CPU" in line]
+    if rapl:
+        assert info["energy"] and info["energy"]["energy_j"] > 0
+    else:
+        assert len(notes) == 1 and "its energy is not counted" in notes[0], result.stdout
+        assert info["energy"] is None
+        assert any(e["kind"] == "device_limits" for e in events(run))

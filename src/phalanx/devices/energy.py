@@ -95,3 +95,40 @@ def _try(query):  # type: ignore[no-untyped-def]
         return query()
     except Exception:
         return None
+
+
+class RunEnergy:
+    """A real device's energy over a training run, read at the end of every step.
+
+    A vendor counter counts from an origin of its own (NVML: since the driver
+    loaded; RAPL: since boot), so what a run used is the counter's difference
+    from its value when the run started. Without a counter, the power read at
+    each step's end is integrated over the steps (coarser: it misses peaks
+    inside a step). `host_share`: the part of the device this replica answers
+    for, e.g. its cores' part of a CPU package that other replicas share.
+    """
+
+    def __init__(self, telemetry: Telemetry, host_share: float = 1.0) -> None:
+        self.telemetry = telemetry
+        self.host_share = host_share
+        self._counter_start_j = _try(telemetry.energy_j)
+        self.source = "counter" if self._counter_start_j is not None else "none"
+        self._last_power_w: float | None = None
+        self.energy_j: float | None = 0.0 if self._counter_start_j is not None else None
+        self.mean_power_w: float | None = None
+
+    def step_done(self, step_s: float) -> None:
+        before_j = self.energy_j
+        counter_j = _try(self.telemetry.energy_j) if self._counter_start_j is not None else None
+        if counter_j is not None:
+            self.energy_j = (counter_j - self._counter_start_j) * self.host_share
+        else:
+            power_w = _try(self.telemetry.power_w)
+            if power_w is not None:
+                power_w *= self.host_share
+                last_w = power_w if self._last_power_w is None else self._last_power_w
+                self.energy_j = (self.energy_j or 0.0) + 0.5 * (last_w + power_w) * step_s
+                self.source = "sampled"
+                self._last_power_w = power_w
+        if before_j is not None and self.energy_j is not None and step_s > 0:
+            self.mean_power_w = (self.energy_j - before_j) / step_s

@@ -95,6 +95,20 @@ def place(spec: str, host_cores: int | None = None) -> list[Placement]:
     return placements
 
 
+def device_table(placement: Placement, position: int) -> dict[str, object]:
+    """The `[[device]]` table a replica's device monitor reads: kind and index, so it
+    finds the device's own sensors (NVML, amdsmi, RAPL) during training."""
+    device_type, _, index_text = placement.device.partition(":")
+    kind = device_type
+    if device_type == "cuda":
+        import torch
+
+        kind = "rocm" if getattr(torch.version, "hip", None) else "cuda"
+    index = int(index_text or 0)
+    name = f"cpu{position}" if device_type == "cpu" else f"{kind}{index}"
+    return {"id": name, "kind": kind, "index": index}
+
+
 def bind(device: str) -> None:
     """Make `device` this process's current device (kernels and allocations go there)."""
     import torch

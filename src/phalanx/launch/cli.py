@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from phalanx.devices.placement import place
+from phalanx.devices.placement import device_table, place
 from phalanx.emulate.spec import parse_emulate, parse_emulate_chips
 from phalanx.energy.operating_points import OBJECTIVES
 from phalanx.errors import EXIT_DISK_FULL, UsageError
@@ -241,7 +241,10 @@ def run_command(
         placements = place(devices)
         _check_precision_support([p.device for p in placements], precision)
         speeds: list[float | None] = [None] * len(placements)
-        tables = [{"placement": {"device": p.device, "kind": p.kind}} for p in placements]
+        tables = [
+            {"placement": {"device": p.device, "kind": p.kind}, "device": device_table(p, i)}
+            for i, p in enumerate(placements)
+        ]
     elif fleet is not None:
         if emulate or replicas:
             raise UsageError(

@@ -270,7 +270,7 @@ class Launcher:
             power_budget_w=plan.energy.power_budget_w if plan.energy else None,
         )
         self.printer.say(
-            f"phalanx: {len(slots)} replicas ({', '.join(f'{s.name}@{s.config.speed}' for s in slots)}), "
+            f"phalanx: {len(slots)} replicas ({', '.join(_where(s.config) for s in slots)}), "
             f"lighthouse {lighthouse_address}, out {plan.out_dir}"
         )
         if self.dashboard is not None:
@@ -625,6 +625,11 @@ def _tracker_config(plan: RunPlan, replicas: dict[str, dict]) -> dict[str, Any]:
         "resume": plan.resume,
         "out_dir": str(plan.out_dir),
     }
+
+
+def _where(config: WorkerConfig) -> str:
+    """A replica as the start line names it: its emulated speed, else its device."""
+    return f"{config.replica}@{config.speed if config.speed is not None else config.device}"
 
 
 def _device_kind(table: dict, emulated: bool) -> str:

@@ -14,7 +14,7 @@ line and crash tail come from there when the log could not be written, and
 the child's own warnings are relayed to the user's console: those about
 what it could not write (a checkpoint, its events) and about layers that
 make the result depend on the split always, the others while its log
-cannot take them.
+cannot take them; and its notes (a sensor or knob its device lacks), always.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ CHUNK_BYTES = 65536
 WARNING_PREFIX = "warning: "
 NOT_WRITTEN = " not written to "  # a child's disk warnings (safe_write.py, checkpoint.py)
 NOT_EXACT = "warning: not exact: "  # a layer that makes the result split-dependent (exact/)
+# A real device's missing sensor or knob, said once by its worker (runtime/hooks.py).
+DEVICE_NOTE = "note: "
 
 
 class OutputPump:
@@ -88,7 +90,9 @@ class OutputPump:
             # disk is full, and events.jsonl may be on that disk too. And a model that
             # cannot be exact: said once at start, it must not hide in a log.
             always = NOT_WRITTEN in line or line.startswith(NOT_EXACT)
-            if line.startswith(WARNING_PREFIX) and (not written or always):
+            if (line.startswith(WARNING_PREFIX) and (not written or always)) or line.startswith(
+                DEVICE_NOTE
+            ):
                 relay(line)
 
     def _write(self, chunk: bytes) -> bool:

@@ -157,7 +157,7 @@ def print_summary(console: Console, summary: dict[str, Any], run_dir: str) -> No
     console.print(
         "Shares at the end: "
         + ", ".join(
-            f"{d['id']} (speed {d['speed']}) {d['final_share']}" for d in summary.get("devices", [])
+            f"{d['id']} ({_speed_label(d)}) {d['final_share']}" for d in summary.get("devices", [])
         ),
         highlight=False,
         soft_wrap=True,
@@ -176,3 +176,11 @@ def print_summary(console: Console, summary: dict[str, Any], run_dir: str) -> No
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _speed_label(device: dict[str, Any]) -> str:
+    """An emulated chip's speed; a real device has none of its own: what it measured."""
+    if device.get("speed") is not None:
+        return f"speed {device['speed']}"
+    measured = device.get("solo_sps")
+    return f"{measured:,.0f} samples/s" if measured else "real device"

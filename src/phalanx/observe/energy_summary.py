@@ -16,6 +16,7 @@ J_PER_KWH = 3.6e6
 def device_energy_j(events: list[dict[str, Any]]) -> dict[str, float]:
     totals: dict[str, float] = {}
     current: dict[str, float] = {}
+    reported: set[str] = set()
     for event in events:
         name = event.get("replica")
         if name is None:
@@ -28,9 +29,11 @@ def device_energy_j(events: list[dict[str, Any]]) -> dict[str, float]:
             and event.get("source") == name
         ):
             current[name] = float(event["energy_j"])
+            reported.add(name)
     for name, value in current.items():
         totals[name] = totals.get(name, 0.0) + value
-    return totals
+    # A replica whose device never reported energy (no sensor) is unknown, not 0 J.
+    return {name: value for name, value in totals.items() if name in reported}
 
 
 def thermal_summary(events: list[dict[str, Any]]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ so that neither the step nor a hook ever reads a trainer attribute.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -236,7 +237,10 @@ def _device_monitor(name: str, worker: WorkerConfig | None) -> Any:
     from phalanx.runtime.device_monitor import DeviceMonitor
 
     table = worker.device_table or {"id": name, "kind": "emulated", "speed": worker.speed}
+    # CPU replicas share the host's package: each answers for its cores' part of its energy.
+    cpu = worker.speed is None and worker.device == "cpu"
+    host_share = min(1.0, worker.threads / (os.cpu_count() or 1)) if cpu else 1.0
     return DeviceMonitor(
         table, worker.index, worker.time_scale, worker.rescreen_every_s,
-        power_limit_w=worker.power_limit_w,
+        power_limit_w=worker.power_limit_w, host_share=host_share,
     )  # fmt: skip

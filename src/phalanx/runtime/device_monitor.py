@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from phalanx.devices.energy import RunEnergy
 from phalanx.devices.probe import ProbeResult, correctness_probe
 
 
@@ -27,11 +28,13 @@ class DeviceMonitor:
         time_scale: float = 1.0,
         rescreen_every_s: float | None = None,
         power_limit_w: float | None = None,
+        host_share: float = 1.0,
     ) -> None:
         from phalanx.devices.compute import open_device
         from phalanx.devices.fleet_parse import parse_device
 
         config = parse_device(device_table, index)
+        self.device_id, self.device_kind = config.id, config.kind
         # time_scale 0: the emulated chip's clock advances without wall-clock waits.
         self.device = open_device(config, seed=index, time_scale=0.0)
         self.time_scale = time_scale
@@ -41,8 +44,18 @@ class DeviceMonitor:
         self._busy_power_w: float | None = None
         self._mean_power_w: float | None = None
         self._last_energy_j: float | None = None
+        # A real device's energy since the run started (its counter has its own origin).
+        self._run_energy = None if config.emulated else RunEnergy(self._telemetry, host_share)
+        # What this device cannot do here: said once, then the run carries on without it.
+        self.notes: list[str] = []
         if power_limit_w is not None:
-            self._telemetry.set_power_limit_w(power_limit_w)
+            try:
+                self._telemetry.set_power_limit_w(power_limit_w)
+            except Exception as err:  # no permission, no such knob, out of the board's range
+                self.notes.append(
+                    f"cannot set a power limit of {power_limit_w:g} W ({err}), "
+                    "it runs at its own limit"
+                )
 
     def speed_factor(self) -> float:
         """Fraction of full speed right now: power limit, thermal throttling, heat defects."""
@@ -58,7 +71,9 @@ class DeviceMonitor:
     def step_done(self, compute_s: float, step_s: float) -> None:
         """Account one step: compute time under load, the rest of the step idle."""
         advance = getattr(self.device, "advance_load", None)
-        if advance is None:
+        if advance is None:  # a real device: its own sensors
+            if self._run_energy is not None:
+                self._run_energy.step_done(step_s)
             return
         busy_s = max(0.0, compute_s) * self.time_scale
         idle_s = max(0.0, step_s - compute_s) * self.time_scale
@@ -84,6 +99,16 @@ class DeviceMonitor:
                 return None
             return None if value is None else round(float(value), 3)
 
+        if self._run_energy is not None:
+            energy_j, mean_w = self._run_energy.energy_j, self._run_energy.mean_power_w
+            return {
+                "temperature_c": read("temperature_c"),
+                "power_w": read("power_w"),
+                "energy_j": None if energy_j is None else round(energy_j, 3),
+                "power_limit_w": read("power_limit_w"),
+                "busy_power_w": None,
+                "mean_power_w": None if mean_w is None else round(mean_w, 3),
+            }
         return {
             "temperature_c": read("temperature_c"),
             "power_w": read("power_w"),
@@ -92,6 +117,17 @@ class DeviceMonitor:
             "busy_power_w": None if self._busy_power_w is None else round(self._busy_power_w, 3),
             "mean_power_w": None if self._mean_power_w is None else round(self._mean_power_w, 3),
         }
+
+    def missing_sensors(self, readings: dict[str, float | None]) -> list[str]:
+        """What a real device could not report in its first step (said once)."""
+        if self._run_energy is None:
+            return []
+        missing = []
+        if readings.get("energy_j") is None:
+            missing.append("no power or energy sensor readable, its energy is not counted")
+        if readings.get("temperature_c") is None:
+            missing.append("no temperature sensor readable, the thermal guard does not watch it")
+        return missing
 
     def rescreen_due(self) -> bool:
         return self.rescreen_every_s is not None and (

@@ -117,6 +117,7 @@ class DeviceHook:
     monitor: Any  # runtime.device_monitor.DeviceMonitor
     thermal: ThermalGuard | None
     _last_end_s: float = field(default_factory=time.perf_counter)
+    _said_what_is_missing: bool = False
 
     def __call__(self, report: StepReport) -> None:
         if not report.committed:
@@ -131,6 +132,8 @@ class DeviceHook:
             raise
         readings = self.monitor.readings()
         report.extra.update(readings)
+        if not self._said_what_is_missing:
+            self._say_what_is_missing(report.step, readings)
         if self.thermal is not None:
             action = self.thermal.update(readings.get("temperature_c"))
             if action is not None:
@@ -147,6 +150,20 @@ class DeviceHook:
             ctx.heat = self.thermal.heat
         if self.monitor.rescreen_due():
             self._rescreen(report.step)
+
+    def _say_what_is_missing(self, step: int, readings: dict[str, float | None]) -> None:
+        """Once per process: a sensor or knob this device lacks, and what goes without it."""
+        self._said_what_is_missing = True
+        notes = [*self.monitor.notes, *self.monitor.missing_sensors(readings)]
+        if not notes:
+            return
+        ctx = self.ctx
+        ctx.events.emit("device_limits", replica=ctx.name, step=step, notes=notes)
+        # CPU replicas share the host's sensors: one line for all of them (the launcher
+        # relays a line once); an accelerator is named.
+        monitor = self.monitor
+        label = "the host CPU" if monitor.device_kind == "cpu" else f"device {monitor.device_id}"
+        print(f"note: {label}: {'; '.join(notes)}", flush=True)
 
     def _rescreen(self, step: int) -> None:
         ctx = self.ctx
