@@ -5,15 +5,8 @@ import glob
 import pytest
 from safetensors.torch import load_file
 
-from tests.fleet_helpers import (
-    MLP,
-    events,
-    independent_data_check,
-    local_run,
-    max_param_diff,
-    phalanx,
-    summary,
-)
+from tests import fleet_helpers
+from tests.fleet_helpers import MLP, events, independent_data_check, phalanx, summary
 
 pytestmark = [pytest.mark.dist, pytest.mark.timeout(400)]
 
@@ -73,5 +66,5 @@ def test_mixed_kinds_train_300_steps_through_a_kill_and_a_flip_to_the_one_proces
     copies = [load_file(p) for p in glob.glob(str(run / "replica-*.safetensors"))]
     assert len(copies) == 3
     assert max(float((a[k] - b[k]).abs().max()) for a in copies for b in copies for k in a) < 1e-9
-    reference = local_run(MLP, tmp_path / "one", args)
-    assert max_param_diff(run, reference) < 1e-9
+    reference = fleet_helpers.local_run(MLP, tmp_path / "one", args)
+    assert fleet_helpers.max_param_diff(run, reference) < 1e-9

@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import save_file, save_model
 
 from phalanx.errors import EXIT_DISK_FULL, EXIT_FATAL
+from phalanx.groups.member import GroupRank
 from phalanx.observe.events import EventLog
 from phalanx.observe.report import write_report_safely
 from phalanx.observe.safe_write import disk_errno, write_or_warn
@@ -34,13 +35,22 @@ def finish_run(
     step: int,
     steps: int,
     standalone: bool,
-    tensors: dict[str, torch.Tensor] | None = None,
+    group: GroupRank | None = None,
 ) -> dict[str, Any]:
     """Write what a finished replica leaves behind; return the run's summary.
 
     `standalone`: a script run without `phalanx run` writes summary.json and the
     report itself (on a fleet the launcher does, once for all replicas).
+    `group`: a rank of a replica group; every rank takes part in gathering the
+    final model, the group's first rank writes it and speaks for the group.
     """
+    tensors = None
+    if group is not None:
+        from phalanx.groups.sharding import full_state_dict
+
+        tensors = full_state_dict(model) if step >= steps else None
+        if not group.leads:
+            return build_summary(out_dir)
     if step >= steps:
         write_final_model(model, out_dir, tensors)
         marker = out_dir / COMPLETE_MARKER
@@ -55,25 +65,6 @@ def finish_run(
         write_summary(out_dir, summary)
         write_report_safely(out_dir)
     return summary
-
-
-def finish_group_rank(
-    events: EventLog,
-    name: str,
-    model: torch.nn.Module,
-    out_dir: Path,
-    step: int,
-    steps: int,
-    leads: bool,
-) -> dict[str, Any]:
-    """A rank of a replica group: every rank takes part in gathering the final model,
-    the group's first rank writes it (and speaks for the group)."""
-    from phalanx.groups.sharding import full_state_dict
-
-    full = full_state_dict(model) if step >= steps else None
-    if not leads:
-        return build_summary(out_dir)
-    return finish_run(events, name, model, out_dir, step, steps, standalone=False, tensors=full)
 
 
 def write_final_model(

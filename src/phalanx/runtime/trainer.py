@@ -27,7 +27,7 @@ from phalanx.runtime import excepthook, validate
 from phalanx.runtime.compute import LossFn
 from phalanx.runtime.context import RunSettings, UserParts, build_context
 from phalanx.runtime.error_line import say_error
-from phalanx.runtime.finish import finish_group_rank, finish_run
+from phalanx.runtime.finish import finish_run
 from phalanx.runtime.hooks import LeaveFleet
 from phalanx.runtime.precision import PRECISIONS
 from phalanx.runtime.preemption import Preemption, leave_preempted
@@ -275,14 +275,9 @@ class Trainer:
 
     # ---------------------------------------------------------------- finish
     def _finish(self, events: EventLog) -> dict[str, Any]:
-        if self.group is not None:
-            return finish_group_rank(
-                events, self.name, self.model, self.out_dir, self.state.fleet.step, self.steps,
-                self.group.leads,
-            )  # fmt: skip
         return finish_run(
             events, self.name, self.model, self.out_dir, self.state.fleet.step, self.steps,
-            standalone=self.worker is None,
+            standalone=self.worker is None, group=self.group,
         )  # fmt: skip
 
 
