@@ -1,8 +1,19 @@
 """Survivors of a kill or a freeze go on at once: nobody sits out the collective timeout."""
 
+import os
+
 import pytest
 
-from tests.fleet_helpers import MLP, events, local_run, max_param_diff, phalanx, summary
+from tests.fleet_helpers import (
+    EXACT_ARGS,
+    MLP,
+    SLOW_FLEET,
+    events,
+    local_run,
+    max_param_diff,
+    phalanx,
+    summary,
+)
 
 pytestmark = [pytest.mark.dist, pytest.mark.timeout(240)]
 
@@ -69,3 +80,25 @@ def test_a_replica_that_wakes_after_its_peers_went_on_does_not_commit_the_step(t
     vetoes = [e for e in all_events if e["kind"] == "retry" and e["replica"] == "r2"]
     assert any(e["step"] == 3 and "stood still" in e["reason"] for e in vetoes), vetoes
     assert summary(run)["data"]["duplicates"] == 0
+
+
+def test_a_killed_replica_restarts_in_a_warm_spare_and_the_math_stays_exact(
+    tmp_path, reference_run
+):
+    # The spare starts importing at the fleet's first step; the kill at step 60 of slow
+    # chips (about 0.1 s a step) and the 1 s restart delay leave it time to be ready.
+    run = tmp_path / "run"
+    result = phalanx(
+        "run", str(MLP), "--out", str(run), "--emulate", SLOW_FLEET, "--quiet",
+        "--fault", "kill:replica=1,step=60,restart_s=1", "--", *EXACT_ARGS,
+        env={**os.environ, "PHALANX_WARM_SPARE": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    run_events = events(run)
+    restarts = [e for e in run_events if e["kind"] == "worker_restart"]
+    assert [(e["replica"], e["warm"]) for e in restarts] == [("r1", True)], restarts
+    # The restarted worker is a whole worker: it rejoined and trained.
+    rejoined = [e for e in run_events if e["kind"] == "step" and e["source"] == "r1"]
+    assert rejoined and rejoined[-1]["t"] > restarts[0]["t"]
+    assert max_param_diff(run, reference_run) < 1e-9
+    assert summary(run)["data"]["duplicates"] == summary(run)["data"]["missing"] == 0

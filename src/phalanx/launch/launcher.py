@@ -35,6 +35,7 @@ from phalanx.launch.energy_setup import (
     effective_speeds,
 )
 from phalanx.launch.lighthouse import LighthouseSettings
+from phalanx.launch.spare_pool import SparePool, pool_for
 from phalanx.launch.workers import WorkerSlot
 from phalanx.observe.console import fleet_progress, print_summary
 from phalanx.observe.dashboard import Dashboard, start_dashboard
@@ -212,6 +213,7 @@ class Launcher:
         self.events = EventLog(plan.out_dir, source="launcher")
         self.tail = EventTail(plan.out_dir)
         self._fired_kills: dict[str, list[dict]] = {}
+        self.spares: SparePool | None = None  # decided with the slots (launch/spare_pool.py)
         self.lighthouse: GatedLighthouse | None = None
         self._lighthouse_faults = [f for f in plan.faults if f.kind in FLEET_KINDS]
         # The lighthouse_down event and the restart's time, until a step follows the restart.
@@ -244,6 +246,10 @@ class Launcher:
         self.tail.read_new()  # a resumed run: do not replay the old run's events as progress
         # The start barrier only spans this host; across hosts `--min-replicas` does its job.
         slots = self._make_slots(lighthouse_address, f"127.0.0.1:{barrier.port}")
+        self.spares = pool_for(slots)
+        for slot in slots:
+            if not getattr(slot, "parts", None):  # a group's ranks restart together, cold
+                slot.spares = self.spares
         launched_at_s = time.time()
         for slot in slots:
             slot.config.secret_file = str(secret_file)
@@ -330,6 +336,8 @@ class Launcher:
                 )
             )
             steps.append(("stop the lighthouse", lighthouse.shutdown))
+        if self.spares is not None:
+            steps.append(("stop the warm spare", self.spares.close))
         steps.append(("close the live view", self.printer.close))
         if self.dashboard is not None:
             steps.append(("close the dashboard", self.dashboard.close))
@@ -440,7 +448,11 @@ class Launcher:
                 continue
             slots.append(
                 WorkerSlot(
-                    config, plan.script, plan.script_args, plan.out_dir / "logs", relay=self._relay
+                    config,
+                    plan.script,
+                    plan.script_args,
+                    plan.out_dir / "logs",
+                    relay=self._relay,
                 )
             )
         return slots
@@ -448,6 +460,8 @@ class Launcher:
     def _follow_events(self) -> None:
         for event in self.tail.read_new():
             self.view.apply(event)
+            if event.get("kind") == "step" and self.spares is not None:
+                self.spares.start()  # once the fleet trains; a no-op while one is waiting
             if self.trackers is not None:
                 self.trackers.event(event, self.view)
             self._note_lighthouse(event)
@@ -539,8 +553,13 @@ class Launcher:
                     if any(s.finished for s in slots):
                         slot.restart_at = None  # the run is over; nothing to rejoin
                         continue
-                    self.events.emit("worker_restart", replica=slot.name, launch=slot.launches + 1)
+                    if slot.spares is not None and slot.spares.worth_waiting():
+                        continue  # a spare nearly warm is sooner than a cold start
                     slot.launch(restarted=True)
+                    self.events.emit(
+                        "worker_restart", replica=slot.name, launch=slot.launches,
+                        warm=getattr(slot, "warm", False),
+                    )  # fmt: skip
             if not any(s.alive or s.restart_at is not None for s in slots):
                 self._follow_events()
                 return 0 if any(s.finished for s in slots) else 1

@@ -15,6 +15,7 @@ from pathlib import Path
 from phalanx.fleetnet.hosts import gloo_interface
 from phalanx.launch.orphans import die_with_parent
 from phalanx.launch.output_pump import OutputPump, append_or_warn
+from phalanx.launch.spare_pool import SparePool
 from phalanx.runtime.error_line import ERROR_FILE_ENV
 from phalanx.runtime.worker_config import ENV_VAR, WorkerConfig
 
@@ -37,6 +38,9 @@ class WorkerSlot:
     # The launcher's relay of a worker's `warning:` lines while its log cannot take them.
     relay: Callable[[str, str], object] | None = None
     pump: OutputPump | None = None
+    # A process that has imported torch already, for restarts (launch/spare_pool.py).
+    spares: SparePool | None = None
+    warm: bool = False  # the last launch took a warm spare
 
     @property
     def name(self) -> str:
@@ -92,7 +96,11 @@ class WorkerSlot:
         # The script's own directory first on the path, as `python script.py` would have it.
         # Output goes through a pipe the launcher copies into the log: a full disk drops
         # lines instead of failing the worker's own writes (launch/output_pump.py).
-        self.process = subprocess.Popen(
+        warm = None
+        if restarted and self.spares is not None:
+            warm = self.spares.take(str(self.script), self.script_args, env)
+        self.warm = warm is not None
+        self.process = warm or subprocess.Popen(
             [sys.executable, str(self.script), *self.script_args],
             env=env,
             stdin=subprocess.DEVNULL,

@@ -1,0 +1,139 @@
+"""The launcher's warm spare (launch/warm_spare.py): start one, hand it out, start the next.
+
+When: a spare imports torch (about 2 s of a core) and then waits in memory
+(a few hundred MB). On a host with a core to spare beyond its workers'
+threads that costs the fleet nothing, and it is on; on a host whose cores the
+workers already fill (a 2-core test machine running 2-4 chips) its imports
+would slow the fleet while it trains, so it is off. `PHALANX_WARM_SPARE=1`
+forces it on, `=0` off.
+
+A spare is handed out only once it said "ready" (its imports are done); one
+that is still importing, or died, is passed over and the worker starts cold,
+as it always did. The launcher stops the spare when the run ends; a spare
+also dies with the launcher (PDEATHSIG), like every worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from phalanx.launch.orphans import die_with_parent
+
+READY = b"ready\n"
+# A worker's cold start, interpreter and imports, on a 2-core host (measured 2.4-2.8 s):
+# a spare that started importing less than this ago is worth waiting for.
+COLD_START_S = 2.5
+NEXT_SPARE_AFTER_S = 10.0  # after a hand-out, before the next spare starts importing
+
+
+class SparePool:
+    """At most one warm spare on this host, started on demand and after each hand-out."""
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        self._env = env
+        self._spare: subprocess.Popen[bytes] | None = None
+        self._ready = False
+        self._seen = b""  # what the spare wrote so far, up to its "ready"
+        self._not_before_s = 0.0
+        self._started_s = 0.0
+
+    def start(self) -> None:
+        """Start a spare if there is none (non-blocking: it imports in the background)."""
+        if self._spare is not None and self._spare.poll() is None:
+            return
+        if time.monotonic() < self._not_before_s:
+            return
+        env = dict(self._env if self._env is not None else os.environ)
+        env.setdefault("OMP_NUM_THREADS", "1")
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        self._ready, self._seen = False, b""
+        self._started_s = time.monotonic()
+        self._spare = subprocess.Popen(
+            [sys.executable, "-m", "phalanx.launch.warm_spare"],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # as a cold worker: its own session and process group
+            preexec_fn=die_with_parent,
+        )
+
+    def _is_ready(self) -> bool:
+        spare = self._spare
+        if spare is None or spare.poll() is not None or spare.stdout is None:
+            return False
+        fd = spare.stdout.fileno()
+        # Read the fd itself (no buffer of Python's): the worker's output pump reads it
+        # next, and must find nothing of the spare's left behind. Import warnings may
+        # come before "ready"; they are dropped (every cold worker prints them too).
+        while not self._ready and select.select([fd], [], [], 0)[0]:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                return False
+            self._seen = (self._seen + chunk)[-4096:]
+            self._ready = self._seen == READY or self._seen.endswith(b"\n" + READY)
+        return self._ready
+
+    def worth_waiting(self) -> bool:
+        """A spare still importing that will be ready sooner than a cold start would be."""
+        spare = self._spare
+        if spare is None or spare.poll() is not None or self._is_ready():
+            return False
+        return time.monotonic() - self._started_s < COLD_START_S
+
+    def take(
+        self, script: str, args: list[str], env: dict[str, str]
+    ) -> subprocess.Popen[bytes] | None:
+        """A process running `script` as a worker with `env`, or None (start it cold)."""
+        if not self._is_ready():
+            return None
+        spare, self._spare, self._ready = self._spare, None, False
+        assert spare is not None and spare.stdin is not None
+        job = {"script": script, "args": list(args), "env": env}
+        try:
+            spare.stdin.write((json.dumps(job) + "\n").encode())
+            spare.stdin.close()
+        except OSError:  # it died just now
+            self._kill(spare)
+            return None
+        # The next spare waits: its imports would take a core from the restarted worker
+        # and the fleet just when they catch up.
+        self._not_before_s = time.monotonic() + NEXT_SPARE_AFTER_S
+        return spare
+
+    def close(self) -> None:
+        if self._spare is not None:
+            self._kill(self._spare)
+            self._spare = None
+
+    @staticmethod
+    def _kill(spare: subprocess.Popen[bytes]) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(spare.pid, 9)
+        with contextlib.suppress(Exception):
+            spare.wait(timeout=5)
+        for pipe in (spare.stdin, spare.stdout):
+            with contextlib.suppress(Exception):
+                if pipe is not None:
+                    pipe.close()
+
+
+def pool_for(slots: Sequence[Any]) -> SparePool | None:
+    """A spare pool for this host's worker slots, when it is wanted (see above)."""
+    forced = os.environ.get("PHALANX_WARM_SPARE")
+    if forced is not None:
+        return SparePool() if forced != "0" else None
+    # A group slot runs one process per rank.
+    busy_threads = sum(
+        max(1, int(getattr(s.config, "threads", 1) or 1)) * max(1, len(getattr(s, "parts", ())))
+        for s in slots
+    )
+    return SparePool() if (os.cpu_count() or 1) > busy_threads else None
