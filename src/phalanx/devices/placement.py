@@ -10,7 +10,9 @@ of a many-core host idle; all of them each would oversubscribe it).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from phalanx.errors import UsageError
 
@@ -127,11 +129,11 @@ def bind(device: str) -> None:
         module.set_device(index)
 
 
-def bind_with_cap(device: str, device_table: str | None) -> None:
-    """Bind `device`; with a qualified fleet's table, cap its memory to what
-    qualification tested (memory it never tested must not train: devices/memory_cap.py)."""
+def bind_with_cap(device: str, table: Mapping[str, Any] | None) -> None:
+    """Bind `device`; with its `[[device]]` table, cap its memory to what qualification
+    tested (memory it never tested must not train: devices/memory_cap.py)."""
     bind(device)
-    if device_table:
+    if table:
         from phalanx.devices.memory_cap import apply_memory_cap, usable_memory_of_table
 
-        apply_memory_cap(device, usable_memory_of_table(device_table))
+        apply_memory_cap(device, usable_memory_of_table(table))

@@ -448,11 +448,7 @@ class Launcher:
                 continue
             slots.append(
                 WorkerSlot(
-                    config,
-                    plan.script,
-                    plan.script_args,
-                    plan.out_dir / "logs",
-                    relay=self._relay,
+                    config, plan.script, plan.script_args, plan.out_dir / "logs", relay=self._relay
                 )
             )
         return slots
@@ -558,7 +554,7 @@ class Launcher:
                     slot.launch(restarted=True)
                     self.events.emit(
                         "worker_restart", replica=slot.name, launch=slot.launches,
-                        warm=getattr(slot, "warm", False),
+                        warm=slot.warm,
                     )  # fmt: skip
             if not any(s.alive or s.restart_at is not None for s in slots):
                 self._follow_events()

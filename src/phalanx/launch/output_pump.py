@@ -90,9 +90,8 @@ class OutputPump:
             # disk is full, and events.jsonl may be on that disk too. And a model that
             # cannot be exact: said once at start, it must not hide in a log.
             always = NOT_WRITTEN in line or line.startswith(NOT_EXACT)
-            if (line.startswith(WARNING_PREFIX) and (not written or always)) or line.startswith(
-                DEVICE_NOTE
-            ):
+            warning = line.startswith(WARNING_PREFIX) and (not written or always)
+            if warning or line.startswith(DEVICE_NOTE):
                 relay(line)
 
     def _write(self, chunk: bytes) -> bool:

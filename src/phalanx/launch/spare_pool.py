@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -37,8 +38,7 @@ NEXT_SPARE_AFTER_S = 10.0  # after a hand-out, before the next spare starts impo
 class SparePool:
     """At most one warm spare on this host, started on demand and after each hand-out."""
 
-    def __init__(self, env: dict[str, str] | None = None) -> None:
-        self._env = env
+    def __init__(self) -> None:
         self._spare: subprocess.Popen[bytes] | None = None
         self._ready = False
         self._seen = b""  # what the spare wrote so far, up to its "ready"
@@ -51,7 +51,7 @@ class SparePool:
             return
         if time.monotonic() < self._not_before_s:
             return
-        env = dict(self._env if self._env is not None else os.environ)
+        env = dict(os.environ)  # a worker's launch env is handed over whole later
         env.setdefault("OMP_NUM_THREADS", "1")
         env.setdefault("PYTHONUNBUFFERED", "1")
         self._ready, self._seen = False, b""
@@ -117,7 +117,7 @@ class SparePool:
     @staticmethod
     def _kill(spare: subprocess.Popen[bytes]) -> None:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(spare.pid, 9)
+            os.killpg(spare.pid, signal.SIGKILL)
         with contextlib.suppress(Exception):
             spare.wait(timeout=5)
         for pipe in (spare.stdin, spare.stdout):

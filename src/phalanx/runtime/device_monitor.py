@@ -74,6 +74,7 @@ class DeviceMonitor:
         if advance is None:  # a real device: its own sensors
             if self._run_energy is not None:
                 self._run_energy.step_done(step_s)
+                self._mean_power_w = self._run_energy.mean_power_w
             return
         busy_s = max(0.0, compute_s) * self.time_scale
         idle_s = max(0.0, step_s - compute_s) * self.time_scale
@@ -99,23 +100,18 @@ class DeviceMonitor:
                 return None
             return None if value is None else round(float(value), 3)
 
-        if self._run_energy is not None:
-            energy_j, mean_w = self._run_energy.energy_j, self._run_energy.mean_power_w
-            return {
-                "temperature_c": read("temperature_c"),
-                "power_w": read("power_w"),
-                "energy_j": None if energy_j is None else round(energy_j, 3),
-                "power_limit_w": read("power_limit_w"),
-                "busy_power_w": None,
-                "mean_power_w": None if mean_w is None else round(mean_w, 3),
-            }
+        def rounded(value: float | None) -> float | None:
+            return None if value is None else round(value, 3)
+
+        # A real device's counter has an origin of its own: its energy is the run's account.
+        run = self._run_energy
         return {
             "temperature_c": read("temperature_c"),
             "power_w": read("power_w"),
-            "energy_j": read("energy_j"),
+            "energy_j": read("energy_j") if run is None else rounded(run.energy_j),
             "power_limit_w": read("power_limit_w"),
-            "busy_power_w": None if self._busy_power_w is None else round(self._busy_power_w, 3),
-            "mean_power_w": None if self._mean_power_w is None else round(self._mean_power_w, 3),
+            "busy_power_w": rounded(self._busy_power_w),
+            "mean_power_w": rounded(self._mean_power_w),
         }
 
     def missing_sensors(self, readings: dict[str, float | None]) -> list[str]:

@@ -112,7 +112,8 @@ class Trainer:
             validate.check_fleet_batch(self.global_batch_size, w.fleet_size)
             if w.checkpoint_every is not None:  # 0: off
                 self.checkpoint_every = w.checkpoint_every or None
-            self.keep_checkpoints = w.keep_checkpoints or self.keep_checkpoints
+            if w.keep_checkpoints is not None:
+                self.keep_checkpoints = w.keep_checkpoints
             self.guard, self.precision = w.guard or self.guard, w.precision or self.precision
             bind_with_cap(w.device, w.device_table)
         self.out_dir = Path(self.worker.out_dir if self.worker else out_dir)
