@@ -8,6 +8,7 @@ step's report and act on their answer. A replica that must leave raises
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,7 +164,11 @@ class DeviceHook:
         # relays a line once); an accelerator is named.
         monitor = self.monitor
         label = "the host CPU" if monitor.device_kind == "cpu" else f"device {monitor.device_id}"
-        print(f"note: {label}: {'; '.join(notes)}", flush=True)
+        # One write, newline included: print() writes the text and the newline apart, and
+        # torchft's Rust logger, on the same pipe, can land between them; the glued line
+        # then differs from the other replicas' and the launcher said it twice.
+        sys.stdout.write(f"note: {label}: {'; '.join(notes)}\n")
+        sys.stdout.flush()
 
     def _rescreen(self, step: int) -> None:
         ctx = self.ctx
