@@ -188,3 +188,13 @@ def test_script_flags_before_the_separator_are_refused_after_it_accepted():
     reject_unknown_flags(run, ["train.py", "--emulate=1x2", "--quiet", "--", "--steps", "9"])
     with pytest.raises(UsageError, match="--steps"):
         reject_unknown_flags(run, ["train.py", "--steps", "9", "--", "--lr", "1"])
+
+
+def test_the_scripts_own_argument_error_is_shown(tmp_path):
+    # argparse in the user's script says what is wrong; "worker r0 rejected its input" did not.
+    result = phalanx(
+        "run", str(MLP), "--out", str(tmp_path), "--emulate", "1x2", "--", "--steps", "abc"
+    )
+    _one_clear_line(
+        result, "mlp.py rejected its arguments", "--steps: invalid int value: 'abc'", "logs"
+    )

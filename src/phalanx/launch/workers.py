@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,6 +21,8 @@ from phalanx.runtime.error_line import ERROR_FILE_ENV
 from phalanx.runtime.worker_config import ENV_VAR, WorkerConfig
 
 OUTPUT_KIND = "worker output"  # one disk warning for all workers' logs
+# argparse's last line when a script refuses its arguments: "train.py: error: argument ...".
+ARGPARSE_ERROR = re.compile(r"^(?P<prog>[^\s:]+): error: (?P<message>.+)$")
 DRAIN_S = 2.0  # an exited worker's last output is in the pipe; a grandchild may hold it open
 
 
@@ -171,6 +174,12 @@ class WorkerSlot:
         for line in reversed(self._output_lines()):
             if line.startswith("error: "):
                 return line[len("error: ") :]
+            # The user's script refused its own arguments (argparse: "PROG: error: MSG").
+            if found := ARGPARSE_ERROR.match(line):
+                return (
+                    f"{found['prog']} rejected its arguments (after --): {found['message']} "
+                    f"(its usage is in {self.log_path})"
+                )
         return None
 
     def tail(self, count: int = 15) -> str:
