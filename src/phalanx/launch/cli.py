@@ -12,6 +12,7 @@ import typer
 from phalanx.devices.placement import device_table, place
 from phalanx.emulate.spec import parse_emulate, parse_emulate_chips
 from phalanx.energy.operating_points import OBJECTIVES
+from phalanx.energy.subsidy import subsidy_per_kwh
 from phalanx.errors import EXIT_DISK_FULL, UsageError
 from phalanx.faults.spec import parse_faults
 from phalanx.launch.energy_setup import EnergySettings
@@ -174,6 +175,10 @@ def run_command(
             "--subsidy-per-kwh", help="Subsidy per kWh taken off the tariff, e.g. 0.02/kWh."
         ),
     ] = None,
+    subsidy_fraction: Annotated[
+        float | None,
+        typer.Option(help="Share of the power bill paid by a subsidy (0..1); needs --tariff."),
+    ] = None,
     co2_g_per_kwh: Annotated[
         float | None, typer.Option(help="Grid intensity for the CO2 estimate (g per kWh).")
     ] = None,
@@ -294,7 +299,9 @@ def run_command(
         rescreen_every_s=rescreen_every_s,
         **many_hosts,
         tariff_per_kwh=_per_kwh("--tariff", tariff),
-        subsidy_per_kwh=_per_kwh("--subsidy-per-kwh", subsidy),
+        subsidy_per_kwh=subsidy_per_kwh(
+            _per_kwh("--tariff", tariff), subsidy_fraction, _per_kwh("--subsidy-per-kwh", subsidy)
+        ),
         co2_g_per_kwh=_non_negative("--co2-g-per-kwh", co2_g_per_kwh),
         energy=energy,
         thermal_guard=thermal_guard,
@@ -401,16 +408,9 @@ def _energy_settings(
 
 def _per_kwh(flag: str, text: str | None) -> float | None:
     """'0.08/kWh' or '0.08' -> 0.08 (a price per kWh)."""
-    if text is None:
-        return None
-    number = text.strip().lower().removesuffix("/kwh")
-    try:
-        value = float(number)
-    except ValueError:
-        raise UsageError(
-            flag, "is not a price per kWh", f"write e.g. {flag} 0.08/kWh", text
-        ) from None
-    return _non_negative(flag, value)
+    from phalanx.energy.subsidy import parse_per_kwh
+
+    return parse_per_kwh(flag, text)
 
 
 def _non_negative(flag: str, value: float | None) -> float | None:

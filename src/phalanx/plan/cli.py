@@ -40,9 +40,22 @@ ModelOpt = Annotated[Path, typer.Option("--model", help="model profile (TOML or 
 PlanModelOpt = Annotated[Path | None, typer.Option("--model", help="model profile (TOML or JSON)")]
 TariffOpt = Annotated[float, typer.Option("--tariff", help="electricity price, USD per kWh")]
 SubsidyOpt = Annotated[
-    float,
+    float | None,
     typer.Option("--subsidy-fraction", help="fraction of the power bill paid by a subsidy (0..1)"),
 ]
+SubsidyPerKwhOpt = Annotated[
+    str | None,
+    typer.Option("--subsidy-per-kwh", help="subsidy per kWh taken off the tariff, e.g. 0.02/kWh"),
+]
+
+
+def _subsidy_fraction(tariff: float, fraction: float | None, per_kwh: str | None) -> float:
+    """Both subsidy flags mean the same in run, plan and simulate (energy/subsidy.py)."""
+    from phalanx.energy.subsidy import parse_per_kwh, subsidy_fraction
+
+    return subsidy_fraction(tariff, fraction, parse_per_kwh("--subsidy-per-kwh", per_kwh))
+
+
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="also write the result as JSON here")]
 
 
@@ -69,7 +82,8 @@ def plan_cmd(
         typer.Option("--out", help="with --emulate: write the layout here (phalanx run --plan)"),
     ] = None,
     tariff: TariffOpt = 0.08,
-    subsidy: SubsidyOpt = 0.0,
+    subsidy: SubsidyOpt = None,
+    subsidy_per_kwh: SubsidyPerKwhOpt = None,
     time_value: Annotated[
         float | None,
         typer.Option(
@@ -116,7 +130,7 @@ def plan_cmd(
     from phalanx.plan.report import plan_table, plan_to_dict
 
     _check_rate("--tariff", tariff)
-    _check_rate("--subsidy-fraction", subsidy, 1.0)
+    subsidy = _subsidy_fraction(tariff, subsidy, subsidy_per_kwh)
     if time_value is not None:
         _check_rate("--time-value", time_value)
     planned = load_plan_fleet(fleet, efficiency)

@@ -13,9 +13,11 @@ from phalanx.plan.cli import (
     JsonOpt,
     ModelOpt,
     SubsidyOpt,
+    SubsidyPerKwhOpt,
     TariffOpt,
     _check_rate,
     _console,
+    _subsidy_fraction,
     _write_json,
 )
 
@@ -40,7 +42,8 @@ def simulate_cmd(
         ),
     ] = None,
     tariff: TariffOpt = 0.08,
-    subsidy: SubsidyOpt = 0.0,
+    subsidy: SubsidyOpt = None,
+    subsidy_per_kwh: SubsidyPerKwhOpt = None,
     checkpoint_s: Annotated[
         float,
         typer.Option("--checkpoint-s", help="restart policy: seconds to write one checkpoint"),
@@ -76,7 +79,7 @@ def simulate_cmd(
         ("--stall-s", stall_s),
     ):
         _check_rate(name, value)
-    _check_rate("--subsidy-fraction", subsidy, 1.0)
+    subsidy = _subsidy_fraction(tariff, subsidy, subsidy_per_kwh)
     if samples is not None and samples <= 0:
         raise UsageError("--samples", "must be > 0", "pass --samples 2.5e9", samples)
     pols = parse_policies(policies)
