@@ -10,6 +10,10 @@ without readers.
 
 python examples/streaming_text.py                                   # one process
 phalanx run examples/streaming_text.py --emulate 1,0.5,0.25 --out runs/text -- --loader-workers 2
+
+`--plain-iterable` reads the same lines through a plain `IterableDataset` that
+only iterates (no length, no seek, no set_epoch), as most users' streams are:
+phalanx learns its length by reading it and re-reads it to reach a position.
 """
 
 import argparse
@@ -17,6 +21,7 @@ import importlib
 from collections.abc import Iterator
 
 import torch
+from torch.utils.data import IterableDataset
 
 import phalanx
 from phalanx.data import ShardedStream
@@ -38,6 +43,14 @@ def lines_of(module_name: str) -> Iterator[torch.Tensor]:
                 yield torch.tensor(
                     [min(ord(c), ord("?")) if ord(c) >= VOCAB else ord(c) for c in line]
                 )
+
+
+class DocstringLines(IterableDataset):
+    """The same lines as one plain stream: it can only be iterated from the start."""
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        for name in SHARDS:
+            yield from lines_of(name)
 
 
 def pad_lines(lines: list[torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -84,12 +97,16 @@ def main() -> None:
     parser.add_argument("--checkpoint-every", type=int, default=10)
     parser.add_argument("--loader-workers", type=int, default=0)
     parser.add_argument("--max-microbatch", type=int, default=None)
+    parser.add_argument("--plain-iterable", action="store_true")
     args = parser.parse_args()
 
-    # The lengths of the shards let a replica (or a resumed run) open the shard that
-    # holds its slice instead of reading every shard before it.
-    lengths = [sum(1 for _ in lines_of(name)) for name in SHARDS]
-    stream = ShardedStream(SHARDS, lengths, lines_of)
+    if args.plain_iterable:
+        stream = DocstringLines()
+    else:
+        # The lengths of the shards let a replica (or a resumed run) open the shard that
+        # holds its slice instead of reading every shard before it.
+        lengths = [sum(1 for _ in lines_of(name)) for name in SHARDS]
+        stream = ShardedStream(SHARDS, lengths, lines_of)
     torch.manual_seed(0)  # every replica builds the same initial model
     model = CausalCharModel().to(getattr(torch, args.dtype))
     trainer = phalanx.Trainer(

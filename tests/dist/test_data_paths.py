@@ -1,6 +1,7 @@
-"""The data path on a fleet: a sharded stream (an IterableDataset), a user's collate_fn and
-reader processes, across a kill, a pre-emption and --resume, equal to one process with no
-readers, every sample once (issue 18)."""
+"""The data path on a fleet: a stream (phalanx's seekable ShardedStream, or a plain torch
+IterableDataset that can only be iterated), a user's collate_fn and reader processes,
+across a kill, a pre-emption and --resume, equal to one process with no readers, every
+sample once (issue 18)."""
 
 import os
 import signal
@@ -38,11 +39,20 @@ ARGS = [
 EXIT_PREEMPTED = 75
 
 
-def test_a_sharded_stream_with_readers_is_exact_across_a_kill_and_a_resume(tmp_path):
-    reference = local_run(STREAMING, tmp_path / "reference", ARGS)  # no readers, one process
+@pytest.mark.parametrize(
+    "stream",
+    [
+        [],  # ShardedStream: seeks to a position
+        ["--plain-iterable"],  # a torch IterableDataset: re-read from its start to get there
+    ],
+    ids=["sharded-stream", "plain-iterable-dataset"],
+)
+def test_a_stream_with_readers_is_exact_across_a_kill_and_a_resume(tmp_path, stream):
+    # No readers, one process.
+    reference = local_run(STREAMING, tmp_path / "reference", [*ARGS, *stream])
     run = tmp_path / "run"
     flags = ["--out", str(run), "--emulate", "1,0.5,0.25", "--timeout-s", "2", "--quiet"]
-    script_args = ["--", *ARGS, "--loader-workers", "2", "--max-microbatch", "5"]
+    script_args = ["--", *ARGS, *stream, "--loader-workers", "2", "--max-microbatch", "5"]
     launcher = subprocess.Popen(
         [sys.executable, "-m", "phalanx", "run", str(STREAMING), *flags,
          "--fault", "kill:replica=1,step=5,restart_s=1", *script_args],
