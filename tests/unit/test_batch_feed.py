@@ -141,3 +141,30 @@ def _alive(pid: int) -> bool:
             return stat.read().split(") ")[1][0] != "Z"
     except FileNotFoundError:
         return False
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_batches_for_an_accelerator_are_pinned_and_a_cpu_chips_are_not(monkeypatch, workers):
+    # No accelerator here, so pinning itself is recorded rather than done: every tensor of
+    # the collated batch (nested in a dict) is pinned once, in the training process.
+    pinned = []
+
+    def pin(tensor):
+        pinned.append(tuple(tensor.shape))
+        return tensor
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", pin)
+    for device, expect_pinned in ((torch.device("cuda", 0), True), (CPU, False)):
+        pinned.clear()
+        feed = make_feed(Augmented(), 3, 8, 3, None, workers, None, device)
+        feed.start()
+        try:
+            batches = feed.take(0, 5)  # micro-batches of 3 and 2
+        finally:
+            feed.close()
+        assert [b.count for b in batches] == [3, 2]
+        assert pinned == ([(3, 3), (3,), (2, 3), (2,)] if expect_pinned else [])
+    # The user can refuse it even for an accelerator.
+    pinned.clear()
+    make_feed(Augmented(), 3, 8, 3, None, 0, False, torch.device("cuda", 0)).take(0, 5)
+    assert pinned == []
