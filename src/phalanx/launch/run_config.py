@@ -64,8 +64,8 @@ def load_run_config(
                 f"--config {value}", f"unknown key {key!r}",
                 f"{hint}use the name of a `phalanx run` flag", key,
             )  # fmt: skip
-        param, negated = known[name]
-        if param == LAYOUT_PARAM and isinstance(item, dict):
+        target, negated = known[name]
+        if target == LAYOUT_PARAM and isinstance(item, dict):
             item = str(value)  # the layout is inline: layout_file.read_layout reads [plan]
         elif negated:
             if not isinstance(item, bool):
@@ -74,7 +74,7 @@ def load_run_config(
                     item,
                 )  # fmt: skip
             item = not item
-        defaults[param] = item
+        defaults[target] = item
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return value
 
