@@ -1,3 +1,5 @@
+from typing import Any
+
 import pytest
 import typer
 
@@ -12,3 +14,13 @@ def app() -> typer.Typer:
     register(a)
     register_simulate(a)
     return a
+
+
+@pytest.fixture(scope="module")
+def run_cmd() -> Any:
+    """The click command of `phalanx run`, as the CLI builds it: its --config parser included."""
+    from phalanx.launch.cli import register
+
+    a = typer.Typer()
+    register(a)
+    return typer.main.get_command(a).commands["run"]  # type: ignore[attr-defined]

@@ -75,3 +75,15 @@ def test_phalanx_run_refuses_a_broken_plan_in_one_line_exit_2(tmp_path: Path, pl
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: plan.replica[0].chips:"), done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "run").exists()
+
+
+def test_a_plan_of_the_first_version_still_reads(tmp_path: Path):
+    # [layout], [model] and [[replica]] at the top, before they moved under [plan] (run.toml).
+    from phalanx.devices.toml_write import dumps
+    from phalanx.plan.layout_file import layout_document
+
+    layout = plan_layout(FLEET, MLP)
+    path = tmp_path / "old.toml"
+    path.write_text(dumps(layout_document(layout)))
+    again = read_layout(path)
+    assert (again.ranks_per_group, again.model) == (layout.ranks_per_group, layout.model)

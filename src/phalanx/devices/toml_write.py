@@ -80,3 +80,14 @@ def dumps(doc: dict[str, Any]) -> str:
                 lines.append("")
                 _emit_table(lines, _key(key), item, f"[[{_key(key)}]]")
     return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def dumps_table(path: str, table: dict[str, Any], *, array: bool = False) -> str:
+    """One table under a dotted name: `[plan.model]`, or `[[plan.replica]]` with `array`.
+
+    `dumps` writes arrays of tables only at the top level; a document that nests
+    them (run.toml's `[[plan.replica]]`) is written table by table with this.
+    """
+    lines: list[str] = []
+    _emit_table(lines, path, table, f"[[{path}]]" if array else f"[{path}]")
+    return "\n".join(lines) + "\n"

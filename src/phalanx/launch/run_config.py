@@ -1,9 +1,11 @@
 """`phalanx run --config run.toml`: every flag of `phalanx run` in one file.
 
-Keys are the flags' names (`timeout_s` or `timeout-s`), plus `script` and
-`script_args` (the arguments after `--`). A flag given on the command line
-overrides the file. An unknown key is one clear error naming it and the
-closest flag, exit code 2.
+Keys are the flags' names (`timeout_s` or `timeout-s`, `plan`,
+`subsidy_per_kwh`, `no_thermal_guard = true`), plus `script` and `script_args`
+(the arguments after `--`). A flag given on the command line overrides the
+file. An unknown key is one clear error naming it and the closest flag, exit
+code 2. `plan` is a path, or the layout itself as `[plan.*]` tables (what
+`phalanx plan --emulate ... --out` writes): then the file is its own `--plan`.
 
     script = "train.py"
     emulate = "1,0.5,0.25x2"
@@ -24,6 +26,7 @@ from phalanx.errors import UsageError
 from phalanx.toml_compat import tomllib
 
 SCRIPT_ARGS = "script_args"
+LAYOUT_PARAM = "layout_plan"  # `--plan`'s parameter
 
 
 def load_run_config(
@@ -42,7 +45,7 @@ def load_run_config(
         raise UsageError(
             "--config", f"is not valid TOML ({err})", "fix the file", str(value)
         ) from None
-    known = {p.name for p in ctx.command.params if p.name and p.name != "config"}
+    known = flag_names(ctx.command)
     defaults: dict[str, Any] = {}
     for key, item in data.items():
         name = key.replace("-", "_")
@@ -55,15 +58,43 @@ def load_run_config(
             ctx.meta[SCRIPT_ARGS] = item
             continue
         if name not in known:
-            close = difflib.get_close_matches(name, sorted(known | {SCRIPT_ARGS}), n=1)
+            close = difflib.get_close_matches(name, sorted({*known, SCRIPT_ARGS}), n=1)
             hint = f"did you mean {close[0]}? " if close else ""
             raise UsageError(
                 f"--config {value}", f"unknown key {key!r}",
                 f"{hint}use the name of a `phalanx run` flag", key,
             )  # fmt: skip
-        defaults[name] = item
+        target, negated = known[name]
+        if target == LAYOUT_PARAM and isinstance(item, dict):
+            item = str(value)  # the layout is inline: layout_file.read_layout reads [plan]
+        elif negated:
+            if not isinstance(item, bool):
+                raise UsageError(
+                    f"--config {value}: {key}", "must be true or false", f"write {key} = true",
+                    item,
+                )  # fmt: skip
+            item = not item
+        defaults[target] = item
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return value
+
+
+def flag_names(command: Any) -> dict[str, tuple[str, bool]]:
+    """Each key a config may use -> (the parameter it sets, whether its value is negated).
+
+    A key is a flag's name without the dashes (`plan` for `--plan`, whose parameter
+    is `layout_plan`), or the parameter's own name; `--no-X` flags set X to the opposite.
+    """
+    names: dict[str, tuple[str, bool]] = {}
+    for param in command.params:
+        if not param.name or param.name == "config":
+            continue
+        names[param.name] = (param.name, False)
+        flags = [(o, False) for o in param.opts] + [(o, True) for o in param.secondary_opts]
+        for opt, negated in flags:
+            if opt.startswith("--"):
+                names[opt[2:].replace("-", "_")] = (param.name, negated)
+    return names
 
 
 def script_and_args(ctx: typer.Context, script: Path) -> tuple[Path, list[str]]:

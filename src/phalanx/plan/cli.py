@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from phalanx.errors import UsageError
+
+if TYPE_CHECKING:
+    from phalanx.plan.layout import Layout
+    from phalanx.plan.run_file import RunFile
 
 
 def _check_rate(field: str, value: float, max_value: float | None = None) -> None:
@@ -79,7 +84,10 @@ def plan_cmd(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="with --emulate: write the layout here (phalanx run --plan)"),
+        typer.Option(
+            "--out",
+            help="write the plan as a phalanx run --config file (with --emulate: also --plan)",
+        ),
     ] = None,
     tariff: TariffOpt = 0.08,
     subsidy: SubsidyOpt = None,
@@ -109,7 +117,11 @@ def plan_cmd(
             "arguments", "are passed to a --script only", "drop them, or add --script", ctx.args
         )
     if emulate is not None:
-        _plan_chips(emulate, script, list(ctx.args), model, fleet, out, json_out)
+        layout = _plan_chips(emulate, script, list(ctx.args), model, fleet, json_out)
+        if out is not None:
+            from phalanx.plan.run_file import layout_run_file
+
+            _write_run_file(out, layout_run_file(layout, script, list(ctx.args)), ctx)
         return
     if fleet is None or model is None:
         raise UsageError(
@@ -117,9 +129,9 @@ def plan_cmd(
             "is needed",
             "give --fleet FILE --model FILE, or --emulate SPEC with --script or --model",
         )
-    if script is not None or out is not None:
+    if script is not None:
         raise UsageError(
-            "--script" if script is not None else "--out",
+            "--script",
             "applies only to --emulate (a layout of known chips)",
             "plan emulated chips with --emulate SPEC, or drop the option",
         )
@@ -134,6 +146,10 @@ def plan_cmd(
     if time_value is not None:
         _check_rate("--time-value", time_value)
     planned = load_plan_fleet(fleet, efficiency)
+    if out is not None:
+        from phalanx.plan.run_carry import check_runnable_fleet
+
+        check_runnable_fleet(planned, fleet)
     profile = load_model(model)
     if planned.from_devices and profile.flops_per_sample is None:
         raise UsageError(
@@ -142,6 +158,12 @@ def plan_cmd(
             "add flops_per_sample (forward + backward FLOPs of one sample) to the model profile",
         )
     plan = make_plan(planned.spec, profile, PlanOptions(tariff, subsidy, time_value))
+    # Carried before printing: a plan that run cannot carry out is refused alone, exit 2.
+    carried: RunFile | None = None
+    if out is not None:
+        from phalanx.plan.run_carry import fleet_run_file
+
+        carried = fleet_run_file(plan, planned, fleet)
     if planned.left_out:
         _console().print(
             f"not planned (failed or not qualified): {', '.join(planned.left_out)}",
@@ -151,6 +173,31 @@ def plan_cmd(
     _console().print(plan_table(plan))
     if json_out is not None:
         _write_json(json_out, plan_to_dict(plan))
+    if out is not None and carried is not None:  # both or neither: mypy sees only `carried`
+        _write_run_file(out, carried, ctx)
+
+
+def _command_line(ctx: typer.Context) -> str:
+    """The plan command as given (its options that differ from their defaults), for run.toml."""
+    words = ["phalanx", ctx.info_name or "plan"]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if value is not None and value != param.default and param.opts:
+            words += [param.opts[0], str(value)]
+    return shlex.join(words + (["--", *ctx.args] if ctx.args else []))
+
+
+def _write_run_file(out: Path, carried: RunFile, ctx: typer.Context) -> None:
+    from phalanx.plan.run_file import render, write_run_file
+
+    write_run_file(out, render(carried, _command_line(ctx), out))
+    script = "" if "script" in carried.keys else " SCRIPT"
+    _console().print(
+        f"wrote {out}: phalanx run{script} --config {out}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,  # a long path stays one line to copy
+    )
 
 
 def _plan_chips(
@@ -159,11 +206,10 @@ def _plan_chips(
     script_args: list[str],
     model: Path | None,
     fleet: Path | None,
-    out: Path | None,
     json_out: Path | None,
-) -> None:
+) -> Layout:
     from phalanx.plan.layout import plan_layout
-    from phalanx.plan.layout_file import layout_document, write_layout
+    from phalanx.plan.layout_file import layout_document
     from phalanx.plan.layout_needs import chips_of, needs_of_profile, needs_of_script
     from phalanx.plan.layout_report import layout_lines, layout_table
 
@@ -182,11 +228,9 @@ def _plan_chips(
     console.print(layout_table(layout))
     for line in layout_lines(layout):
         console.print(line, markup=False, highlight=False)
-    if out is not None:
-        write_layout(out, layout)
-        console.print(f"wrote {out}: phalanx run --plan {out} SCRIPT", markup=False)
     if json_out is not None:
         _write_json(json_out, layout_document(layout))
+    return layout
 
 
 def register(app: typer.Typer) -> None:

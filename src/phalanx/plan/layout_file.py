@@ -1,17 +1,22 @@
 """plan.toml: a layout `phalanx plan --out` writes and `phalanx run --plan` runs as written.
 
-    [layout]
+    [plan.layout]
     ranks_per_group = 3                  # S: ranks (processes) of every replica
-    [model]                              # what the layout was sized for
+    [plan.model]                         # what the layout was sized for
     name = "mlp.py"
     state_bytes = 667136                 # weights, gradients, optimizer state
     weight_bytes = 166784                # what a rank of a group gathers
     activation_fixed_bytes = 0
     activation_bytes_per_sample = 1024
     global_batch = 32
-    [[replica]]
+    [[plan.replica]]
     chips = [{id = "c0", speed = 1.0, memory_bytes = 800000, ranks = 2},
              {id = "c1", speed = 1.0, memory_bytes = 400000, ranks = 1}]
+
+The tables sit under `plan` so that the same file is a `phalanx run --config`
+file (`plan` is run's flag; keys beside it, such as `script`, are run's other
+flags and are not read here). A file of the first version, with `[layout]`,
+`[model]` and `[[replica]]` at the top, still reads.
 
 The chips are emulated (speeds relative to this host, memory that binds).
 Reading checks what would make the run fail later, each as one line naming
@@ -24,7 +29,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from phalanx.devices.toml_write import dumps
+from phalanx.devices.toml_write import dumps_table
 from phalanx.emulate.memory_size import describe_bytes
 from phalanx.errors import UsageError
 from phalanx.plan.fields import reject_unknown_keys, required_number, text
@@ -83,13 +88,21 @@ def layout_document(layout: Layout) -> dict[str, Any]:
             "replica": replicas}  # fmt: skip
 
 
+def layout_toml(layout: Layout) -> str:
+    """The layout as `[plan.*]` tables: the tail of a file `run --config` and `run --plan` read."""
+    doc = layout_document(layout)
+    parts = [dumps_table("plan.layout", doc["layout"]), dumps_table("plan.model", doc["model"])]
+    parts += [dumps_table("plan.replica", r, array=True) for r in doc["replica"]]
+    return "\n".join(parts)
+
+
 def write_layout(path: Path, layout: Layout) -> None:
     head = (
         f"# phalanx layout: {len(layout.replicas)} replicas of {layout.model.name} on emulated "
         f"chips.\n# Run it: phalanx run --plan {path.name} SCRIPT\n"
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(head + dumps(layout_document(layout)), encoding="utf-8")
+    path.write_text(head + layout_toml(layout), encoding="utf-8")
 
 
 def _int(table: dict[str, Any], key: str, where: str, least: int) -> int:
@@ -147,6 +160,8 @@ def _check_memory(placed: PlacedChip, where: str, model: ModelNeeds, ranks_per_g
 def read_layout(path: str | Path) -> Layout:
     """Parse and check plan.toml; every problem is one UsageError naming its field."""
     data = read_table_file(path, "--plan")
+    if isinstance(data.get("plan"), dict):
+        data = data["plan"]  # the keys beside [plan] are `phalanx run --config`'s, not ours
     reject_unknown_keys(data, ("layout", "model", "replica"), "plan")
     head = data.get("layout")
     if not isinstance(head, dict):
