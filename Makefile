@@ -43,6 +43,7 @@ format: $(STAMP)
 # regenerates docs/benchmarks.md and docs/img/bench_*.png.
 bench: $(STAMP)
 	$(BIN)/python bench/groups.py
+	$(BIN)/python bench/data_workers.py
 	$(BIN)/python -m bench.suite --suite full --docs
 
 # Replica groups (issue 15): the planned uneven layout vs the ideal, memory per chip;
