@@ -47,6 +47,10 @@ def test_one_run_logs_to_all_three_trackers_across_a_kill(tmp_path):
     assert [s for s, _ in scalars["loss"]] == list(range(STEPS))
     assert all(abs(v - losses[s]) < 1e-6 for s, v in scalars["loss"])
     assert {"share/r0", "share/r1", "fleet/samples_per_s", "time/allreduce_s"} <= set(scalars)
+    # Energy: the fleet's joules grow, and each chip's power is logged (emulated chips).
+    fleet_j = [v for _, v in scalars["energy/fleet_j"]]
+    assert fleet_j[-1] > fleet_j[0] > 0
+    assert {"power_w/r0", "power_w/r1"} <= set(scalars)
     assert scalars["events/faults"][-1][1] == 1
     assert scalars["summary/data/duplicates"][-1][1] == 0
     notes = tensorboard_texts(board, "events")
