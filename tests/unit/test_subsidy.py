@@ -83,3 +83,18 @@ def test_run_takes_either_form_with_one_meaning(tmp_path, monkeypatch):
         ["run", str(MLP), "--out", str(tmp_path / "x"), "--subsidy-fraction", "0.25"]
     )
     assert code == 2 and "--tariff" in stderr, stderr
+
+
+def test_runs_cost_objective_weighs_the_price_after_the_subsidy(tmp_path, monkeypatch):
+    import phalanx.launch.cli as run_cli_module
+
+    planned = []
+    monkeypatch.setattr(run_cli_module, "_launch", lambda plan: planned.append(plan) or 0)
+    argv = ["run", str(MLP), "--out", str(tmp_path / "a"), "--emulate", "1,1"]
+    argv += ["--objective", "cost", "--fleet-cost-per-h", "5", "--tariff", "0.08"]
+    code, _stdout, stderr = run_cli([*argv, "--subsidy-fraction", "0.25"])
+    assert code == 0, stderr
+    assert planned[0].energy.tariff_per_kwh == pytest.approx(0.06)
+    assert planned[0].tariff_per_kwh == 0.08  # the bill in summary.json: tariff less subsidy
+    code, _stdout, stderr = run_cli([*argv, "--subsidy-fraction", "1"])
+    assert code == 2 and "--objective time" in stderr, stderr

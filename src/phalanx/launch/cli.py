@@ -274,9 +274,23 @@ def run_command(
         raise UsageError(
             "--checkpoint-every", "must be >= 0", "pass 0 to turn checkpoints off", checkpoint_every
         )
+    tariff_kwh = _per_kwh("--tariff", tariff)
+    subsidy_kwh = subsidy_per_kwh(
+        tariff_kwh, subsidy_fraction, _per_kwh("--subsidy-per-kwh", subsidy)
+    )
     energy = _energy_settings(
         objective, power_budget_w, max_slowdown, energy_weight, fleet_cost_per_h, tariff
     )
+    if energy.tariff_per_kwh is not None and subsidy_kwh:
+        # The cost objective weighs the power the fleet pays for, as the planner does.
+        energy.tariff_per_kwh = max(0.0, energy.tariff_per_kwh - subsidy_kwh)
+        if objective == "cost" and not energy.tariff_per_kwh:
+            raise UsageError(
+                "--objective",
+                "cost weighs the power bill, and the subsidy pays all of it",
+                "use --objective time (free power: only speed counts)",
+                objective,
+            )
     plan = RunPlan(
         script=script,
         out_dir=out,
@@ -298,10 +312,8 @@ def run_command(
         **planned,
         rescreen_every_s=rescreen_every_s,
         **many_hosts,
-        tariff_per_kwh=_per_kwh("--tariff", tariff),
-        subsidy_per_kwh=subsidy_per_kwh(
-            _per_kwh("--tariff", tariff), subsidy_fraction, _per_kwh("--subsidy-per-kwh", subsidy)
-        ),
+        tariff_per_kwh=tariff_kwh,
+        subsidy_per_kwh=subsidy_kwh,
         co2_g_per_kwh=_non_negative("--co2-g-per-kwh", co2_g_per_kwh),
         energy=energy,
         thermal_guard=thermal_guard,

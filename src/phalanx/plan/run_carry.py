@@ -84,11 +84,6 @@ def fleet_run_file(plan: Plan, planned: PlanFleet, fleet: Path) -> RunFile:
         "shares and micro-batches (the plan's predictions): run measures each device and "
         "sets them itself",
     ]
-    if plan.objective == "cost" and opts.subsidy > 0:
-        not_carried.append(
-            "the subsidy in the choice of devices: run's cost objective prices energy at the "
-            "full tariff (the subsidy lowers only the bill it reports)"
-        )
     for c in plan.classes:
         not_carried += _left_out(c, fleet, plan.objective == "cost")
     return RunFile(keys, about, not_carried)
