@@ -325,7 +325,7 @@ class AdmissionGate:
         except asyncio.IncompleteReadError:
             self._refuse(peer, "closed during the handshake")
             upstream = None
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
             self._refuse(peer, f"no handshake within {self.handshake_timeout_s:g} s")
             upstream = None
         except (ConnectionError, OSError):
@@ -501,7 +501,8 @@ class AdmissionTunnel:
             self.unavailable += 1
             self._say("unavailable", "admission: admitted, but the lighthouse is down; retrying")
             incarnation = None
-        except (TimeoutError, ConnectionError, OSError, asyncio.IncompleteReadError) as err:
+        # asyncio.TimeoutError: wait_for's, not the builtin TimeoutError before Python 3.11
+        except (asyncio.TimeoutError, ConnectionError, OSError, asyncio.IncompleteReadError) as err:
             gate_text = f"{self._gate[0]}:{self._gate[1]}"
             self._say("unreachable", f"admission: cannot reach the gate at {gate_text} ({err!r})")
             incarnation = None
