@@ -26,7 +26,7 @@ def describe() -> dict[str, Any]:
     import torchft  # noqa: F401  (its version, if it has one)
 
     return {
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "cores": len(os.sched_getaffinity(0)),
         "cpu": cpu_model(),
         "python": platform.python_version(),

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import tomllib
-
 from phalanx.devices.config import DeviceConfig
+from phalanx.toml_compat import tomllib
 
 DEFECTIVE20 = Path(__file__).resolve().parent / "data" / "defective20.toml"
 

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import tomllib
 
 from phalanx.devices.fleet_file import load_admitted, load_fleet
+from phalanx.toml_compat import tomllib
 from tests.qualify_expect import DEFECTIVE20, assert_verdicts
 
 PHALANX = str(Path(sys.executable).parent / "phalanx")

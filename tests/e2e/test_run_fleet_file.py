@@ -133,7 +133,7 @@ def test_qualify_profiles_the_users_script(tmp_path):
         str(out),
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    import tomllib
+    from phalanx.toml_compat import tomllib
 
     devices = tomllib.loads(out.read_text())["device"]
     profiles = [d["qualification"] for d in devices]
