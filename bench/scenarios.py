@@ -170,6 +170,18 @@ SUITES = {
         phalanx_faulted=False,
         restart_intervals=(),
     ),
+    # Scenario 1 alone (the 4-chip heterogeneous fleet against DDP and the ideal): for
+    # trying a change to the step or the emulation in minutes.
+    "hetero": Suite(
+        "hetero",
+        repeats=2,
+        fault_repeats=0,
+        sizes=(),
+        faults=(),
+        homogeneous=(),
+        phalanx_faulted=False,
+        restart_intervals=(),
+    ),
     # Model scale alone, as short as it gets: a check that the 100M row runs end to end.
     "scale-smoke": Suite(
         "scale-smoke",

@@ -210,8 +210,6 @@ def run_command(
     ] = None,
 ) -> None:
     """Train SCRIPT on a fleet. Arguments after the options go to the script."""
-    from phalanx.launch.launcher import RunPlan
-
     script, arguments = script_and_args(ctx, script)
     if rescreen_every_s is not None and (rescreen_every_s <= 0 or fleet is None):
         raise UsageError(
@@ -291,6 +289,9 @@ def run_command(
                 "use --objective time (free power: only speed counts)",
                 objective,
             )
+    # Imported once the flags are checked: a usage error does not wait for torch.
+    from phalanx.launch.launcher import RunPlan
+
     plan = RunPlan(
         script=script,
         out_dir=out,
