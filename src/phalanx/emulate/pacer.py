@@ -19,6 +19,7 @@ fault, a thermal derate) still acts through `speed` at once.
 from __future__ import annotations
 
 import statistics
+import threading
 import time
 from collections import deque
 
@@ -35,6 +36,7 @@ class ComputePacer:
         self.cpu_per_unit_s: float | None = None
         self._wall_start = 0.0
         self._cpu_start = 0.0
+        self.began_on: int | None = None
         self._units: int | None = None
         self._ends = 0  # end() calls since begin(): DDP's hook paces each gradient bucket
         self._cpu_history: dict[tuple[int, int], deque[float]] = {}
@@ -43,6 +45,8 @@ class ComputePacer:
         """Start a phase; `units` (e.g. its samples) names the work, for smoothing."""
         self._wall_start = time.perf_counter()
         self._cpu_start = time.thread_time()
+        # Thread CPU clocks differ per thread: only this thread can measure the phase.
+        self.began_on = threading.get_ident()
         self._units = units
         self._ends = 0
 

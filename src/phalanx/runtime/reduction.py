@@ -13,6 +13,13 @@ while the later buckets are still in flight: the global gradient norm (for
 the guard's reference, the finiteness check and clipping) costs almost
 nothing on the critical path.
 
+On an emulated chip a bucket leaves no earlier than the chip would have made
+it: `before_launch` (the compute pacer's `end`) first sleeps out the emulated
+time of the backward so far, as the DDP contender's comm hook does in bench/.
+Otherwise the host, which computes the whole backward at once and only then
+sleeps out the chip's time, would let the early buckets travel during time the
+emulated chip is still computing them.
+
 Overlap is off when a layer issues collectives of its own inside backward
 (exact BatchNorm: every replica must issue collectives in one order, and one
 without samples never runs backward) and for a step with an injected
@@ -22,6 +29,7 @@ gradient fault (the fault must land before the gradient leaves).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -40,6 +48,8 @@ class Reduction:
         self._launched = 0
         self._works: list[Work] = []
         self.local_norm_sq = 0.0  # this replica's contribution, bucket by bucket
+        # Called before a bucket leaves during backward (an emulated chip's pacing).
+        self.before_launch: Callable[[], object] | None = None
         self._owner: dict[int, Bucket] = {}
         for bucket in buffer.buckets:
             for param in bucket.params:
@@ -81,6 +91,8 @@ class Reduction:
             self._launch(bucket)
 
     def _launch(self, bucket: Bucket) -> None:
+        if self.before_launch is not None:
+            self.before_launch()
         self.local_norm_sq += _norm_sq(bucket.grads)
         self._works.append(self.sync.allreduce(bucket.flat))
         self._launched += 1
