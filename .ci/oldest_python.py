@@ -88,6 +88,8 @@ DESELECT = [
     "tests/unit/test_fleet_faults.py::test_a_lighthouse_fault_needs_the_local_lighthouse",
     # matplotlib
     "tests/unit/test_plan_cli.py::test_simulate_writes_json_and_plots",
+    # imports the trainer (torch) in a child process
+    "tests/unit/test_cli_help.py::test_a_worker_imports_no_matplotlib",
     # `phalanx run`, `fleet scan` and `report` import torch once their flags are parsed
     "tests/unit/test_fuzz_inputs.py::test_cli_arguments_never_give_a_traceback[run]",
     "tests/unit/test_fuzz_inputs.py::test_cli_arguments_never_give_a_traceback[fleet scan]",

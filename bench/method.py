@@ -51,7 +51,9 @@ def text() -> list[str]:
         "Pacing: DDP keeps its bucketed allreduce overlapped with backward; a DDP comm hook "
         "first sleeps until the emulated chip would have produced the bucket, then calls "
         "torch's default allreduce hook. So DDP is paced over the whole forward+backward and "
-        "keeps its overlap advantage.",
+        "keeps its overlap advantage. phalanx's buckets are paced the same way (since "
+        "2026-12-03: before, its early buckets left when the host had computed them, ahead "
+        "of the emulated chip, which favoured phalanx in the model-scale rows).",
         f"- **torchrun elastic restart**: the same workers with `--max-restarts {MAX_RESTARTS}` "
         f"and a checkpoint (model + optimizer, rank 0) every K steps: K = "
         f"{USER_CHECKPOINT_EVERY} as a user would pick it (a few seconds of training here; "

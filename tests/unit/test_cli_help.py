@@ -29,3 +29,18 @@ def test_parsing_a_command_imports_no_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_a_worker_imports_no_matplotlib():
+    # Reports draw plots; a worker (the trainer, the own-loop API, the data readers) never
+    # does, and matplotlib's import would add to every start and restart.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, phalanx, phalanx.runtime.trainer, phalanx.runtime.own_loop, "
+        "phalanx.data.loader_workers, phalanx.launch.warm_spare\n"
+        "print('matplotlib' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stdout + out.stderr
