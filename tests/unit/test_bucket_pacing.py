@@ -12,7 +12,6 @@ import threading
 import torch
 
 from phalanx.emulate.pacer import ComputePacer
-from phalanx.runtime.context import _bucket_pacing
 from phalanx.runtime.grad_buffer import GradBuffer
 from phalanx.runtime.reduction import Reduction
 from phalanx.runtime.sync import DoneWork
@@ -35,7 +34,7 @@ def _rig(log: list[str], speed: float | None):
     buffer = GradBuffer(params, control_numel=0, bucket_bytes=4 * (32 * 32 + 32))
     reduction = Reduction(buffer, RecordingSync(log))  # type: ignore[arg-type]
     pacer = ComputePacer(speed)
-    pace = _bucket_pacing(pacer)
+    pace = pacer.pace_so_far
 
     def paced() -> None:
         log.append("pace")

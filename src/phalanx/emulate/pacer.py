@@ -36,7 +36,7 @@ class ComputePacer:
         self.cpu_per_unit_s: float | None = None
         self._wall_start = 0.0
         self._cpu_start = 0.0
-        self.began_on: int | None = None
+        self._began_on: int | None = None
         self._units: int | None = None
         self._ends = 0  # end() calls since begin(): DDP's hook paces each gradient bucket
         self._cpu_history: dict[tuple[int, int], deque[float]] = {}
@@ -46,7 +46,7 @@ class ComputePacer:
         self._wall_start = time.perf_counter()
         self._cpu_start = time.thread_time()
         # Thread CPU clocks differ per thread: only this thread can measure the phase.
-        self.began_on = threading.get_ident()
+        self._began_on = threading.get_ident()
         self._units = units
         self._ends = 0
 
@@ -62,6 +62,21 @@ class ComputePacer:
             if remaining_s > 0:
                 time.sleep(remaining_s)  # emulating a slow chip, not synchronising
         return time.perf_counter() - self._wall_start
+
+    def pace_so_far(self) -> None:
+        """Sleep out the emulated time of the phase so far (a gradient bucket leaving
+        mid-backward leaves when the chip would have made it, as `end` paces DDP's hook).
+
+        Nothing when pacing by samples (`cpu_per_unit_s`: a group rank's thread also
+        runs FSDP2's host work) or from another thread than the phase began on (a
+        user's own loop runs backward on its thread, whose CPU clock is not this phase's).
+        """
+        if (
+            self.speed is not None
+            and self.cpu_per_unit_s is None
+            and self._began_on == threading.get_ident()
+        ):
+            self.end()
 
     def _typical_cpu_s(self, cpu_s: float) -> float:
         """The median of this work's recent CPU times, this one included."""

@@ -12,7 +12,7 @@ import typer
 from phalanx.devices.placement import device_table, place
 from phalanx.emulate.spec import parse_emulate, parse_emulate_chips
 from phalanx.energy.operating_points import OBJECTIVES
-from phalanx.energy.subsidy import subsidy_per_kwh
+from phalanx.energy.subsidy import parse_per_kwh, subsidy_per_kwh
 from phalanx.errors import EXIT_DISK_FULL, UsageError
 from phalanx.faults.spec import parse_faults
 from phalanx.launch.energy_setup import EnergySettings
@@ -272,23 +272,14 @@ def run_command(
         raise UsageError(
             "--checkpoint-every", "must be >= 0", "pass 0 to turn checkpoints off", checkpoint_every
         )
-    tariff_kwh = _per_kwh("--tariff", tariff)
+    tariff_kwh = parse_per_kwh("--tariff", tariff)
     subsidy_kwh = subsidy_per_kwh(
-        tariff_kwh, subsidy_fraction, _per_kwh("--subsidy-per-kwh", subsidy)
+        tariff_kwh, subsidy_fraction, parse_per_kwh("--subsidy-per-kwh", subsidy)
     )
     energy = _energy_settings(
-        objective, power_budget_w, max_slowdown, energy_weight, fleet_cost_per_h, tariff
-    )
-    if energy.tariff_per_kwh is not None and subsidy_kwh:
-        # The cost objective weighs the power the fleet pays for, as the planner does.
-        energy.tariff_per_kwh = max(0.0, energy.tariff_per_kwh - subsidy_kwh)
-        if objective == "cost" and not energy.tariff_per_kwh:
-            raise UsageError(
-                "--objective",
-                "cost weighs the power bill, and the subsidy pays all of it",
-                "use --objective time (free power: only speed counts)",
-                objective,
-            )
+        objective, power_budget_w, max_slowdown, energy_weight, fleet_cost_per_h,
+        tariff_kwh, subsidy_kwh,
+    )  # fmt: skip
     # Imported once the flags are checked: a usage error does not wait for torch.
     from phalanx.launch.launcher import RunPlan
 
@@ -384,7 +375,8 @@ def _energy_settings(
     max_slowdown: float,
     energy_weight: float,
     fleet_cost_per_h: float,
-    tariff: str | None,
+    tariff_per_kwh: float | None,
+    subsidy_kwh: float | None,
 ) -> EnergySettings:
     if objective not in OBJECTIVES:
         raise UsageError(
@@ -406,9 +398,18 @@ def _energy_settings(
         raise UsageError(
             "--fleet-cost-per-h", "must not be negative", "e.g. 12.5", fleet_cost_per_h
         )
-    tariff_per_kwh = _per_kwh("--tariff", tariff)
     if objective == "cost" and not tariff_per_kwh:
         raise UsageError("--objective", "cost needs a tariff", "add --tariff 0.08/kWh", objective)
+    if tariff_per_kwh is not None and subsidy_kwh:
+        # The cost objective weighs the power the fleet pays for, as the planner does.
+        tariff_per_kwh = max(0.0, tariff_per_kwh - subsidy_kwh)
+        if objective == "cost" and not tariff_per_kwh:
+            raise UsageError(
+                "--objective",
+                "cost weighs the power bill, and the subsidy pays all of it",
+                "use --objective time (free power: only speed counts)",
+                objective,
+            )
     return EnergySettings(
         objective=objective,
         power_budget_w=power_budget_w,
@@ -417,13 +418,6 @@ def _energy_settings(
         fleet_cost_per_h=fleet_cost_per_h,
         tariff_per_kwh=tariff_per_kwh,
     )
-
-
-def _per_kwh(flag: str, text: str | None) -> float | None:
-    """'0.08/kWh' or '0.08' -> 0.08 (a price per kWh)."""
-    from phalanx.energy.subsidy import parse_per_kwh
-
-    return parse_per_kwh(flag, text)
 
 
 def _non_negative(flag: str, value: float | None) -> float | None:

@@ -10,7 +10,6 @@ so that neither the step nor a hook ever reads a trainer attribute.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -141,25 +140,8 @@ def build_context(
     monitor = _device_monitor(run.name, worker)
     if worker is not None and worker.speed is not None:
         ctx.pace = _pacing(worker, injector, monitor)
-        ctx.reduction.before_launch = _bucket_pacing(ctx.pacer)
+        ctx.reduction.before_launch = ctx.pacer.pace_so_far
     return ctx, _hooks(run, worker, ctx, monitor)
-
-
-def _bucket_pacing(pacer: ComputePacer) -> Callable[[], object]:
-    """An emulated chip's bucket leaves when the chip would have made it (reduction.py)."""
-
-    def pace() -> None:
-        # A group rank paces by samples, not by its thread's CPU time: nothing per bucket;
-        # nor when backward runs on another thread than the phase began on (a user's own
-        # loop): that thread's CPU clock says nothing about this phase.
-        if (
-            pacer.speed is not None
-            and pacer.cpu_per_unit_s is None
-            and pacer.began_on == threading.get_ident()
-        ):
-            pacer.end()
-
-    return pace
 
 
 def _hooks(

@@ -14,7 +14,7 @@ the guard's reference, the finiteness check and clipping) costs almost
 nothing on the critical path.
 
 On an emulated chip a bucket leaves no earlier than the chip would have made
-it: `before_launch` (the compute pacer's `end`) first sleeps out the emulated
+it: `before_launch` (the compute pacer's `pace_so_far`) first sleeps out the emulated
 time of the backward so far, as the DDP contender's comm hook does in bench/.
 Otherwise the host, which computes the whole backward at once and only then
 sleeps out the chip's time, would let the early buckets travel during time the
