@@ -39,12 +39,7 @@ def test_a_bad_config_file_is_one_line_and_exit_2(tmp_path, text, words):
         path.write_bytes(text)
     else:
         path.write_text(text)
-    result = subprocess.run(
-        [sys.executable, "-m", "phalanx", "run", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _run_with_config(path)
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.strip().count("\n") == 0, result.stderr
     assert result.stderr.startswith("error: --config"), result.stderr
@@ -54,11 +49,16 @@ def test_a_bad_config_file_is_one_line_and_exit_2(tmp_path, text, words):
 
 def test_a_missing_config_file_is_one_line_and_exit_2(tmp_path):
     missing = tmp_path / "nowhere.toml"
-    result = subprocess.run(
-        [sys.executable, "-m", "phalanx", "run", "--config", str(missing)],
+    result = _run_with_config(missing)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "cannot read it" in result.stderr and str(missing) in result.stderr
+
+
+def _run_with_config(path):
+    """`phalanx run --config PATH` as a user types it (tests.fleet_helpers needs torch)."""
+    return subprocess.run(
+        [sys.executable, "-m", "phalanx", "run", "--config", str(path)],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert "cannot read it" in result.stderr and str(missing) in result.stderr
