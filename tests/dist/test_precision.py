@@ -31,19 +31,20 @@ SCRIPT = textwrap.dedent(
         loss_fn=lambda m, b: torch.nn.functional.mse_loss(m(b[0]), b[1]),
         global_batch_size=32, steps=20, out_dir=sys.argv[2], checkpoint_every=None,
         precision=sys.argv[1],
+        aligned_microbatch=None if sys.argv[3] == "none" else int(sys.argv[3]),
     )
     trainer.fit()
     """
 )
 
 
-def _fleet_run(tmp_path, script_text: str, precision: str, *flags: str):
+def _fleet_run(tmp_path, script_text: str, precision: str, *flags: str, aligned: str = "none"):
     script = tmp_path / "script.py"
     script.write_text(script_text)
     run = tmp_path / "run"
     result = phalanx(
         "run", str(script), "--out", str(run), "--emulate", "1,0.5,0.5", "--quiet",
-        "--timeout-s", "5", *flags, "--", precision, "unused",
+        "--timeout-s", "5", *flags, "--", precision, "unused", aligned,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     return script, run
@@ -53,28 +54,49 @@ def _scales(run) -> dict[int, float]:
     return {e["step"]: e["loss_scale"] for e in events(run) if e["kind"] == "step"}
 
 
-def test_fp16_overflow_halves_the_scale_everywhere_like_one_process_even_with_a_kill(tmp_path):
-    script, run = _fleet_run(
-        tmp_path, SCRIPT, "fp16-mixed", "--fault", "kill:replica=1,step=3,restart_s=1"
+def _overflows(run) -> dict[int, int]:
+    return {e["step"]: e["overflows"] for e in events(run) if e["kind"] == "step"}
+
+
+def _local_run(tmp_path, script, precision: str, aligned: str):
+    local = tmp_path / f"local-{aligned}"
+    subprocess.run(
+        [sys.executable, str(script), precision, str(local), aligned], check=True, timeout=240
     )
+    return local
+
+
+def test_fp16_overflow_halves_the_scale_everywhere_like_one_process_even_with_a_kill(tmp_path):
+    # Aligned micro-batches: each block of 8 samples is one forward and backward wherever it
+    # lands, so the fleet does one process's float16 arithmetic block by block.
+    script, run = _fleet_run(
+        tmp_path, SCRIPT, "fp16-mixed", "--fault", "kill:replica=1,step=3,restart_s=1",
+        aligned="8",
+    )  # fmt: skip
     steps = [e for e in events(run) if e["kind"] == "step"]
     scales = _scales(run)
     assert scales[0] < 2.0**16  # the first step overflowed and was recomputed at once
-    # Every replica applied every step with the same scale.
+    # Every replica applied every step with the same scale, in whole blocks.
     for e in steps:
         assert e["loss_scale"] == scales[e["step"]]
+        assert all(share % 8 == 0 for share in e["shares"])
     assert summary(run)["steps"] == 20 and summary(run)["faults"]["survived"] == 1
     assert independent_data_check(run, num_samples=256) == (0, 0)  # no batch was skipped
     assert not any(e["kind"] in ("sdc", "quarantine") for e in events(run))
-    # The one-process run overflows at the same steps and ends at the same scale.
-    local = tmp_path / "local"
-    subprocess.run([sys.executable, str(script), "fp16-mixed", str(local)], check=True, timeout=240)
-    local_scales = _scales(local)
-    assert local_scales[0] < 2.0**16
+    # The one-process run overflows on the same steps, as often, and has the same scales.
+    local = _local_run(tmp_path, script, "fp16-mixed", "8")
+    assert _overflows(local) == _overflows(run)
+    assert _scales(local) == scales
+    assert max_param_diff(run, local) < FP16_TOLERANCE
+
+
+def test_fp16_without_aligned_blocks_stays_within_a_halving_or_two(tmp_path):
     # A float16 product summed over a whole batch can overflow where the same sum over a
     # replica's slice does not, so the two may settle one or two halvings apart.
+    script, run = _fleet_run(tmp_path, SCRIPT, "fp16-mixed")
+    scales, local_scales = _scales(run), _scales(_local_run(tmp_path, script, "fp16-mixed", "none"))
+    assert scales[0] < 2.0**16 and local_scales[0] < 2.0**16
     assert 0.25 <= local_scales[max(local_scales)] / scales[max(scales)] <= 4.0
-    assert max_param_diff(run, local) < FP16_TOLERANCE
 
 
 def test_bf16_mixed_trains_and_replicas_agree(tmp_path):

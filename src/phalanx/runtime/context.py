@@ -68,6 +68,7 @@ class RunSettings:
     checkpoint_every: int | None
     keep_checkpoints: int
     precision: str = "32"
+    share_unit: int = 1  # shares are whole blocks of this many samples (aligned_microbatch)
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ def build_context(
         {n: v["hint_sps"] for n, v in fleet_info.items() if v.get("hint_sps")},
         {n: v.get("max_share") for n, v in fleet_info.items()},
         collective_timeout_s=worker.timeout_s if worker else None,
+        unit=run.share_unit,
     )
     watch = FleetWatch(
         sync, events, run.name, run.out_dir, bool(worker and worker.many_hosts),

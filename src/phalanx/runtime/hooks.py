@@ -230,7 +230,11 @@ class StepLogHook:
             commit_s=round(report.commit_s, 5),
             guard_s=round(result.guard_s, 6),
             grad_norm=result.global_norm,
-            **({"loss_scale": result.loss_scale} if ctx.work.precision.scaled else {}),
+            **(
+                {"loss_scale": result.loss_scale, "overflows": result.overflows}
+                if ctx.work.precision.scaled
+                else {}
+            ),
             **report.extra,
         )
 

@@ -66,6 +66,7 @@ class Trainer:
         scheduler: SchedulerFactory | None = None,
         clip_grad_norm: float | None = None,
         max_microbatch: int | None = None,
+        aligned_microbatch: int | None = None,
         checkpoint_every: int | None = 50,
         keep_checkpoints: int = 3,
         guard: str = "standard",
@@ -84,6 +85,11 @@ class Trainer:
         self.steps = validate.positive_int("steps", steps, "pass steps >= 0", allow_zero=True)
         self.max_microbatch = validate.optional_positive_int(
             "max_microbatch", max_microbatch, "pass None or a positive micro-batch size"
+        )
+        # Fixed blocks of the global batch, whoever computes them: the same arithmetic as
+        # one process (fp16-mixed then overflows on the same steps), at whole-block shares.
+        self.aligned_microbatch = validate.aligned_microbatch(
+            aligned_microbatch, self.global_batch_size, self.max_microbatch
         )
         self.checkpoint_every = validate.optional_positive_int(
             "checkpoint_every", checkpoint_every, "pass None (off) or a positive step interval"
@@ -110,6 +116,9 @@ class Trainer:
         self.worker: WorkerConfig | None = from_environment()
         if (w := self.worker) is not None:  # `phalanx run`'s flags win over the script's
             validate.check_fleet_batch(self.global_batch_size, w.fleet_size)
+            validate.check_fleet_blocks(
+                self.global_batch_size, self.aligned_microbatch, w.fleet_size
+            )
             if w.checkpoint_every is not None:  # 0: off
                 self.checkpoint_every = w.checkpoint_every or None
             if w.keep_checkpoints is not None:
@@ -121,7 +130,8 @@ class Trainer:
         self.device = torch.device(self.worker.device if self.worker else _default_device(model))
         # Map-style or a stream, read by `loader_workers` processes ahead of the chip.
         self.feed = make_feed(
-            dataset, self.seed, self.global_batch_size, self.max_microbatch, collate_fn,
+            dataset, self.seed, self.global_batch_size,
+            self.aligned_microbatch or self.max_microbatch, collate_fn,
             loader_workers, pin_memory, self.device,
         )  # fmt: skip
         self.num_samples = self.feed.num_samples
@@ -240,7 +250,8 @@ class Trainer:
         return RunSettings(
             name=self.name, out_dir=self.out_dir, device=self.device,
             global_batch_size=self.global_batch_size, steps=self.steps, seed=self.seed,
-            max_microbatch=self.max_microbatch, clip_grad_norm=self.clip_grad_norm,
+            max_microbatch=self.aligned_microbatch or self.max_microbatch,
+            share_unit=self.aligned_microbatch or 1, clip_grad_norm=self.clip_grad_norm,
             guard=self.guard, quarantine_after=self.quarantine_after, exact=self.exact,
             precision=self.precision,
             checkpoint_every=self.checkpoint_every, keep_checkpoints=self.keep_checkpoints,

@@ -19,6 +19,40 @@ def optional_positive_int(name: str, value: Any, fix: str) -> int | None:
     return None if value is None else positive_int(name, value, fix)
 
 
+def aligned_microbatch(
+    value: Any, global_batch_size: int, max_microbatch: int | None
+) -> int | None:
+    """`Trainer(aligned_microbatch=...)`: a positive divisor of the global batch."""
+    name = "aligned_microbatch"
+    if value is None:
+        return None
+    value = positive_int(name, value, "pass None or a divisor of global_batch_size")
+    if global_batch_size % value:
+        raise UsageError(
+            f"Trainer({name}=...)", f"does not divide global_batch_size {global_batch_size}",
+            "pass a divisor of the global batch (its blocks are whole micro-batches)", value,
+        )  # fmt: skip
+    if max_microbatch is not None:
+        raise UsageError(
+            f"Trainer({name}=...)", "is given with max_microbatch",
+            "pass one of them: an aligned micro-batch is also the largest one", value,
+        )  # fmt: skip
+    return value
+
+
+def check_fleet_blocks(global_batch_size: int, aligned: int | None, fleet_size: int) -> None:
+    """Every replica must be able to get at least one whole block."""
+    if aligned is None or global_batch_size // aligned >= fleet_size:
+        return
+    raise UsageError(
+        "Trainer(aligned_microbatch=...)",
+        f"cuts the global batch into {global_batch_size // aligned} blocks, fewer than the "
+        f"{fleet_size} replicas of the fleet",
+        f"use aligned_microbatch <= {global_batch_size // fleet_size} or fewer replicas",
+        aligned,
+    )
+
+
 def check_fleet_batch(global_batch_size: int, fleet_size: int) -> None:
     if global_batch_size < fleet_size:
         raise UsageError(

@@ -194,3 +194,24 @@ def choose_shares(
             if new_s >= old_s * (1 - band):
                 return kept
     return proposed
+
+
+def whole_units(shares: Sequence[int], unit: int, caps: Sequence[int | None]) -> list[int]:
+    """`shares` rounded to multiples of `unit` samples, keeping their sum and proportions.
+
+    With `Trainer(aligned_microbatch=unit)` every block of the global batch is one
+    micro-batch wherever it lands, so a replica takes whole blocks. Largest-remainder
+    rounding of the blocks, as `apportion` does; a memory cap is kept in whole blocks
+    where the caps can hold the batch, and dropped where they cannot (the exact global
+    batch is the promise, a cap a preference).
+    """
+    total = sum(shares)
+    if total % unit:
+        raise ValueError(f"shares {list(shares)} do not sum to whole blocks of {unit}")
+    block_caps = [None if cap is None else int(cap) // unit for cap in caps]
+    weights = [float(s) for s in shares]
+    try:
+        blocks = apportion(total // unit, weights, block_caps, min_share=0)
+    except ValueError:
+        blocks = apportion(total // unit, weights, None, min_share=0)
+    return [b * unit for b in blocks]

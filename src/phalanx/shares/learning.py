@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from phalanx.shares.affine import fit_cost, record_timing, relative_uncertainty
-from phalanx.shares.apportion import choose_shares, record_measurement
+from phalanx.shares.apportion import choose_shares, record_measurement, whole_units
 
 
 class ShareRecord(Protocol):
@@ -92,8 +92,10 @@ class SharePolicy:
         hints_sps: Mapping[str, float],
         caps: Mapping[str, int | None],
         collective_timeout_s: float | None = None,
+        unit: int = 1,
     ) -> None:
         self.global_batch_size = global_batch_size
+        self.unit = unit  # shares are whole multiples of it (Trainer(aligned_microbatch=...))
         self.hints_sps = dict(hints_sps)
         self.caps = dict(caps)
         self.collective_timeout_s = collective_timeout_s
@@ -120,7 +122,10 @@ class SharePolicy:
         caps = self._within_timeout(record, active)
         working = [m for m in active if caps.get(m) != 0]
         solved = dict(zip(working, self._learnt(record, working, caps)))
-        return [solved.get(m, 0) for m in active]
+        shares = [solved.get(m, 0) for m in active]
+        if self.unit > 1:
+            shares = whole_units(shares, self.unit, [caps.get(m) for m in active])
+        return shares
 
     def _within_timeout(self, fleet: ShareRecord, active: Sequence[str]) -> dict[str, int | None]:
         """The memory caps, lowered to what each chip computes in part of the timeout."""
