@@ -29,7 +29,7 @@ SCRIPT = textwrap.dedent(
         model=model, optimizer=lambda p: torch.optim.SGD(p, lr=1e-6),
         dataset=TensorDataset(x, y),
         loss_fn=lambda m, b: torch.nn.functional.mse_loss(m(b[0]), b[1]),
-        global_batch_size=32, steps=20, out_dir=sys.argv[2], checkpoint_every=None,
+        global_batch_size=32, steps=int(sys.argv[4]), out_dir=sys.argv[2], checkpoint_every=10,
         precision=sys.argv[1],
         aligned_microbatch=None if sys.argv[3] == "none" else int(sys.argv[3]),
     )
@@ -38,13 +38,15 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def _fleet_run(tmp_path, script_text: str, precision: str, *flags: str, aligned: str = "none"):
+def _fleet_run(
+    tmp_path, script_text: str, precision: str, *flags: str, aligned: str = "none", steps=20
+):
     script = tmp_path / "script.py"
     script.write_text(script_text)
     run = tmp_path / "run"
     result = phalanx(
         "run", str(script), "--out", str(run), "--emulate", "1,0.5,0.5", "--quiet",
-        "--timeout-s", "5", *flags, "--", precision, "unused", aligned,
+        "--timeout-s", "5", *flags, "--", precision, "unused", aligned, str(steps),
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     return script, run
@@ -58,11 +60,12 @@ def _overflows(run) -> dict[int, int]:
     return {e["step"]: e["overflows"] for e in events(run) if e["kind"] == "step"}
 
 
-def _local_run(tmp_path, script, precision: str, aligned: str):
+def _local_run(tmp_path, script, precision: str, aligned: str, steps: int = 20):
     local = tmp_path / f"local-{aligned}"
     subprocess.run(
-        [sys.executable, str(script), precision, str(local), aligned], check=True, timeout=240
-    )
+        [sys.executable, str(script), precision, str(local), aligned, str(steps)],
+        check=True, timeout=240,
+    )  # fmt: skip
     return local
 
 
@@ -83,8 +86,12 @@ def test_fp16_overflow_halves_the_scale_everywhere_like_one_process_even_with_a_
     assert summary(run)["steps"] == 20 and summary(run)["faults"]["survived"] == 1
     assert independent_data_check(run, num_samples=256) == (0, 0)  # no batch was skipped
     assert not any(e["kind"] in ("sdc", "quarantine") for e in events(run))
+    # --resume for 10 more steps: the scale comes back from the checkpoint, not from 2^16.
+    _fleet_run(tmp_path, SCRIPT, "fp16-mixed", "--resume", aligned="8", steps=30)
+    assert {e["step"] for e in events(run) if e["kind"] == "resume"} == {20}
+    scales = _scales(run)
     # The one-process run overflows on the same steps, as often, and has the same scales.
-    local = _local_run(tmp_path, script, "fp16-mixed", "8")
+    local = _local_run(tmp_path, script, "fp16-mixed", "8", steps=30)
     assert _overflows(local) == _overflows(run)
     assert _scales(local) == scales
     assert max_param_diff(run, local) < FP16_TOLERANCE
