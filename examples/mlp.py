@@ -59,6 +59,13 @@ def main() -> None:
         default="32",
         help="autocast precision (`phalanx run --precision` overrides it)",
     )
+    parser.add_argument(
+        "--aligned-microbatch",
+        type=int,
+        default=None,
+        help="fixed blocks of the batch, whole blocks per replica (fp16-mixed: the same "
+        "overflowed steps as one process)",
+    )
     parser.add_argument("--device", default="cpu", help="one-process run only: where to train")
     args = parser.parse_args()
 
@@ -87,6 +94,7 @@ def main() -> None:
         out_dir=args.out,
         checkpoint_every=args.checkpoint_every or None,  # 0: off
         precision=args.precision,
+        aligned_microbatch=args.aligned_microbatch,
     )
     summary = trainer.fit()
     if args.replica_copy and trainer.holds_final_model:  # not a replica back after the end
