@@ -74,7 +74,8 @@ def make_exact(
         how, fix = (
             (
                 f"each micro-batch of {max_microbatch}",
-                "max_microbatch=None (exact BatchNorm needs each slice in one forward)",
+                "max_microbatch=None and aligned_microbatch=None (exact BatchNorm needs each "
+                "slice in one forward)",
             )
             if exact
             else ("each replica's slice", "Trainer(exact=True)")
