@@ -60,6 +60,14 @@ bench-groups: $(STAMP)
 	$(BIN)/python bench/groups.py
 	$(BIN)/python -m bench.report bench/results/full.json
 
+# Sites (issue 17): outer synchronisation every H steps (DiLoCo-style, compressed) against
+# per-step sync on the demo GPT at the same samples, in one process (about 5 min on 2 cores);
+# writes docs/_generated/sites_convergence.md (and its copy in docs/sites.md) and
+# docs/img/sites_convergence.png.
+.PHONY: bench-sites
+bench-sites: $(STAMP)
+	$(BIN)/python bench/sites_convergence.py
+
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench.suite --suite quick
 
