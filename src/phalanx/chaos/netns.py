@@ -162,6 +162,8 @@ class Network:
         packet of a batch would be missing (about 5% of a bulk transfer's
         bytes). With one segment per batch allowed on both ends, the kernel
         cuts batches into MTU-sized frames before they cross, as a wire has them.
+        That costs CPU per frame: nothing at tens of Mbit/s, but on an unlimited
+        veth a 6.6 MB allreduce took ~0.2 s instead of ~0.05 s on 2 cores.
         """
         ip("link", "set", "dev", host.outer, "gso_max_segs", "1")
         ip("-n", host.ns, "link", "set", "dev", host.inner, "gso_max_segs", "1")
