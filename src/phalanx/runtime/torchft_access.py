@@ -15,6 +15,8 @@ here and nowhere else, so a torchft upgrade is checked in one file:
   gloo closes them only when the group is destroyed;
 - a collective must be waited for without blocking in gloo (a frozen peer
   would hold us for the whole timeout): the work's future, not its `wait`;
+- the quorum's process group, for the outer all-gather between sites (the
+  Manager offers all-reduce only; sites/outer_link.py);
 - which replicas the lighthouse considers dead: its status page, the only
   place torchft exposes its heartbeat view.
 
@@ -242,3 +244,9 @@ def current_quorum_id(lighthouse: str, timeout_s: float) -> int | None:
     page = _status_page(lighthouse, timeout_s)
     match = _QUORUM_ID.search(page) if page is not None else None
     return int(match.group(1)) if match else None
+
+
+def quorum_process_group(manager: Any) -> Any:
+    """The process group torchft configured for the current quorum (for an all-gather:
+    the Manager itself offers only all-reduce, and quantised payloads cannot be summed)."""
+    return manager._pg

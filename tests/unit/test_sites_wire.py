@@ -1,0 +1,45 @@
+"""An upload as the outer all-gather moves it: packed, padded, unpacked, the same."""
+
+import pytest
+import torch
+
+from phalanx.sites.compression import Codec, ErrorFeedback
+from phalanx.sites.outer_step import prepare_upload
+from phalanx.sites.wire import HEADER_BYTES, WireUpload, pack, pad, unpack
+
+SHAPES = [(7, 5), (5,), (130,)]
+
+
+@pytest.mark.parametrize("scheme", ["none", "int8", "4bit"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_an_upload_survives_packing_and_padding_bit_for_bit(scheme, dtype):
+    generator = torch.Generator().manual_seed(3)
+    anchor = [torch.randn(s, generator=generator, dtype=dtype) for s in SHAPES]
+    params = [a - 0.01 * torch.randn(a.shape, generator=generator, dtype=dtype) for a in anchor]
+    codec = Codec(scheme, block_size=16)
+    upload = prepare_upload(2, 96, anchor, params, ErrorFeedback(codec))
+    data = pack(WireUpload(upload, sender=True, step_time_s=0.25))
+    assert data.numel() == HEADER_BYTES + upload.payload_bytes  # no length fields travel
+    numels, dtypes = [a.numel() for a in anchor], [a.dtype for a in anchor]
+    back = unpack(pad(data, data.numel() + 37), codec, numels, dtypes)
+    assert (back.upload.site, back.upload.samples, back.sender, back.step_time_s) == (
+        2, 96, True, 0.25,
+    )  # fmt: skip
+    for sent, got in zip(upload.payloads, back.upload.payloads):
+        assert torch.equal(codec.decode(sent), codec.decode(got))
+
+
+def test_a_site_with_no_samples_sends_its_header_only():
+    codec = Codec("int8")
+    upload = prepare_upload(1, 0, [torch.zeros(4)], [torch.ones(4)], ErrorFeedback(codec))
+    data = pack(WireUpload(upload, sender=False, step_time_s=0.0))
+    assert data.numel() == HEADER_BYTES
+    back = unpack(data, codec, [4], [torch.float32])
+    assert (back.upload.samples, back.upload.payloads, back.sender) == (0, (), False)
+
+
+def test_a_payload_for_another_model_is_refused():
+    codec = Codec("none")
+    upload = prepare_upload(0, 8, [torch.zeros(3)], [torch.ones(3)], ErrorFeedback(codec))
+    with pytest.raises(ValueError, match="sent 1 tensors, the model has 2"):
+        unpack(pack(WireUpload(upload, True, 0.0)), codec, [3, 3], [torch.float32] * 2)
