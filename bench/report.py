@@ -394,6 +394,15 @@ def write_docs(figures: dict[str, Any], about: dict[str, Any], docs: Path) -> Pa
             "groups_bench.md",
             "Replica groups: an uneven layout against the ideal, memory per chip (bench/groups.py)",
         ),
+        *_generated_section(
+            docs,
+            "sites_convergence.md",
+            "Sites: outer sync every H steps against per-step sync, loss and bytes "
+            "(bench/sites_convergence.py)",
+        ),
+        *_generated_section(
+            docs, "sites_link.md", "Sites over a 20 Mbit/s link (bench/sites_link.py)"
+        ),
         *method.text(),
     ]
     path = docs / "benchmarks.md"
