@@ -38,6 +38,13 @@ def test_a_site_with_no_samples_sends_its_header_only():
     assert (back.upload.samples, back.upload.payloads, back.sender) == (0, (), False)
 
 
+def test_an_unsound_sender_says_so_on_the_wire():
+    codec = Codec("int8")
+    upload = prepare_upload(1, 4, [torch.zeros(4)], [torch.ones(4)], ErrorFeedback(codec))
+    back = unpack(pack(WireUpload(upload, True, 0.0, sound=False)), codec, [4], [torch.float32])
+    assert (back.sender, back.sound) == (True, False)
+
+
 def test_a_payload_for_another_model_is_refused():
     codec = Codec("none")
     upload = prepare_upload(0, 8, [torch.zeros(3)], [torch.ones(3)], ErrorFeedback(codec))

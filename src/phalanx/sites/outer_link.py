@@ -72,6 +72,8 @@ class OuterLink:
         from torchft.manager import Manager
         from torchft.process_group import ProcessGroupGloo
 
+        from phalanx.runtime.heal_transport import StreamingStateTransport
+
         timeout = timedelta(seconds=timeout_s)
         self._store = TCPStore(host, 0, is_master=True, wait_for_workers=False)
         self.manager = Manager(
@@ -92,6 +94,9 @@ class OuterLink:
             hostname=host if host != "0.0.0.0" else socket.gethostname(),
             heartbeat_interval=timedelta(milliseconds=heartbeat_ms),
             init_sync=True,
+            # Heals travel to `host` (torchft's default transport advertises the machine's
+            # hostname, which on hosts that share a name leads a healing site to itself).
+            checkpoint_transport=StreamingStateTransport(host, timeout),
         )
 
     @property
@@ -112,10 +117,15 @@ class OuterLink:
     ) -> list[WireUpload]:
         """Every participant's upload (its own included), after `join`.
 
-        Raises OuterRoundFailed when the all-gather failed; `commit` then says False.
+        Raises OuterRoundFailed when the all-gather failed, or when a participant's
+        outer state is unsound (its heal failed: its delta is from a stale anchor); the
+        round then counts for nobody, since torchft's commit vote is agreed only within
+        one replica, not across the quorum. `commit` then says False.
         """
         from torch.distributed.distributed_c10d import AllgatherOptions
 
+        if self.manager.errored() is not None:
+            mine = WireUpload(mine.upload, mine.sender, mine.step_time_s, sound=False)
         data = pack(mine)
         participants = self.manager.num_participants()
         pg = quorum_process_group(self.manager)  # reconfigured for every quorum
@@ -129,7 +139,13 @@ class OuterLink:
         except Exception as err:  # a peer died or hung: the round fails for everyone
             self.manager.report_error(err)
             raise OuterRoundFailed(str(err).splitlines()[0] if str(err) else repr(err)) from err
-        return [unpack(tensor, codec, numels, dtypes) for tensor in out[0]]
+        uploads = [unpack(tensor, codec, numels, dtypes) for tensor in out[0]]
+        unsound = sorted(w.upload.site for w in uploads if not w.sound)
+        if unsound:
+            failure = OuterRoundFailed(f"sites {unsound} hold an unsound outer state this round")
+            self.manager.report_error(failure)
+            raise failure
+        return uploads
 
     def commit(self) -> bool:
         """The round's vote: True when every participant exchanged (the round counts)."""

@@ -2,7 +2,8 @@
 
 Layout (little-endian, as torch lays tensors out on every platform phalanx runs on):
 
-    int64[4]   site, samples, tensor count, sender flag (1: this copy counts)
+    int64[4]   site, samples, tensor count, flags (1: this copy counts; 2: the sender's
+               outer state is sound, e.g. its heal did not fail)
     float64[1] the site's mean inner-step time this round, seconds (plans the next counts)
     then, per parameter tensor (none when samples == 0):
         payload bytes (Codec.encoded_bytes minus the scales), then float32 scales
@@ -32,12 +33,16 @@ class WireUpload:
     upload: SiteUpload
     sender: bool  # a site's other replicas send an empty copy (one copy per site crosses)
     step_time_s: float
+    # False: this replica's outer state is unsound this round (its heal failed): every
+    # participant then refuses the round, so nobody applies a delta from a stale anchor.
+    sound: bool = True
 
 
 def pack(wire: WireUpload) -> torch.Tensor:
     upload = wire.upload
     header = torch.tensor(
-        [upload.site, upload.samples, len(upload.payloads), int(wire.sender)], dtype=torch.int64
+        [upload.site, upload.samples, len(upload.payloads), int(wire.sender) | 2 * int(wire.sound)],
+        dtype=torch.int64,
     )
     step_time = torch.tensor([wire.step_time_s], dtype=torch.float64)
     parts = [header.view(torch.uint8), step_time.view(torch.uint8)]
@@ -52,7 +57,7 @@ def unpack(
 ) -> WireUpload:
     """The upload packed in `data` (padding after it is ignored)."""
     header = data[:32].clone().view(torch.int64).tolist()
-    site, samples, count, sender = (int(v) for v in header)
+    site, samples, count, flags = (int(v) for v in header)
     step_time_s = float(data[32:HEADER_BYTES].clone().view(torch.float64)[0])
     if count not in (0, len(numels)):
         raise ValueError(f"site {site} sent {count} tensors, the model has {len(numels)}")
@@ -66,7 +71,8 @@ def unpack(
         scales = data[offset : offset + SCALE_BYTES * scale_count].clone().view(torch.float32)
         offset += SCALE_BYTES * scale_count
         payloads.append(Encoded(codec.scheme, numel, codec.block_size, dtype, payload, scales))
-    return WireUpload(SiteUpload(site, samples, tuple(payloads)), bool(sender), step_time_s)
+    upload = SiteUpload(site, samples, tuple(payloads))
+    return WireUpload(upload, bool(flags & 1), step_time_s, sound=bool(flags & 2))
 
 
 def pad(data: torch.Tensor, size: int) -> torch.Tensor:
