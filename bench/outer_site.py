@@ -122,8 +122,14 @@ def run_alone(site: Site, plan: StreamPlan, counts: list[int], rounds: int, log:
 def run_linked(
     site: Site, plan: StreamPlan, counts: list[int], args: argparse.Namespace, log: Log
 ) -> None:
+    from phalanx.fleetnet.hosts import gloo_interface
     from phalanx.sites.outer_link import OuterLink, OuterRoundFailed
 
+    # Gloo binds the interface of the hostname unless told (loopback inside a namespace):
+    # the one that holds the address the other site dials, as phalanx's launcher does.
+    interface = gloo_interface(args.host)
+    if interface is not None:
+        os.environ["GLOO_SOCKET_IFNAME"] = interface
     codec = Codec(args.codec)
     outer = OuterOptimizer([p.detach() for p in site.params], OUTER)
     feedback = ErrorFeedback(codec)
@@ -158,12 +164,12 @@ def run_linked(
         except OuterRoundFailed as failure:
             link.commit()  # votes no; the next join leaves the dead out
             feedback.load_state_dict(residuals)
-            log.write("failed", round=layout.round, why=str(failure))
+            log.write("failed", site=site.index, round=layout.round, why=str(failure))
             continue
         t_exchanged = time.time()
         if not link.commit():
             feedback.load_state_dict(residuals)
-            log.write("failed", round=layout.round, why="commit vote")
+            log.write("failed", site=site.index, round=layout.round, why="commit vote")
             continue
         uploads = [w.upload for w in wires if w.sender]
         site.load(apply_outer_step(uploads, codec, outer))
