@@ -86,23 +86,24 @@ def start_outer_lighthouse(
     """
     settings = {"bind_host": host.address, "port": 0, "min_replicas": min_replicas}
     argv = [sys.executable, "-m", "phalanx.launch.lighthouse", json.dumps(settings)]
-    with log.open("w") as sink:
+    # Its address on stdout, torchft's log on stderr: in one file, the two interleave.
+    served = log.with_suffix(".address")
+    with served.open("w") as address_sink, log.open("w") as log_sink:
         process = subprocess.Popen(
             ["ip", "netns", "exec", host.ns, *argv],
             cwd=ROOT,
             stdin=subprocess.PIPE,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
+            stdout=address_sink,
+            stderr=log_sink,
             start_new_session=True,
         )
     network.processes.append(process)  # the caller's cleanup kills it too
     deadline = time.monotonic() + LIGHTHOUSE_START_S
-    while '"address"' not in log.read_text():
+    while not served.read_text().endswith("\n"):
         if process.poll() is not None or time.monotonic() > deadline:
             raise RunFailed(f"the outer lighthouse did not start: {log.read_text()[-300:]}")
-        time.sleep(POLL_S)  # polling its log, with a deadline
-    line = next(x for x in log.read_text().splitlines() if '"address"' in x)
-    return OuterLighthouse(json.loads(line)["address"], process)
+        time.sleep(POLL_S)  # polling its address file, with a deadline
+    return OuterLighthouse(json.loads(served.read_text())["address"], process)
 
 
 def site_argv(
