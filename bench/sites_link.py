@@ -1,6 +1,6 @@
 """Two sites over a slow link: today's per-step synchronous fleet against the sites alone.
 
-    python -m bench.sites_link [--out DIR]          # about 3-4 minutes on 2 cores, needs root
+    python -m bench.sites_link [--out DIR]          # about 14 minutes on 2 cores, needs root
     python -m bench.sites_link --render RESULTS     # the doc again from a results file
 
 Issue 17's baseline. Three network namespaces on one bridge: site A (two
@@ -17,8 +17,15 @@ in one run, side by side:
     and the bytes that crossed that link per training sample (its interface
     counters, over the steady-state window), next to the gradient's own bytes.
 
+(d) outer sync over the same 20 Mbit/s link: one bench/outer_site.py process
+    per site (its chips' summed speed, the same time scale), an outer
+    lighthouse in the lighthouse namespace, an outer round every H inner steps
+    of site A (OUTER_CONFIGS), against the same processes alone (no link);
+    rates and bytes over whole rounds, from one outer commit to another.
+
 The ratio (b) / ((a)_A + (a)_B) is the figure the outer-sync change must
-raise to 0.90. Writes DIR/sites_link.json, bench/results/sites_link.json and
+raise to 0.90; (d) is that change, measured (the first version blocks both
+sites during the exchange). Writes DIR/sites_link.json, bench/results/sites_link.json and
 docs/_generated/sites_link.md.
 """
 
@@ -38,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import machine, sites_link_doc  # noqa: E402
 from bench.link_meter import LinkMeter, busy_shares  # noqa: E402
+from bench.outer_runs import OuterConfig, run_alone, run_linked  # noqa: E402
 from bench.site_runs import (  # noqa: E402
     COLLECTIVE_TIMEOUT_S,
     Site,
@@ -63,6 +71,13 @@ ADDRESSES = {"lh": f"{SUBNET}.1", SITE_A.label: f"{SUBNET}.11", SITE_B.label: f"
 # Hang guards only (a healthy run takes a fraction): a run past them stops the bench.
 ALONE_DEADLINE_S = 240.0
 FLEET_DEADLINE_S = 420.0
+# Outer sync over the same link, by priority (each run's first round is warm-up, so
+# H = 100 runs two rounds: about 100 s each at site A's ~1 s per inner step).
+OUTER_CONFIGS = (
+    OuterConfig(100, "4bit", 2),
+    OuterConfig(100, "none", 2),
+    OuterConfig(20, "int8", 4),
+)
 RESULTS = ROOT / "bench" / "results" / "sites_link.json"
 DOC = ROOT / "docs" / "_generated" / "sites_link.md"
 
@@ -144,6 +159,25 @@ def _fleet(
     }
 
 
+def _outer(
+    net: netns.Network, hosts: dict[str, netns.Host], out: Path, scale: float
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The site processes alone (no link), then each outer configuration over the limited link."""
+    sites = (SITE_A, SITE_B)
+    alone = run_alone(net, hosts, sites, WORK, out / "outer_alone", scale, ALONE_DEADLINE_S)
+    # Site A's inner phase of one round, from its rate alone: sizes the exchange's timeout.
+    step_s = WORK.batch / alone[SITE_A.label]["samples_per_s"]
+    figures = {}
+    for config in OUTER_CONFIGS:
+        round_s = config.outer_every * step_s
+        deadline_s = 120.0 + 2 * config.rounds * round_s  # a hang guard only
+        figures[config.key] = run_linked(
+            net, hosts, sites, WORK, out / config.key, scale, config, LINK_RATE_MBIT,
+            round_s, deadline_s,
+        )  # fmt: skip
+    return alone, figures
+
+
 def measure(out: Path) -> dict[str, Any]:
     reason = netns.unavailable() or (None if shutil.which("tc") else "needs tc (iproute2)")
     if reason is not None:
@@ -165,9 +199,16 @@ def measure(out: Path) -> dict[str, Any]:
         applied = net.limit(hosts[SITE_B.label], LINK_RATE_MBIT)  # frames counted from here
         shaping = tc_classes(hosts[SITE_B.label])
         limited = _fleet(net, hosts, out / "fleet_limited", scale, LINK_RATE_MBIT)
+        outer_alone, outer = _outer(net, hosts, out, scale)
     finally:
         net.cleanup()
     standalone_sum = sum(figures["samples_per_s"] for figures in alone.values())
+    outer_alone_sum = sum(figures["samples_per_s"] for figures in outer_alone.values())
+    for figures in outer.values():
+        figures["over_standalone_sum"] = figures["samples_per_s"] / outer_alone_sum
+        figures["fewer_bytes_than_per_step_sync"] = (
+            limited["link_bytes_per_sample"] / figures["link_bytes_per_sample"]
+        )
     replicas = len(speeds)
     return {
         "machine": {**about, "bench_wall_s": time.monotonic() - started},
@@ -195,6 +236,11 @@ def measure(out: Path) -> dict[str, Any]:
             "limited_over_standalone_sum": limited["samples_per_s"] / standalone_sum,
             "unlimited_over_standalone_sum": unlimited["samples_per_s"] / standalone_sum,
         },
+        # Outer sync: one bench/outer_site.py process per site (its chips' summed speed),
+        # measured against the same processes alone.
+        "outer_alone": outer_alone,
+        "outer_standalone_sum_sps": outer_alone_sum,
+        "outer": outer,
     }
 
 
