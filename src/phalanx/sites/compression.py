@@ -86,11 +86,17 @@ class Codec:
 
     def encoded_bytes(self, numel: int) -> int:
         """Bytes `encode` produces for a tensor of `numel` values (payload + scales)."""
+        return self.payload_bytes(numel) + SCALE_BYTES * self.scale_count(numel)
+
+    def payload_bytes(self, numel: int) -> int:
+        """Bytes of the quantised values alone (`Encoded.payload`) for `numel` values."""
         if self.scheme == "none":
             return FLOAT32_BYTES * numel
-        blocks = -(-numel // self.block_size)
-        payload = numel if self.scheme == "int8" else -(-numel // 2)
-        return payload + SCALE_BYTES * blocks
+        return numel if self.scheme == "int8" else -(-numel // 2)
+
+    def scale_count(self, numel: int) -> int:
+        """float32 scales (`Encoded.scales`) for `numel` values: one per block; none raw."""
+        return 0 if self.scheme == "none" else -(-numel // self.block_size)
 
     def encode(self, flat: torch.Tensor) -> Encoded:
         _check_flat(flat)

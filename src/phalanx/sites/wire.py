@@ -64,8 +64,7 @@ def unpack(
     offset = HEADER_BYTES
     payloads: list[Encoded] = []
     for numel, dtype in zip(numels, dtypes) if count else ():
-        scale_count = 0 if codec.scheme == "none" else -(-numel // codec.block_size)
-        payload_bytes = codec.encoded_bytes(numel) - SCALE_BYTES * scale_count
+        scale_count, payload_bytes = codec.scale_count(numel), codec.payload_bytes(numel)
         payload = data[offset : offset + payload_bytes].clone()
         offset += payload_bytes
         scales = data[offset : offset + SCALE_BYTES * scale_count].clone().view(torch.float32)
