@@ -11,7 +11,6 @@ reference. Addresses are 10.77.0.0/24 inside the namespaces only.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import time
@@ -45,26 +44,6 @@ STEPS_WITHOUT = 8  # the others commit this many steps alone before the link ret
 # Slow emulated chips (~0.25 s steps): the run outlasts a host that starts late, the cut
 # and the rejoin, also on a busy machine.
 SPEED = "0.03"
-
-
-def _netns_unavailable() -> str | None:
-    reason = netns.unavailable()
-    if reason is None and shutil.which("tc") is None:
-        return "needs tc (iproute2) for the degraded link"
-    return reason
-
-
-@pytest.fixture
-def network():
-    reason = _netns_unavailable()
-    if reason is not None:
-        pytest.skip(reason)
-    net = netns.Network()
-    try:
-        net.create_bridge()
-        yield net
-    finally:
-        net.cleanup()
 
 
 def _spawn(network: netns.Network, host: netns.Host, args: list[str], log: Path):

@@ -9,13 +9,11 @@ enforces it is what we check). Addresses are 10.78.1.0/24 inside the namespaces.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 
 import pytest
 
-from phalanx.chaos import netns
 from tests.fleet_helpers import wait_for
 
 pytestmark = [pytest.mark.netns, pytest.mark.e2e, pytest.mark.timeout(60)]
@@ -53,21 +51,6 @@ while chunk := conn.recv(65536):
     got += len(chunk)
 print("got", got, flush=True)
 """
-
-
-@pytest.fixture
-def network():
-    reason = netns.unavailable()
-    if reason is None and shutil.which("tc") is None:
-        reason = "needs tc (iproute2) for the limited link"
-    if reason is not None:
-        pytest.skip(reason)
-    net = netns.Network()
-    try:
-        net.create_bridge()
-        yield net
-    finally:
-        net.cleanup()
 
 
 def _htb_classes(prefix: list[str], dev: str) -> str:
