@@ -130,8 +130,7 @@ class Trainer:
         self.device = torch.device(self.worker.device if self.worker else _default_device(model))
         # Map-style or a stream, read by `loader_workers` processes ahead of the chip.
         self.feed = make_feed(
-            dataset, self.seed, self.global_batch_size,
-            self.aligned_microbatch or self.max_microbatch, collate_fn,
+            dataset, self.seed, self.global_batch_size, self._microbatch, collate_fn,
             loader_workers, pin_memory, self.device,
         )  # fmt: skip
         self.num_samples = self.feed.num_samples
@@ -151,6 +150,11 @@ class Trainer:
             self.model, built_optimizer, built_scheduler, sharded=self.group is not None,
             writes_for_group=self.group is None or self.group.leads,
         )  # fmt: skip
+
+    @property
+    def _microbatch(self) -> int | None:
+        """The largest micro-batch: an aligned block is one, whole, wherever it lands."""
+        return self.aligned_microbatch or self.max_microbatch
 
     # ------------------------------------------------------------------ loop
     @property
@@ -250,8 +254,7 @@ class Trainer:
         return RunSettings(
             name=self.name, out_dir=self.out_dir, device=self.device,
             global_batch_size=self.global_batch_size, steps=self.steps, seed=self.seed,
-            max_microbatch=self.aligned_microbatch or self.max_microbatch,
-            share_unit=self.aligned_microbatch or 1, clip_grad_norm=self.clip_grad_norm,
+            max_microbatch=self._microbatch, share_unit=self.aligned_microbatch or 1, clip_grad_norm=self.clip_grad_norm,
             guard=self.guard, quarantine_after=self.quarantine_after, exact=self.exact,
             precision=self.precision,
             checkpoint_every=self.checkpoint_every, keep_checkpoints=self.keep_checkpoints,
