@@ -64,6 +64,8 @@ class WorkerConfig:
     group_ranks: int = 1
     group_store: str | None = None
     group_chip: int = 0  # which of its replica's chips hosts this rank (chip_memory events)
+    # A sites run (docs/sites.md): sites/run_settings.SiteRunSettings.to_json(); None: one fleet.
+    sites: dict[str, Any] | None = None
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=1))
