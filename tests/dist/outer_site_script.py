@@ -105,7 +105,8 @@ def main() -> None:
             marker.write_text(str(round_index))
             os.kill(os.getpid(), signal.SIGKILL)
         try:
-            wires = link.exchange(WireUpload(upload, True, 0.0), CODEC, numels, dtypes)
+            mine = WireUpload(upload, True, 0.0, round=round_index)
+            exchanged = link.exchange(mine, CODEC, numels, dtypes, sites=len(INNER_STEPS))
         except OuterRoundFailed as failure:
             link.commit()  # votes no; the next join leaves the dead out
             feedback.load_state_dict(residuals)
@@ -116,7 +117,7 @@ def main() -> None:
         if not link.commit():
             feedback.load_state_dict(residuals)
             continue
-        uploads = [w.upload for w in wires if w.sender]
+        uploads = [w.upload for w in exchanged.uploads]
         outer_round(model, outer, uploads, CODEC)
         record = {"kind": "round", "round": round_index, "sites": sorted(u.site for u in uploads)}
         log.write(json.dumps(record) + "\n")

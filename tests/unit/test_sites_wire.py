@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from phalanx.sites.compression import Codec, ErrorFeedback
-from phalanx.sites.outer_step import prepare_upload
+from phalanx.sites.outer_step import SiteUpload, prepare_upload
 from phalanx.sites.wire import HEADER_BYTES, WireUpload, pack, pad, unpack
 
 SHAPES = [(7, 5), (5,), (130,)]
@@ -50,3 +50,12 @@ def test_a_payload_for_another_model_is_refused():
     upload = prepare_upload(0, 8, [torch.zeros(3)], [torch.ones(3)], ErrorFeedback(codec))
     with pytest.raises(ValueError, match="sent 1 tensors, the model has 2"):
         unpack(pack(WireUpload(upload, True, 0.0)), codec, [3, 3], [torch.float32] * 2)
+
+
+def test_the_header_carries_round_inner_steps_and_anchor_checksum():
+    codec = Codec("none")
+    wire = WireUpload(SiteUpload(2, 0, ()), False, 0.25, round=7, inner_steps=123,
+                      anchor_checksum=-1.5e-3)  # fmt: skip
+    back = unpack(pack(wire), codec, [3], [torch.float32])
+    assert (back.round, back.inner_steps, back.anchor_checksum) == (7, 123, -1.5e-3)
+    assert (back.upload.site, back.sender, back.step_time_s) == (2, False, 0.25)

@@ -146,12 +146,15 @@ def save_checkpoint(state: TrainState, run_dir: str | Path, keep: int = 3) -> Pa
         optim_tensors: dict[str, torch.Tensor] = {}
         optim_tree = _split_tensors(optimizer_state, "optimizer", optim_tensors)
         rng_tensors = {"rng.cpu": torch.get_rng_state()}
-        save_file({**optim_tensors, **rng_tensors}, tmp / "optimizer.safetensors")
+        extra_tensors: dict[str, torch.Tensor] = {}
+        extra_tree = _split_tensors(state.extra_state(), "extra", extra_tensors)
+        save_file({**optim_tensors, **rng_tensors, **extra_tensors}, tmp / "optimizer.safetensors")
         meta = {
             "format": FORMAT,
             "fleet": state.fleet.to_json(),
             "optimizer": optim_tree,
             "scheduler": state.scheduler.state_dict() if state.scheduler is not None else None,
+            **extra_tree,  # {} or {"extra": ...}: a sites run's site state
         }
         _write_text(tmp / "meta.json", json.dumps(meta))
         for name in _FILES[:2]:  # safetensors wrote these; make them durable too
@@ -303,6 +306,7 @@ class _Parsed:
     scheduler: dict[str, Any] | None
     fleet: FleetState
     rng: torch.Tensor | None
+    extra: dict[str, Any]
 
 
 def _parse(path: Path, state: TrainState) -> _Parsed:
@@ -312,15 +316,23 @@ def _parse(path: Path, state: TrainState) -> _Parsed:
         model = _read_tensors(path / "model.safetensors")
         other = _read_tensors(path / "optimizer.safetensors")
         rng = other.pop("rng.cpu", None)
+        extra_names = [k for k in other if k.startswith("extra.")]
+        extra_tensors = {k: other.pop(k) for k in extra_names}
         parsed = _Parsed(
             model=model,
             optimizer=_optimizer_from_json(_join_tensors(meta["optimizer"], other)),
             scheduler=meta.get("scheduler"),
             fleet=FleetState.from_json(meta["fleet"]),
             rng=rng,
+            extra=_join_tensors({"extra": meta.get("extra", {})}, extra_tensors),
         )
     except (SafetensorError, LookupError, TypeError, ValueError, AttributeError) as err:
         raise CheckpointError(f"cannot be parsed ({type(err).__name__}: {err})") from None
+    missing = sorted(set(state.extra) - set(parsed.extra.get("extra", {})))
+    if missing:  # checked before anything is loaded: a refused checkpoint changes nothing
+        raise CheckpointError(
+            f"holds no {missing[0]!r} state, which this run needs (saved by another kind of run)"
+        )
     expected = state.model.state_dict()
     wrong = sorted(set(expected) ^ set(model)) or [
         k for k in expected if expected[k].shape != model[k].shape
@@ -346,6 +358,7 @@ def load_checkpoint_into(state: TrainState, path: Path) -> None:
             state.scheduler.load_state_dict(parsed.scheduler)
         if parsed.rng is not None:
             torch.set_rng_state(parsed.rng)
+        state.load_extra(parsed.extra)
     except (LookupError, TypeError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"does not fit this run ({type(err).__name__}: {err})") from None
     state.fleet = parsed.fleet

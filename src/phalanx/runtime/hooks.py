@@ -214,15 +214,19 @@ class StepLogHook:
                 reason=report.reason,
             )
             return
+        stream_step = ctx.stream_step(report.step)
+        # A site's steps lie in the global stream where its round's plan put them.
+        site = {"site": ctx.site, "stream_step": stream_step} if ctx.site is not None else {}
         ctx.events.emit(
             "step",
             replica=ctx.name,
             step=report.step,
+            **site,
             loss=result.loss,
             participants=result.active,
             members=report.members,
             shares=result.shares,
-            ranges=participant_ranges(report.step, self.global_batch_size, result.shares),
+            ranges=participant_ranges(stream_step, self.global_batch_size, result.shares),
             sps=[abs(result.throughputs_sps[m]) for m in result.active],
             compute_s=round(result.compute_s, 5),
             quorum_s=round(report.quorum_s, 5),

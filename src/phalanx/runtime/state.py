@@ -80,6 +80,9 @@ class TrainState:
     sharded: bool = False
     # Of a group's ranks, the one that writes what they gathered (checkpoints).
     writes_for_group: bool = True
+    # More state that travels with the rest (heals, checkpoints): name -> an object with
+    # state_dict()/load_state_dict(). A sites run's SiteState (sites/site_state.py).
+    extra: dict[str, Any] = field(default_factory=dict)
     # Clear while a committed step is being applied. The next quorum is requested
     # before that (runtime/sync_fleet.py), so a peer may ask to heal from this state
     # mid-update: it waits for the update to finish.
@@ -133,7 +136,22 @@ class TrainState:
             if self.scheduler is not None
             else None,
             "fleet": copy.deepcopy(self.fleet.to_json()),
+            **self.extra_state(),
         }
+
+    def extra_state(self) -> dict[str, Any]:
+        """The `extra` parts' states (copies: they change between steps, at outer rounds)."""
+        if not self.extra:
+            return {}
+        return {"extra": {name: part.state_dict() for name, part in self.extra.items()}}
+
+    def load_extra(self, state: dict[str, Any]) -> None:
+        """Load the `extra` parts; a state without them (an older checkpoint) is refused."""
+        for name, part in self.extra.items():
+            stored = state.get("extra", {}).get(name)
+            if stored is None:
+                raise ValueError(f"the state holds no {name!r} part, which this run needs")
+            part.load_state_dict(stored)
 
     def whole_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """The model's tensors and optimizer state as an unsharded replica holds them.
@@ -173,3 +191,4 @@ class TrainState:
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.fleet = FleetState.from_json(state["fleet"])
+        self.load_extra(state)

@@ -137,6 +137,11 @@ class StepContext:
     kinds: dict[str, str] = field(default_factory=dict)  # replica -> kind (what rounds alike)
     emulated_kind: str | None = None  # this emulated chip rounds like another vendor's
     group: GroupRank | None = None  # a rank of a replica group (groups/member.py)
+    # A sites run (sites/site_state.py): where a step's samples lie in the global stream
+    # (identity for one fleet) and whether the site's outer round follows a step.
+    stream_step: Callable[[int], int] = lambda step: step
+    outer_due: Callable[[int], bool] = lambda step: False
+    site: str | None = None
 
 
 @dataclass
@@ -266,7 +271,8 @@ def take_step(ctx: StepContext) -> StepReport:
     commit_t0 = time.perf_counter()
     report.committed = ctx.sync.commit(ok, report.reason)
     report.commit_s = time.perf_counter() - commit_t0
-    if (not report.committed or step + 1 < ctx.steps) and not ctx.watch.fleet_finished(ctx.steps):
+    more = not report.committed or (step + 1 < ctx.steps and not ctx.outer_due(step + 1))
+    if more and not ctx.watch.fleet_finished(ctx.steps):
         # The next quorum's round trip travels while this step is applied. (Not for a
         # replica the fleet finished without: the request would outlive the lighthouse,
         # and torchft's thread would hold the process's exit for the quorum timeout.)
@@ -325,7 +331,7 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
             result.all_excluded = True
             break
         shares = ctx.shares.shares(fleet, active, result.measured_sps)
-        ranges = participant_ranges(step, work.global_batch_size, shares)
+        ranges = participant_ranges(ctx.stream_step(step), work.global_batch_size, shares)
         ctx.buffer.zero_()
         ctx.reduction.start()
         control.clear()

@@ -150,6 +150,12 @@ class Trainer:
             self.model, built_optimizer, built_scheduler, sharded=self.group is not None,
             writes_for_group=self.group is None or self.group.leads,
         )  # fmt: skip
+        self.site = None  # a sites run (runtime/site_run.py): outer rounds between steps
+        if self.worker is not None and self.worker.sites is not None:
+            from phalanx.runtime.site_run import SiteRun
+
+            self.site = SiteRun(self.worker, self.model, self.state, self.steps,
+                                self.global_batch_size, sharded=self.group is not None)  # fmt: skip
 
     @property
     def _microbatch(self) -> int | None:
@@ -165,6 +171,8 @@ class Trainer:
         had finished: it leaves with the state it restored, which is not the final
         model, so code after `fit` must not save it as one.
         """
+        if self.site is not None:
+            return self.site.finished
         return self.state.fleet.step >= self.steps
 
     def fit(self, preemption: Preemption | None = None) -> dict[str, Any]:
@@ -188,6 +196,9 @@ class Trainer:
             if self.group is not None:  # its ranks decide alike (groups/member.py)
                 ctx.group, ctx.overlap = self.group, False
                 ctx.pacer.cpu_per_unit_s = self._chip_cpu_per_sample
+            if self.site is not None:
+                self.site.attach(ctx)
+                self.site.connect(events, self.name)
         except EmulatedOutOfMemory as oom:
             start_barrier(self.worker)  # the peers must not wait for us at the start
             self._leave(events, _out_of_memory(oom, self.state.fleet.step))
@@ -200,7 +211,7 @@ class Trainer:
             preemption.install()
         members: list[str] = []
         try:
-            while self.state.fleet.step < self.steps:
+            while not self.holds_final_model:
                 if preemption.requested:  # SIGTERM: leave at this boundary, checkpointed
                     leaving = leave_preempted(
                         self.name, self.state, members, self.out_dir, self.keep_checkpoints,
@@ -214,6 +225,9 @@ class Trainer:
                         sys.stderr.flush()
                         os._exit(int(leaving.code or 0))
                     raise leaving
+                if self.site is not None and self.site.due(self.state.fleet.step):
+                    self.site.outer_round(self.state.fleet.step)  # between two inner steps
+                    continue
                 try:
                     report = take_step(ctx)
                 except PlanMismatch as mismatch:  # no exact step is possible: stop the run
@@ -231,11 +245,13 @@ class Trainer:
                     members = list(report.members)
                 for hook in hooks:
                     hook(report)
-            if self.state.fleet.step >= self.steps:
+            if self.holds_final_model:
                 ctx.watch.finished(self.state.fleet.step)
         except LeaveFleet as leave:
             self._leave(events, leave)
         finally:
+            if self.site is not None:
+                self.site.close()
             sync.close()
             self.feed.close()
         return self._finish(events)
@@ -290,8 +306,10 @@ class Trainer:
 
     # ---------------------------------------------------------------- finish
     def _finish(self, events: EventLog) -> dict[str, Any]:
+        step = self.state.fleet.step
+        steps = self.steps if self.site is None else step + (not self.site.finished)
         return finish_run(
-            events, self.name, self.model, self.out_dir, self.state.fleet.step, self.steps,
+            events, self.name, self.model, self.out_dir, step, steps,
             standalone=self.worker is None, group=self.group,
         )  # fmt: skip
 

@@ -35,13 +35,15 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
 import torch
 
-from phalanx.runtime.torchft_access import quorum_process_group
+from phalanx.runtime.torchft_access import forget_failed_quorum, quorum_process_group
 from phalanx.sites.compression import Codec
+from phalanx.sites.outer_step import SiteUpload
 from phalanx.sites.wire import WireUpload, pack, pad, unpack
 
 StateDict = dict[str, Any]
@@ -54,6 +56,22 @@ def outer_quorum_size(sites: int) -> int:
 
 class OuterRoundFailed(Exception):
     """The round's exchange failed (a peer died or hung): ask again with a new quorum."""
+
+
+class OuterQuorumUnavailable(Exception):
+    """No outer quorum formed in time (the lighthouse is away, or too few sites are)."""
+
+
+class AnchorsDiffer(Exception):
+    """Sites began from different parameters: no outer step can combine their deltas."""
+
+
+@dataclass(frozen=True)
+class Exchanged:
+    """What an outer round's exchange gave: one upload per site present, ascending site."""
+
+    uploads: list[WireUpload]
+    replicas_by_site: dict[int, int]  # site -> its participants in the quorum
 
 
 class OuterLink:
@@ -105,8 +123,22 @@ class OuterLink:
         return int(self.manager.current_step())
 
     def join(self) -> None:
-        """The round's quorum; a replica behind the others heals here (state loaded)."""
-        self.manager.start_quorum()
+        """The round's quorum; a replica behind the others heals here (state loaded).
+
+        Raises OuterQuorumUnavailable when no quorum formed in the quorum timeout (no
+        lighthouse, too few sites): the caller asks again, or gives up in the end.
+        """
+        try:
+            self.manager.start_quorum()
+        except Exception as err:
+            forget_failed_quorum(self.manager)
+            raise OuterQuorumUnavailable(
+                str(err).splitlines()[0] if str(err) else repr(err)
+            ) from err
+
+    def set_round(self, round_index: int) -> None:
+        """Where this replica's outer state is (a heal inside the site, a checkpoint)."""
+        self.manager.load_state_dict({"step": round_index, "batches_committed": 0})
 
     def exchange(
         self,
@@ -114,21 +146,50 @@ class OuterLink:
         codec: Codec,
         numels: Sequence[int],
         dtypes: Sequence[torch.dtype],
-    ) -> list[WireUpload]:
-        """Every participant's upload (its own included), after `join`.
+        sites: int,
+    ) -> Exchanged:
+        """One upload per site present (its own site's included), after `join`.
 
-        Raises OuterRoundFailed when the all-gather failed, or when a participant's
-        outer state is unsound (its heal failed: its delta is from a stale anchor); the
-        round then counts for nobody, since torchft's commit vote is agreed only within
-        one replica, not across the quorum. `commit` then says False.
+        Two all-gathers. The first moves every participant's header only: who is
+        there, from which site, in which round, on which anchor. Each site's first
+        participant (lowest quorum rank) is its sender; the others of the site hold
+        the same delta (exact inner steps) and send their header again, so the link
+        carries one payload per site whatever the site's size. The second moves
+        the payloads.
+
+        Raises OuterRoundFailed when an all-gather failed, a participant's outer
+        state is unsound (its heal failed), the participants disagree on the round,
+        or fewer than a majority of the sites are present; the round then counts
+        for nobody (torchft's commit vote is agreed only within one replica, not
+        across the quorum), and `commit` says False. Raises AnchorsDiffer when the
+        participants hold different anchors in round 0: the sites did not start
+        from the same parameters, which no retry mends.
         """
+        if self.manager.errored() is not None:
+            mine = replace(mine, sound=False)
+        participants = self.manager.num_participants()
+        rank = self.manager.participating_rank()
+        pg = quorum_process_group(self.manager)  # reconfigured for every quorum
+        header_only = replace(mine, upload=SiteUpload(mine.upload.site, mine.upload.samples, ()))
+        headers = [unpack(t, codec, numels, dtypes)
+                   for t in self._allgather(pg, pack(header_only), participants)]  # fmt: skip
+        first_of_site: dict[int, int] = {}
+        for index, header in enumerate(headers):
+            first_of_site.setdefault(header.upload.site, index)
+        self._refuse_unless_agreed(headers, first_of_site, sites)
+        sender = first_of_site[mine.upload.site] == rank
+        mine = replace(mine, sender=sender)
+        data = pack(mine if sender else replace(mine, upload=header_only.upload))
+        gathered = self._allgather(pg, data, participants)
+        uploads = [
+            unpack(gathered[i], codec, numels, dtypes) for i in sorted(first_of_site.values())
+        ]
+        present = {site: sum(1 for h in headers if h.upload.site == site) for site in first_of_site}
+        return Exchanged(sorted(uploads, key=lambda w: w.upload.site), present)
+
+    def _allgather(self, pg: Any, data: torch.Tensor, participants: int) -> list[torch.Tensor]:
         from torch.distributed.distributed_c10d import AllgatherOptions
 
-        if self.manager.errored() is not None:
-            mine = WireUpload(mine.upload, mine.sender, mine.step_time_s, sound=False)
-        data = pack(mine)
-        participants = self.manager.num_participants()
-        pg = quorum_process_group(self.manager)  # reconfigured for every quorum
         try:
             sizes_out = [[torch.zeros(1, dtype=torch.int64) for _ in range(participants)]]
             size = torch.tensor([data.numel()], dtype=torch.int64)
@@ -139,13 +200,35 @@ class OuterLink:
         except Exception as err:  # a peer died or hung: the round fails for everyone
             self.manager.report_error(err)
             raise OuterRoundFailed(str(err).splitlines()[0] if str(err) else repr(err)) from err
-        uploads = [unpack(tensor, codec, numels, dtypes) for tensor in out[0]]
-        unsound = sorted(w.upload.site for w in uploads if not w.sound)
+        return out[0]
+
+    def _refuse_unless_agreed(
+        self, headers: list[WireUpload], first_of_site: dict[int, int], sites: int
+    ) -> None:
+        """The same decision on every participant: they all see the same headers."""
+        unsound = sorted({h.upload.site for h in headers if not h.sound})
+        rounds = sorted({h.round for h in headers})
+        why = ""
         if unsound:
-            failure = OuterRoundFailed(f"sites {unsound} hold an unsound outer state this round")
+            why = f"sites {unsound} hold an unsound outer state this round"
+        elif len(rounds) > 1:
+            why = f"participants are in different outer rounds {rounds}"
+        elif len(first_of_site) < outer_quorum_size(sites):
+            why = (
+                f"only sites {sorted(first_of_site)} are present, fewer than a majority "
+                f"of the {sites} sites"
+            )
+        elif len({h.anchor_checksum for h in headers}) > 1:
+            if rounds == [0]:
+                raise AnchorsDiffer(
+                    "the sites did not start from the same parameters: seed the model's "
+                    "initialisation (torch.manual_seed before building it) in the script"
+                )
+            why = "participants hold different anchors"
+        if why:
+            failure = OuterRoundFailed(why)
             self.manager.report_error(failure)
             raise failure
-        return uploads
 
     def commit(self) -> bool:
         """The round's vote: True when every participant exchanged (the round counts)."""

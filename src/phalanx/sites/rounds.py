@@ -50,7 +50,8 @@ class OuterRound:
         for s in self.sites:
             if s.inner_steps < 0 or s.samples < 0 or s.payload_bytes < 0:
                 raise ValueError(f"round {self.round}, site {s.site}: negative count in {s}")
-            if (s.inner_steps == 0) != (s.samples == 0):
+            # Samples without inner steps this round: a late (pending) contribution.
+            if s.inner_steps > 0 and s.samples == 0:
                 raise ValueError(
                     f"round {self.round}, site {s.site}: {s.inner_steps} inner steps "
                     f"but {s.samples} samples"

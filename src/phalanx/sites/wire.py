@@ -2,9 +2,11 @@
 
 Layout (little-endian, as torch lays tensors out on every platform phalanx runs on):
 
-    int64[4]   site, samples, tensor count, flags (1: this copy counts; 2: the sender's
-               outer state is sound, e.g. its heal did not fail)
-    float64[1] the site's mean inner-step time this round, seconds (plans the next counts)
+    int64[6]   site, samples, tensor count, flags (1: this copy counts; 2: the sender's
+               outer state is sound, e.g. its heal did not fail), the outer round the
+               sender is in, the site's inner steps so far (how far its work is counted)
+    float64[2] the site's inner-step time this round, seconds (plans the next counts),
+               and a checksum of the sender's anchor (every participant must hold the same)
     then, per parameter tensor (none when samples == 0):
         payload bytes (Codec.encoded_bytes minus the scales), then float32 scales
 
@@ -23,7 +25,8 @@ import torch
 from phalanx.sites.compression import SCALE_BYTES, Codec, Encoded
 from phalanx.sites.outer_step import SiteUpload
 
-HEADER_BYTES = 4 * 8 + 8
+HEADER_INTS = 6
+HEADER_BYTES = HEADER_INTS * 8 + 2 * 8
 
 
 @dataclass(frozen=True)
@@ -36,15 +39,21 @@ class WireUpload:
     # False: this replica's outer state is unsound this round (its heal failed): every
     # participant then refuses the round, so nobody applies a delta from a stale anchor.
     sound: bool = True
+    round: int = 0
+    inner_steps: int = 0
+    anchor_checksum: float = 0.0
 
 
 def pack(wire: WireUpload) -> torch.Tensor:
     upload = wire.upload
     header = torch.tensor(
-        [upload.site, upload.samples, len(upload.payloads), int(wire.sender) | 2 * int(wire.sound)],
+        [
+            upload.site, upload.samples, len(upload.payloads),
+            int(wire.sender) | 2 * int(wire.sound), wire.round, wire.inner_steps,
+        ],
         dtype=torch.int64,
-    )
-    step_time = torch.tensor([wire.step_time_s], dtype=torch.float64)
+    )  # fmt: skip
+    step_time = torch.tensor([wire.step_time_s, wire.anchor_checksum], dtype=torch.float64)
     parts = [header.view(torch.uint8), step_time.view(torch.uint8)]
     for encoded in upload.payloads:
         parts.append(encoded.payload.reshape(-1))
@@ -56,9 +65,10 @@ def unpack(
     data: torch.Tensor, codec: Codec, numels: Sequence[int], dtypes: Sequence[torch.dtype]
 ) -> WireUpload:
     """The upload packed in `data` (padding after it is ignored)."""
-    header = data[:32].clone().view(torch.int64).tolist()
-    site, samples, count, flags = (int(v) for v in header)
-    step_time_s = float(data[32:HEADER_BYTES].clone().view(torch.float64)[0])
+    ints = HEADER_INTS * 8
+    header = data[:ints].clone().view(torch.int64).tolist()
+    site, samples, count, flags, round_index, inner_steps = (int(v) for v in header)
+    step_time_s, checksum = data[ints:HEADER_BYTES].clone().view(torch.float64).tolist()
     if count not in (0, len(numels)):
         raise ValueError(f"site {site} sent {count} tensors, the model has {len(numels)}")
     offset = HEADER_BYTES
@@ -71,7 +81,10 @@ def unpack(
         offset += SCALE_BYTES * scale_count
         payloads.append(Encoded(codec.scheme, numel, codec.block_size, dtype, payload, scales))
     upload = SiteUpload(site, samples, tuple(payloads))
-    return WireUpload(upload, bool(flags & 1), step_time_s, sound=bool(flags & 2))
+    return WireUpload(
+        upload, bool(flags & 1), step_time_s, sound=bool(flags & 2), round=round_index,
+        inner_steps=inner_steps, anchor_checksum=checksum,
+    )  # fmt: skip
 
 
 def pad(data: torch.Tensor, size: int) -> torch.Tensor:

@@ -1,0 +1,104 @@
+"""A replica's part in a sites run (docs/sites.md): its site state and outer rounds.
+
+A site is an ordinary fleet; these add to it the outer state (carried with the
+training state through heals and checkpoints), the stream positions of the
+site's inner steps, and the outer round between inner steps.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import torch
+
+from phalanx.errors import EXIT_FATAL, UsageError
+from phalanx.observe.events import EventLog
+from phalanx.runtime.hooks import LeaveFleet
+from phalanx.runtime.state import TrainState
+from phalanx.runtime.step import StepContext
+from phalanx.runtime.worker_config import WorkerConfig
+
+
+class SiteRun:
+    def __init__(
+        self, worker: WorkerConfig, model: torch.nn.Module, state: TrainState, steps: int,
+        global_batch_size: int, sharded: bool,
+    ) -> None:  # fmt: skip
+        from phalanx.sites.run_settings import SiteRunSettings
+        from phalanx.sites.site_state import SiteState
+
+        assert worker.sites is not None
+        if sharded:
+            raise UsageError(
+                "--site", "cannot run replica groups yet",
+                "give each site replicas that hold the whole model",
+            )  # fmt: skip
+        self.worker = worker
+        self.settings = SiteRunSettings.from_json(worker.sites)
+        self.batch = global_batch_size
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.state = SiteState(self.settings, params, steps)
+        state.extra["site"] = self.state  # healed and checkpointed with the rest
+        self.replay = None
+        if self.settings.replay is not None:
+            from phalanx.sites.replay import RecordedRounds
+
+            try:
+                self.replay = RecordedRounds.from_run(self.settings.replay)
+            except (OSError, ValueError, KeyError) as err:
+                raise UsageError(
+                    "--outer-replay", f"cannot be replayed ({err})",
+                    "name the run directory of a finished sites run", self.settings.replay,
+                ) from None  # fmt: skip
+            if self.replay.rounds < self.state.total_rounds:
+                raise UsageError(
+                    "--outer-replay",
+                    f"records {self.replay.rounds} outer rounds, this run has "
+                    f"{self.state.total_rounds}",
+                    "replay with the recorded run's --steps and --outer-every",
+                    self.settings.replay,
+                )  # fmt: skip
+        self.rounds: Any = None
+
+    @property
+    def finished(self) -> bool:
+        return self.state.finished
+
+    def connect(self, events: EventLog, name: str) -> None:
+        """The outer link (a second torchft Manager on the outer lighthouse)."""
+        from phalanx.sites.outer_link import OuterLink
+        from phalanx.sites.outer_round import OuterRounds
+
+        worker = self.worker
+        link = OuterLink(
+            f"{self.settings.site}/{name}", self.settings.outer,
+            self.state.outer_state_dict, self.state.load_outer_state_dict,
+            timeout_s=max(60.0, worker.timeout_s), quorum_timeout_s=60.0,
+            host=worker.advertise_host, heartbeat_ms=worker.heartbeat_ms,
+        )  # fmt: skip
+        self.rounds = OuterRounds(self.state, link, events, name, self.batch, self.replay)
+
+    def attach(self, ctx: StepContext) -> None:
+        """Steps take their positions from the round's plan; no step limit but the rounds."""
+        ctx.stream_step = self.state.stream_step
+        ctx.outer_due = self.state.outer_due
+        ctx.site = self.settings.site
+        ctx.steps = sys.maxsize
+
+    def due(self, fleet_step: int) -> bool:
+        return self.state.outer_due(fleet_step)
+
+    def outer_round(self, fleet_step: int) -> None:
+        from phalanx.sites.outer_link import AnchorsDiffer
+        from phalanx.sites.outer_round import OuterGaveUp
+
+        try:
+            self.rounds.run(fleet_step)
+        except (AnchorsDiffer, OuterGaveUp) as err:
+            event = {"kind": "unrecoverable", "step": fleet_step, "reason": str(err)}
+            raise LeaveFleet(EXIT_FATAL, str(err), event) from None
+
+    def close(self) -> None:
+        if self.rounds is not None:
+            self.rounds.link.close()

@@ -1,0 +1,253 @@
+"""A site replica's outer round, between two inner steps: exchange, outer step, next plan.
+
+    delta = anchor - params (+ pending)  ->  join the outer quorum (a site behind heals)
+      ->  exchange (one payload per site)  ->  commit vote  ->  outer step on the uploads
+      ->  params = new anchor, plan the next round's counts, record the round
+
+Every replica of every site runs this with the same inputs, so all of them
+end with the same anchor and the same plan (sites/schedule.py). What can go
+wrong, and what happens:
+
+- the exchange fails (a peer died, too few sites): nothing changed; the
+  residuals are restored and the round is asked for again;
+- the others moved on without this site (it was cut off): the join heals the
+  outer state; the site's work since its last counted round becomes pending
+  and goes into this very round's upload, so it is counted once, late;
+- a replay (`--outer-replay`): the counts and which sites count come from the
+  recorded run instead of the clock; a site present but not counted in the
+  record keeps its work pending, as it did then.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from phalanx.observe.events import EventLog
+from phalanx.sites.outer_link import OuterLink, OuterQuorumUnavailable, OuterRoundFailed
+from phalanx.sites.outer_step import SiteUpload, apply_outer_step
+from phalanx.sites.replay import RecordedRounds
+from phalanx.sites.schedule import plan_counts, round_budget
+from phalanx.sites.site_state import SiteState
+from phalanx.sites.wire import WireUpload
+
+RETRY_PAUSE_S = 0.2  # between failed exchanges: the next quorum leaves the dead out
+GIVE_UP_S = 1800.0  # a site alone at an outer step this long stops (the others are gone)
+
+
+class OuterGaveUp(Exception):
+    """No outer quorum for GIVE_UP_S: this site stops with what it holds."""
+
+
+class OuterRounds:
+    """Drives a site replica's outer rounds over its OuterLink."""
+
+    def __init__(
+        self,
+        site: SiteState,
+        link: OuterLink,
+        events: EventLog,
+        replica: str,
+        global_batch_size: int,
+        replay: RecordedRounds | None = None,
+    ) -> None:
+        self.site, self.link, self.events = site, link, events
+        self.replica = replica
+        self.batch = global_batch_size
+        self.replay = replay
+        self.give_up_s = GIVE_UP_S
+        self._round_began_s = time.monotonic()
+        self._last_step_time_s: float | None = None
+        site.on_round_loaded = link.set_round
+
+    def run(self, fleet_step: int) -> None:
+        """The open round's outer step; returns once it is committed (retries inside)."""
+        site, params = self.site, self.site.params
+        inner = fleet_step - site.round_start_step
+        if inner > 0:
+            self._last_step_time_s = (time.monotonic() - self._round_began_s) / inner
+        waited_t0 = time.monotonic()
+        with torch.no_grad():
+            delta = [a - p.detach() for a, p in zip(site.outer.anchor, params)]
+        samples = inner * self.batch
+        attempts = 0
+        while True:
+            attempts += 1
+            round_before = site.round
+            try:
+                self.link.join()  # heals the outer state when the others moved on
+            except OuterQuorumUnavailable as away:
+                waited_s = time.monotonic() - waited_t0
+                if waited_s > self.give_up_s:
+                    raise OuterGaveUp(
+                        f"no outer quorum for {waited_s:.0f} s at round {site.round} ({away}); "
+                        "the other sites may have finished or be unreachable"
+                    ) from None
+                continue
+            if site.round != round_before:
+                delta, samples = self._left_behind(delta, samples, fleet_step, round_before)
+            residuals = site.feedback.state_dict()
+            wire = self._upload(delta, samples, fleet_step)
+            try:
+                exchanged = self.link.exchange(
+                    wire, site.settings.codec, [p.numel() for p in params],
+                    [p.dtype for p in params], site.settings.sites,
+                )  # fmt: skip
+                counted = self._counted(exchanged.uploads)
+            except OuterRoundFailed as failure:
+                self.link.commit()  # votes no
+                site.feedback.load_state_dict(residuals)
+                self.events.emit("outer_retry", replica=self.replica, round=site.round,
+                                 reason=str(failure))  # fmt: skip
+                time.sleep(RETRY_PAUSE_S)  # a pause before asking the lighthouse again
+                continue
+            if not self.link.commit():
+                site.feedback.load_state_dict(residuals)
+                continue
+            break
+        mine = site.index in {w.upload.site for w in counted}
+        if not mine:  # a replay whose record left this site out: its work stays pending
+            site.feedback.load_state_dict(residuals)
+            delta, samples = self._keep_pending(delta, samples)
+        self._outer_step(counted, exchanged.replicas_by_site, fleet_step, mine)
+        self.events.emit(
+            "outer_wait", replica=self.replica, round=site.round - 1, attempts=attempts,
+            wait_s=round(time.monotonic() - waited_t0, 4),
+        )  # fmt: skip
+        self._round_began_s = time.monotonic()
+
+    # ------------------------------------------------------------------ parts
+    def _upload(self, delta: list[torch.Tensor], samples: int, fleet_step: int) -> WireUpload:
+        site = self.site
+        total = samples + site.pending_samples
+        if site.pending is not None:  # work that missed earlier outer steps arrives now
+            delta = [d + held for d, held in zip(delta, site.pending)]
+        if total == 0:
+            upload = SiteUpload(site.index, 0, ())
+        else:
+            encoded = site.feedback.encode([d.reshape(-1) for d in delta])
+            upload = SiteUpload(site.index, total, tuple(encoded))
+        return WireUpload(
+            upload, True, self._last_step_time_s or 0.0, round=site.round,
+            inner_steps=fleet_step, anchor_checksum=_checksum(site.outer.anchor),
+        )  # fmt: skip
+
+    def _left_behind(
+        self, delta: list[torch.Tensor], samples: int, fleet_step: int, round_before: int
+    ) -> tuple[list[torch.Tensor], int]:
+        """The anchor moved on without this site: keep its work pending, take the anchor."""
+        site = self.site
+        self.events.emit("outer_heal", replica=self.replica, from_round=round_before,
+                         round=site.round)  # fmt: skip
+        if site.counted_through[site.index] >= fleet_step:
+            # A peer of this site sent the site's work (this replica was late alone):
+            # nothing is pending; the next inner step heals it from that peer.
+            self._take_anchor(fleet_step)
+            return [torch.zeros_like(d) for d in delta], 0
+        return self._keep_pending(delta, samples, fleet_step)
+
+    def _keep_pending(
+        self, delta: list[torch.Tensor], samples: int, fleet_step: int | None = None
+    ) -> tuple[list[torch.Tensor], int]:
+        """Work on an old anchor: added to the pending contribution, sent in full later."""
+        site = self.site
+        if samples:
+            if site.pending is None:
+                site.pending = [d.clone() for d in delta]
+            else:
+                for held, d in zip(site.pending, delta):
+                    held.add_(d)
+            site.pending_samples += samples
+        if fleet_step is not None:
+            self._take_anchor(fleet_step)
+        return [torch.zeros_like(d) for d in delta], 0
+
+    def _take_anchor(self, fleet_step: int) -> None:
+        with torch.no_grad():
+            for param, value in zip(self.site.params, self.site.outer.anchor):
+                param.copy_(value)
+        self.site.round_start_step = fleet_step
+
+    def _counted(self, uploads: Sequence[WireUpload]) -> list[WireUpload]:
+        """Which sites' uploads the outer step takes: all present, or the record's."""
+        if self.replay is None:
+            return list(uploads)
+        wanted = self.replay.counted(self.site.round)
+        present = {w.upload.site for w in uploads}
+        if not wanted <= present:
+            raise OuterRoundFailed(
+                f"replay: round {self.site.round} counted sites {sorted(wanted)}, "
+                f"present are {sorted(present)}"
+            )
+        return [w for w in uploads if w.upload.site in wanted]
+
+    def _outer_step(
+        self,
+        counted: list[WireUpload],
+        replicas_by_site: dict[int, int],
+        fleet_step: int,
+        mine: bool,
+    ) -> None:
+        site = self.site
+        uploads = []
+        for wire in counted:  # a pending contribution is part of its upload
+            uploads.append(wire.upload)
+            site.counted_through[wire.upload.site] = wire.inner_steps
+            if wire.step_time_s > 0:
+                site.step_times_s[wire.upload.site] = wire.step_time_s
+        before = site.open
+        new_anchor = apply_outer_step(uploads, site.settings.codec, site.outer)
+        counted_sites = {w.upload.site for w in counted}
+        budget = round_budget(before.round + 1, site.steps, site.settings.outer_every)
+        if self.replay is not None:
+            counts = self.replay.next_counts(before.round)
+        else:
+            flags = [i in counted_sites for i in range(site.settings.sites)]
+            counts = plan_counts(budget, site.step_times_s, flags)
+        site.open = before.next(counts)
+        if mine:
+            site.pending, site.pending_samples = None, 0
+        self._take_anchor_values(new_anchor, fleet_step)
+        by_site = {w.upload.site: w for w in counted}
+        self.events.emit(
+            "outer_round",
+            replica=self.replica,
+            round=before.round,
+            base_step=before.base_step,
+            sites=[
+                _site_record(i, name, before.counts[i], by_site.get(i), replicas_by_site)
+                for i, name in enumerate(site.settings.site_names)
+            ],
+            counted=sorted(counted_sites),
+            next_counts=list(counts),
+            compression=site.settings.compression,
+        )
+
+    def _take_anchor_values(self, anchor: list[torch.Tensor], fleet_step: int) -> None:
+        with torch.no_grad():
+            for param, value in zip(self.site.params, anchor):
+                param.copy_(value)
+        self.site.round_start_step = fleet_step
+
+
+def _site_record(
+    index: int, name: str, planned: int, wire: WireUpload | None, replicas: dict[int, int]
+) -> dict[str, Any]:
+    return {
+        "site": index,
+        "name": name,
+        "planned": planned,
+        "inner_steps": planned if wire is not None and wire.upload.samples else 0,
+        "samples": wire.upload.samples if wire is not None else 0,
+        "payload_bytes": wire.upload.payload_bytes if wire is not None else 0,
+        "counted": wire is not None,
+        "replicas": replicas.get(index, 0),
+    }
+
+
+def _checksum(tensors: Sequence[torch.Tensor]) -> float:
+    """One float that differs when the anchors differ (a sum in float64, fixed order)."""
+    return float(sum(float(t.double().sum()) for t in tensors))
