@@ -125,7 +125,7 @@ def summary_lines(summary: Mapping[str, Any]) -> list[str]:
         loss, wall_s, sps = site.get("final_loss"), site.get("wall_s"), site.get("throughput_sps")
         lines.append(
             f"site {name}: exit {site['exit_code']}, {site.get('steps')}/"
-            f"{site.get('planned_steps')} steps, {site.get('samples')} samples in "
+            f"{site.get('planned_steps')} steps, {_number(site.get('samples'), ',d')} samples in "
             f"{_number(wall_s, '.1f')} s ({_number(sps, ',.0f')} samples/s), "
             f"final loss {_number(loss, '.4f')}"
         )
@@ -139,7 +139,7 @@ def summary_lines(summary: Mapping[str, Any]) -> list[str]:
         gaps = data["steps_missing"]
         lines.append(
             f"data (all sites): {data['samples_seen']:,} samples used, "
-            f"{data['duplicates']} duplicated, {data['missing']} missed"
+            f"{data['duplicates']:,} duplicated, {data['missing']:,} missed"
             + (f", stream steps never trained: {_few(gaps)}" if gaps else "")
         )
     else:
