@@ -100,7 +100,12 @@ def test_defaults_and_the_outer_address():
 def launched(monkeypatch) -> list[Any]:
     """The RunPlans `phalanx run` would launch (nothing starts)."""
     plans: list[Any] = []
-    monkeypatch.setattr("phalanx.launch.cli._launch", lambda plan: plans.append(plan) or 0)
+
+    def launch(plan: Any) -> int:
+        plans.append(plan)
+        return 0
+
+    monkeypatch.setattr("phalanx.launch.cli._launch", launch)
     return plans
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from phalanx.errors import UsageError
 
@@ -112,7 +112,7 @@ def site_settings(flags: SiteFlags) -> SiteRunSettings | None:
     # Imported once the cheap checks passed: the codecs import torch.
     from phalanx.sites.run_settings import SiteRunSettings
 
-    chosen = {
+    chosen: dict[str, Any] = {
         key: value
         for key, value in (
             ("compression", flags.compression),

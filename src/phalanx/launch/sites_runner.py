@@ -67,9 +67,9 @@ class SitesRunner:
         code: int | None = None
         try:
             columns = shutil.get_terminal_size((120, 24)).columns
-            for site in plan.sites:
-                argv = plan.site_argv(site, lighthouse.address)
-                self.sites[site.name] = SiteProcess(site.name, argv, plan.quiet, columns)
+            for entry in plan.sites:
+                argv = plan.site_argv(entry, lighthouse.address)
+                self.sites[entry.name] = SiteProcess(entry.name, argv, plan.quiet, columns)
             code = self._supervise(cuts)
         except KeyboardInterrupt:
             if main_thread:  # a second Ctrl-C must not cut the sites' own shutdown short
@@ -86,8 +86,8 @@ class SitesRunner:
         codes = {name: self.sites[name].code if name in self.sites else None for name in plan.names}
         code = self._exit_code(codes) if code is None else code
         self.log.emit("sites_end", code=code, codes=codes)
-        if codes and all(c == EXIT_USAGE for c in codes.values()):
-            return EXIT_USAGE  # every site refused its input (said above): nothing ran
+        if code == EXIT_USAGE:
+            return code  # a site refused its input (its line is above): no run to summarise
         self._summarise(codes, code, lighthouse.address)
         return code
 
@@ -99,7 +99,13 @@ class SitesRunner:
                 self._stop_all(signal.SIGTERM, PREEMPT_GRACE_S)
                 return None
             cuts.tick()
-            running = [s for s in self.sites.values() if s.poll() is None]
+            running = []
+            for site in self.sites.values():
+                was_running = site.code is None
+                if site.poll() is None:
+                    running.append(site)
+                elif was_running:
+                    self._said_exit(site.name, site.code)
             refused = [s for s in self.sites.values() if s.code == EXIT_USAGE]
             if refused and running:
                 # A site that refused its input leaves the others waiting at the outer step.
@@ -110,6 +116,13 @@ class SitesRunner:
             if not running:
                 return None
             time.sleep(POLL_S)
+
+    def _said_exit(self, name: str, code: int | None) -> None:
+        if code == 0:
+            self.say(f"site {name} finished")
+        elif code != EXIT_USAGE:  # a refusal stops every site (said where that is done)
+            # Without a majority of the sites left, the others wait at their next outer step.
+            self.say(f"site {name} exited with code {code}; the other sites go on")
 
     def _on_sigterm(self, signum: int, _frame: Any) -> None:
         self._stop_signal = signum  # the loop acts on it (no I/O in a handler)
