@@ -211,21 +211,28 @@ def run_command(
     ] = None,
     site: Annotated[
         str | None,
-        typer.Option(help="Sites run: this fleet is site NAME (docs/sites.md; needs the next 3)."),
+        typer.Option(
+            metavar="NAME",
+            help="Sites run (docs/sites.md): this fleet is site NAME; needs the next three.",
+        ),
     ] = None,
     sites: Annotated[
         str | None,
-        typer.Option(help="Sites run: every site's name, e.g. a,b (same order on every site)."),
+        typer.Option(
+            metavar="A,B,...", help="Sites run: every site's name, in the same order on every site."
+        ),
     ] = None,
     outer: Annotated[
-        str | None, typer.Option(help="Sites run: the outer lighthouse, HOST:PORT.")
+        str | None, typer.Option(metavar="HOST:PORT", help="Sites run: the outer lighthouse.")
     ] = None,
     outer_every: Annotated[
-        int | None, typer.Option(help="Sites run: inner steps between outer steps (H).")
+        int | None, typer.Option(metavar="H", help="Sites run: inner steps between outer steps.")
     ] = None,
     outer_compression: Annotated[
         str | None,
-        typer.Option(help="Sites run: what crosses the outer link: none (default), int8, 4bit."),
+        typer.Option(
+            metavar="none|int8|4bit", help="Sites run: what crosses the outer link (default none)."
+        ),
     ] = None,
     outer_block_size: Annotated[
         int | None, typer.Option(help="Sites run: values per scale when compressed (default 64).")

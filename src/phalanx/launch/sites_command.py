@@ -31,10 +31,11 @@ def sites_command(
         ),
     ] = None,
     outer_every: Annotated[
-        int | None, typer.Option(help="Inner steps between outer steps (H). Required.")
+        int | None, typer.Option(metavar="H", help="Inner steps between outer steps (required).")
     ] = None,
     outer_compression: Annotated[
-        str | None, typer.Option(help="What crosses the outer link: none (default), int8, 4bit.")
+        str | None,
+        typer.Option(metavar="none|int8|4bit", help="What crosses the outer link (default none)."),
     ] = None,
     outer_block_size: Annotated[
         int | None, typer.Option(help="Values per scale when compressed (default 64).")
