@@ -18,6 +18,7 @@ from phalanx.faults.spec import parse_faults
 from phalanx.launch.energy_setup import EnergySettings
 from phalanx.launch.flag_check import RunCommand
 from phalanx.launch.run_config import load_run_config, script_and_args
+from phalanx.launch.site_flags import SiteFlags, site_settings
 from phalanx.observe.trackers.spec import parse_log_specs
 
 if TYPE_CHECKING:
@@ -208,9 +209,57 @@ def run_command(
         float | None,
         typer.Option(help="Emulated chips: chip seconds per wall second (default: fit the host)."),
     ] = None,
+    site: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="Sites run (docs/sites.md): this fleet is site NAME; needs the next three.",
+        ),
+    ] = None,
+    sites: Annotated[
+        str | None,
+        typer.Option(
+            metavar="A,B,...", help="Sites run: every site's name, in the same order on every site."
+        ),
+    ] = None,
+    outer: Annotated[
+        str | None, typer.Option(metavar="HOST:PORT", help="Sites run: the outer lighthouse.")
+    ] = None,
+    outer_every: Annotated[
+        int | None, typer.Option(metavar="H", help="Sites run: inner steps between outer steps.")
+    ] = None,
+    outer_compression: Annotated[
+        str | None,
+        typer.Option(
+            metavar="none|int8|4bit", help="Sites run: what crosses the outer link (default none)."
+        ),
+    ] = None,
+    outer_block_size: Annotated[
+        int | None, typer.Option(help="Sites run: values per scale when compressed (default 64).")
+    ] = None,
+    outer_error_feedback: Annotated[
+        bool | None,
+        typer.Option(help="Sites run: carry the quantisation error to the next round (default)."),
+    ] = None,
+    outer_lr: Annotated[
+        float | None, typer.Option(help="Sites run: outer learning rate (default 0.7).")
+    ] = None,
+    outer_momentum: Annotated[
+        float | None, typer.Option(help="Sites run: outer Nesterov momentum (default 0.9).")
+    ] = None,
+    outer_replay: Annotated[
+        Path | None,
+        typer.Option(help="Sites run: take each round's step counts from this run's --out."),
+    ] = None,
 ) -> None:
     """Train SCRIPT on a fleet. Arguments after the options go to the script."""
     script, arguments = script_and_args(ctx, script)
+    site_run = site_settings(
+        SiteFlags(
+            site, sites, outer, outer_every, outer_compression, outer_block_size,
+            outer_error_feedback, outer_lr, outer_momentum, outer_replay,
+        )
+    )  # fmt: skip
     if rescreen_every_s is not None and (rescreen_every_s <= 0 or fleet is None):
         raise UsageError(
             "--rescreen-every-s",
@@ -310,6 +359,7 @@ def run_command(
         energy=energy,
         thermal_guard=thermal_guard,
         time_scale=_time_scale(emulation_time_scale),
+        sites=site_run,
     )
     _check_fault_chips(plan)
     raise typer.Exit(_launch(plan))
@@ -642,6 +692,9 @@ def register(app: typer.Typer) -> None:
         cls=RunCommand,
         context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     )(run_command)
+    from phalanx.launch.sites_command import register as register_sites
+
+    register_sites(app)
     app.command("demo")(demo_command)
     app.command("lighthouse")(lighthouse_command)
 

@@ -9,7 +9,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -49,6 +49,9 @@ from phalanx.observe.tail import EventTail
 from phalanx.observe.trackers import LogSpec, TrackerFeed, open_trackers
 from phalanx.runtime.checkpoint import list_checkpoints
 from phalanx.runtime.worker_config import WorkerConfig
+
+if TYPE_CHECKING:
+    from phalanx.sites.run_settings import SiteRunSettings
 
 POLL_S = 0.05
 # After SIGTERM, how long the workers get to reach a step boundary and checkpoint before
@@ -110,6 +113,9 @@ class RunPlan:
     # Chip seconds per wall second for emulated chips; None: fitted to this host's cores.
     # Benchmarks fix it so runs with different fleets compare in the same time.
     time_scale: float | None = None
+    # A sites run (`--site ...`): this fleet is one site; its workers also join the outer
+    # quorum (docs/sites.md). None: an ordinary fleet.
+    sites: SiteRunSettings | None = None
 
     @property
     def names(self) -> list[str]:
@@ -274,6 +280,7 @@ class Launcher:
             co2_g_per_kwh=plan.co2_g_per_kwh,
             energy_plan=self.energy_plan.to_json() if self.energy_plan else None,
             power_budget_w=plan.energy.power_budget_w if plan.energy else None,
+            sites=plan.sites.to_json() if plan.sites else None,
         )
         self.printer.say(
             f"phalanx: {len(slots)} replicas ({', '.join(_where(s.config) for s in slots)}), "
@@ -431,6 +438,7 @@ class Launcher:
                 emulated_memory_bytes=memory_caps[index],
                 device=device,
                 threads=threads,
+                sites=plan.sites.to_json() if plan.sites else None,
             )
             if plan.group_parts:
                 from phalanx.launch.group_slot import GroupSlot

@@ -126,7 +126,14 @@ def print_summary(console: Console, summary: dict[str, Any], run_dir: str) -> No
             highlight=False,
             soft_wrap=True,
         )
-    if data:
+    if data and data.get("fleet_accounting"):  # one site of a sites run: misses are fleet-wide
+        console.print(
+            f"Data: {data['samples_seen']:,} samples used by this site, "
+            f"{data['duplicates']} duplicated; missed samples: see {data['fleet_accounting']}.",
+            highlight=False,
+            soft_wrap=True,
+        )
+    elif data:
         console.print(
             f"Data: {data['samples_seen']:,} samples used, {data['epochs_completed']} full epoch(s), "
             f"{data['duplicates']} duplicated, {data['missing']} missed.",

@@ -28,8 +28,8 @@ EVENTS_FILE = "events.jsonl"
 
 
 class EventLog:
-    def __init__(self, run_dir: str | Path, source: str) -> None:
-        self.path = Path(run_dir) / EVENTS_FILE
+    def __init__(self, run_dir: str | Path, source: str, file_name: str = EVENTS_FILE) -> None:
+        self.path = Path(run_dir) / file_name
         self.source = source
         self._write_or_warn(lambda: self.path.parent.mkdir(parents=True, exist_ok=True))
 
@@ -76,9 +76,11 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def read_events(run_dir: str | Path, warn: bool = True) -> list[dict[str, Any]]:
+def read_events(
+    run_dir: str | Path, warn: bool = True, file_name: str = EVENTS_FILE
+) -> list[dict[str, Any]]:
     """All events of a run; a truncated last line (a writer killed mid-line) is skipped."""
-    path = Path(run_dir) / EVENTS_FILE
+    path = Path(run_dir) / file_name
     if not path.exists():
         return []
     events = []

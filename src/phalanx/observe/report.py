@@ -216,6 +216,8 @@ def _telemetry_section(report: Report, series: RunSeries) -> str:
 def _data_body(data: dict[str, Any]) -> str:
     if not data:
         return h.paragraph("No worker started, so no data was used.", "note")
+    if data.get("fleet_accounting"):
+        return _site_data_body(data)
     exact = data["duplicates"] == 0 and data["missing"] == 0 and not data["misaligned_steps"]
     verdict = (
         h.paragraph("Every sample was used exactly once per epoch.", "ok")
@@ -233,3 +235,20 @@ def _data_body(data: dict[str, Any]) -> str:
         ("misaligned steps", ", ".join(map(str, data["misaligned_steps"])) or "none"),
     ]
     return verdict + h.key_values(rows)
+
+
+def _site_data_body(data: dict[str, Any]) -> str:
+    """One site of a sites run: samples missed are a question for all sites together."""
+    note = h.paragraph(
+        f"This site trained its part of the sites' one stream; samples missed by the sites "
+        f"together are in {data['fleet_accounting']} beside this run's directory.",
+        "note",
+    )
+    rows = [
+        ("samples used", data["samples_seen"]),
+        ("distinct samples", data["unique_samples"]),
+        ("duplicated", data["duplicates"]),
+        ("steps committed", data["steps_committed"]),
+        ("misaligned steps", ", ".join(map(str, data["misaligned_steps"])) or "none"),
+    ]
+    return note + h.key_values(rows)

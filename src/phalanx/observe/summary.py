@@ -16,6 +16,7 @@ from phalanx.observe.energy_summary import energy_summary
 from phalanx.observe.events import read_events
 from phalanx.observe.guard_summary import guard_summary
 from phalanx.observe.safe_write import write_or_warn
+from phalanx.sites.fleet_accounting import is_site_run, site_accounting
 
 SCHEMA = "phalanx.summary/1"
 # The lighthouse_restart event is written just after the gate turns to the new lighthouse.
@@ -140,8 +141,10 @@ def build_summary(run_dir: str | Path) -> dict[str, Any]:
         }
         for name, info in replicas.items()
     ]
+    # A site's steps are its part of the sites' one stream: fleet-wide figures elsewhere.
+    accounting = site_accounting if is_site_run(steps) else data_accounting
     data = (
-        data_accounting(
+        accounting(
             steps,
             global_batch_size,
             int(worker_start["num_samples"]) if worker_start.get("num_samples") else None,
