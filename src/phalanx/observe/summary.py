@@ -113,8 +113,11 @@ def build_summary(run_dir: str | Path) -> dict[str, Any]:
         and int(e.get("fleet_step") or 0) >= planned_steps
         for e in events
     )
+    # A site of a sites run ends with its outer rounds, after as many inner steps as
+    # its speed allowed (sites/schedule.py), not after `steps`.
+    site_done = any(e.get("kind") == "site_done" for e in events)
     finished = planned_steps > 0 and (
-        len(steps) >= planned_steps or reached_end or finished_elsewhere
+        len(steps) >= planned_steps or reached_end or finished_elsewhere or site_done
     )
     last_status = _replica_status(events, replicas, finished)
     energy = energy_summary(events, samples, start)

@@ -71,8 +71,10 @@ class SiteRun:
         from phalanx.sites.outer_round import OuterRounds
 
         worker = self.worker
+        outer = self.settings.outer
+        address = outer if "://" in outer else f"http://{outer}"  # torchft wants a URL
         link = OuterLink(
-            f"{self.settings.site}/{name}", self.settings.outer,
+            f"{self.settings.site}/{name}", address,
             self.state.outer_state_dict, self.state.load_outer_state_dict,
             timeout_s=max(60.0, worker.timeout_s), quorum_timeout_s=60.0,
             host=worker.advertise_host, heartbeat_ms=worker.heartbeat_ms,

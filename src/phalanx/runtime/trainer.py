@@ -308,6 +308,8 @@ class Trainer:
     def _finish(self, events: EventLog) -> dict[str, Any]:
         step = self.state.fleet.step
         steps = self.steps if self.site is None else step + (not self.site.finished)
+        if self.site is not None and self.site.finished:  # its inner steps vary with speed
+            events.emit("site_done", replica=self.name, step=step, rounds=self.site.state.round)
         return finish_run(
             events, self.name, self.model, self.out_dir, step, steps,
             standalone=self.worker is None, group=self.group,
