@@ -7,6 +7,7 @@ directories (events, final models) and the fleet-wide accounting.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -60,37 +61,44 @@ def test_two_sites_of_different_speeds_end_with_one_model(tmp_path):
     _check_accounting([a, b])
 
 
+# Issue 17 asks for a 30 s cut; CI cuts for 12 s (PHALANX_SITES_CUT_S=30 for the full one).
+CUT_S = float(os.environ.get("PHALANX_SITES_CUT_S", "12"))
+
+
 def test_a_cut_site_and_a_killed_replica_lose_nothing_and_replay_exactly(tmp_path):
-    """Site b is cut off for 30 s (every process of it stopped); a replica of site a
-    is killed mid-round. Nothing is lost or repeated, b heals the outer state and its
-    work of the cut counts late, and a rerun fixing the recorded rounds ends with the
-    same parameters."""
+    """Site b is cut off (every process of it stopped) after round 3; a replica of site
+    a is killed mid-round and restarted. Nothing is lost or repeated, b heals the outer
+    state and its work of the cut counts late, and a rerun fixing the recorded rounds
+    ends with the same parameters."""
     out = tmp_path / "run"
+    # Paced chips: a step of a one-chip site lasts about 0.1 s, a round of 10 about 1 s,
+    # so the run (3 rounds per second of cut) goes on long after b is back.
+    rounds = int(3 * CUT_S)
     common = [
-        "--site", "a=0.05,0.05", "--site", "b=0.05", "--site", "c=0.05",
+        "--site", "a=0.01,0.01", "--site", "b=0.01", "--site", "c=0.01",
         "--outer-every", "10", "--outer-momentum", "0.5",
     ]  # fmt: skip
-    script = [str(MLP), "--", "--steps", "600", "--dtype", "float64",
-              "--samples", str(SAMPLES), "--checkpoint-every", "50"]  # fmt: skip
+    script = [str(MLP), "--", "--steps", str(10 * rounds), "--dtype", "float64",
+              "--width", "128", "--samples", str(SAMPLES), "--checkpoint-every", "50"]  # fmt: skip
     result = phalanx(
-        "sites", *common, "--out", str(out), "--cut", "b:round=3,for_s=30",
-        "--site-fault", "a:kill:replica=1,step=45", *script, timeout_s=560,
+        "sites", *common, "--out", str(out), "--cut", f"b:round=3,for_s={CUT_S}",
+        "--site-fault", "a:kill:replica=1,step=45,restart_s=1", *script, timeout_s=560,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
     a, b, c = _sites(out, "a", "b", "c")
     assert max_param_diff(a, b) == 0.0
     assert max_param_diff(a, c) == 0.0
-    rounds = _rounds(a)
-    assert sorted(rounds) == list(range(60))
-    left_out = [r for r, rec in rounds.items() if 1 not in rec["counted"]]
+    recorded = _rounds(a)
+    assert sorted(recorded) == list(range(rounds))
+    left_out = [r for r, rec in recorded.items() if 1 not in rec["counted"]]
     assert left_out, "site b was never left out: the cut did not happen mid-run"
     back = max(left_out) + 1
-    assert back in rounds, "site b never came back before the end"
-    late = rounds[back]["sites"][1]
+    assert back in recorded, "site b never came back before the end"
+    late = recorded[back]["sites"][1]
     assert late["counted"] and late["planned"] == 0 and late["samples"] > 0  # its cut work
     assert any(e.get("kind") == "outer_heal" for e in read_events(b))
-    kills = [e for e in read_events(a) if e.get("kind") == "fault"]
-    assert kills, "the kill in site a did not happen"
+    restarted = [e for e in read_events(a) if e.get("kind") == "worker_start" and e["restarted"]]
+    assert restarted, "the killed replica of site a did not come back"
     _check_accounting([a, b, c])
 
     replay = tmp_path / "replay"
@@ -102,5 +110,5 @@ def test_a_cut_site_and_a_killed_replica_lose_nothing_and_replay_exactly(tmp_pat
     assert max_param_diff(a, replay / "a") <= 1e-9
     replayed = _rounds(replay / "a")
     assert {r: (x["counted"], x["next_counts"]) for r, x in replayed.items()} == {
-        r: (x["counted"], x["next_counts"]) for r, x in rounds.items()
+        r: (x["counted"], x["next_counts"]) for r, x in recorded.items()
     }

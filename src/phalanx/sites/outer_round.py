@@ -35,7 +35,7 @@ from phalanx.sites.site_state import SiteState
 from phalanx.sites.wire import WireUpload
 
 RETRY_PAUSE_S = 0.2  # between failed exchanges: the next quorum leaves the dead out
-GIVE_UP_S = 1800.0  # a site alone at an outer step this long stops (the others are gone)
+GIVE_UP_S = 600.0  # a site alone at an outer step this long stops (the others are gone)
 
 
 class OuterGaveUp(Exception):
