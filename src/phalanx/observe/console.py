@@ -63,13 +63,19 @@ class ProgressPrinter:
         )
 
 
+def _length(summary: dict[str, Any]) -> str:
+    if "outer_rounds" in summary:  # a site: as many inner steps as its speed allowed
+        return f"{summary['steps']} inner steps, {summary['outer_rounds']} outer rounds,"
+    return f"{summary['steps']}/{summary['planned_steps']} steps"
+
+
 def print_summary(console: Console, summary: dict[str, Any], run_dir: str) -> None:
     ok = summary.get("completed")
     data = summary.get("data", {})
     faults = summary.get("faults", {})
     console.print()
     console.print(
-        f"[bold]{'Finished' if ok else 'Stopped early'}[/]: {summary['steps']}/{summary['planned_steps']} steps "
+        f"[bold]{'Finished' if ok else 'Stopped early'}[/]: {_length(summary)} "
         f"of {summary['global_batch_size']} samples in {summary['wall_s']:.1f} s; "
         f"final loss {summary['final_loss'] if summary['final_loss'] is None else round(summary['final_loss'], 4)}",
         highlight=False,

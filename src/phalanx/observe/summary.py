@@ -116,6 +116,7 @@ def build_summary(run_dir: str | Path) -> dict[str, Any]:
     # A site of a sites run ends with its outer rounds, after as many inner steps as
     # its speed allowed (sites/schedule.py), not after `steps`.
     site_done = any(e.get("kind") == "site_done" for e in events)
+    outer_rounds = len({e["round"] for e in events if e.get("kind") == "outer_round"})
     finished = planned_steps > 0 and (
         len(steps) >= planned_steps or reached_end or finished_elsewhere or site_done
     )
@@ -162,6 +163,8 @@ def build_summary(run_dir: str | Path) -> dict[str, Any]:
         "steps": len(steps),
         "planned_steps": planned_steps,
         "completed": finished,
+        # A site of a sites run: its outer rounds (its inner steps depend on its speed).
+        **({"outer_rounds": outer_rounds} if outer_rounds else {}),
         "finished_elsewhere": finished_elsewhere and not reached_end,
         "global_batch_size": global_batch_size,
         "samples": samples,
