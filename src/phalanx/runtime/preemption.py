@@ -12,11 +12,13 @@ crash, and the last one out holds the newest step.
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from phalanx.errors import EXIT_PREEMPTED
 from phalanx.observe.events import EventLog
@@ -44,8 +46,14 @@ def leave_preempted(
     out_dir: Path,
     keep: int,
     events: EventLog,
-) -> SystemExit:
-    """Checkpoint the committed state (first member only) and say so; raise the result."""
+    in_fleet: bool,
+) -> NoReturn:
+    """Checkpoint the committed state (first member only), say so, and leave (exit 75).
+
+    A fleet's replica leaves with os._exit, as a quarantined one does: torchft's
+    threads may still retry a quorum against a closed lighthouse and hold up a
+    normal interpreter exit until the launcher's 25 s kill.
+    """
     step = state.fleet.step
     saved: Path | None = None
     # A replica group's ranks hold shards: no checkpoint of theirs is whole (yet).
@@ -59,7 +67,11 @@ def leave_preempted(
     events.emit("preempted", replica=name, step=step, checkpoint=str(saved) if saved else None)
     written = f"; checkpoint {saved.name} written" if saved else ""
     print(f"{name}: pre-empted (SIGTERM) after step {step}{written}", flush=True)
-    return SystemExit(EXIT_PREEMPTED)
+    if in_fleet:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_PREEMPTED)
+    raise SystemExit(EXIT_PREEMPTED)
 
 
 def _held_already(out_dir: Path, step: int) -> bool:

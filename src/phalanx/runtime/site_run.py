@@ -101,6 +101,13 @@ class SiteRun:
             event = {"kind": "unrecoverable", "step": fleet_step, "reason": str(err)}
             raise LeaveFleet(EXIT_FATAL, str(err), event) from None
 
+    def done(self, events: EventLog, name: str, step: int) -> int:
+        """The `steps` finish_run compares with: reached once the outer rounds are done."""
+        if not self.finished:
+            return step + 1
+        events.emit("site_done", replica=name, step=step, rounds=self.state.round)
+        return step
+
     def close(self) -> None:
         if self.rounds is not None:
             self.rounds.link.close()

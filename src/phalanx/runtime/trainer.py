@@ -9,10 +9,9 @@ script's arguments and the launcher's worker config, and handed in typed.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import torch
 
@@ -20,21 +19,20 @@ from phalanx import quick_exit
 from phalanx.data.build import make_feed
 from phalanx.devices.placement import bind_with_cap
 from phalanx.emulate.memory import EmulatedOutOfMemory
-from phalanx.errors import EXIT_FATAL, EXIT_OUT_OF_MEMORY, UsageError
+from phalanx.errors import UsageError
 from phalanx.groups.member import join_and_shard, rank_events
 from phalanx.observe.events import EventLog
 from phalanx.runtime import excepthook, validate
 from phalanx.runtime.compute import LossFn
 from phalanx.runtime.context import RunSettings, UserParts, build_context
-from phalanx.runtime.error_line import say_error
 from phalanx.runtime.finish import finish_run
 from phalanx.runtime.hooks import LeaveFleet
+from phalanx.runtime.loop_exits import leave_now, out_of_memory, step_or_leave
 from phalanx.runtime.precision import PRECISIONS
 from phalanx.runtime.preemption import Preemption, leave_preempted
 from phalanx.runtime.profile_mode import ProfileRequest, run_profile
 from phalanx.runtime.setup import announce, restore_newest, start_barrier
 from phalanx.runtime.state import TrainState
-from phalanx.runtime.step import PlanMismatch, take_step
 from phalanx.runtime.sync import Sync
 from phalanx.runtime.worker_config import WorkerConfig, from_environment
 
@@ -201,7 +199,7 @@ class Trainer:
                 self.site.connect(events, self.name)
         except EmulatedOutOfMemory as oom:
             start_barrier(self.worker)  # the peers must not wait for us at the start
-            self._leave(events, _out_of_memory(oom, self.state.fleet.step))
+            leave_now(events, self.name, out_of_memory(oom, self.state.fleet.step))
         # A group's ranks each load the whole state and keep their slices (any grouping).
         restore_newest(self.name, self.state, self.out_dir, events, sync)
         announce(events, self.name, self.worker, self)
@@ -213,32 +211,12 @@ class Trainer:
         try:
             while not self.holds_final_model:
                 if preemption.requested:  # SIGTERM: leave at this boundary, checkpointed
-                    leaving = leave_preempted(
-                        self.name, self.state, members, self.out_dir, self.keep_checkpoints,
-                        events,
-                    )  # fmt: skip
-                    if self.worker is not None:
-                        # Leave now, as a quarantined replica does: torchft's threads may
-                        # still retry a quorum against a closed lighthouse and hold up a
-                        # normal interpreter exit until the launcher's 25 s kill.
-                        sys.stdout.flush()
-                        sys.stderr.flush()
-                        os._exit(int(leaving.code or 0))
-                    raise leaving
+                    leave_preempted(self.name, self.state, members, self.out_dir,
+                                    self.keep_checkpoints, events, self.worker is not None)  # fmt: skip
                 if self.site is not None and self.site.due(self.state.fleet.step):
                     self.site.outer_round(self.state.fleet.step)  # between two inner steps
                     continue
-                try:
-                    report = take_step(ctx)
-                except PlanMismatch as mismatch:  # no exact step is possible: stop the run
-                    event = {
-                        "kind": "unrecoverable",
-                        "step": mismatch.step,
-                        "reason": str(mismatch),
-                    }
-                    raise LeaveFleet(EXIT_FATAL, str(mismatch), event) from None
-                except EmulatedOutOfMemory as oom:  # a sample larger than the probe's
-                    raise _out_of_memory(oom, self.state.fleet.step) from None
+                report = step_or_leave(ctx)
                 if report.leave:
                     break
                 if report.committed:  # the first of these members checkpoints on SIGTERM
@@ -248,22 +226,13 @@ class Trainer:
             if self.holds_final_model:
                 ctx.watch.finished(self.state.fleet.step)
         except LeaveFleet as leave:
-            self._leave(events, leave)
+            leave_now(events, self.name, leave)
         finally:
             if self.site is not None:
                 self.site.close()
             sync.close()
             self.feed.close()
         return self._finish(events)
-
-    def _leave(self, events: EventLog, leave: LeaveFleet) -> NoReturn:
-        """One event and one line, then exit now: peers see a dead replica, not a hung one."""
-        events.emit(leave.event.pop("kind"), replica=self.name, **leave.event)
-        if leave.exit_code in (EXIT_FATAL, EXIT_OUT_OF_MEMORY):
-            say_error(leave.message, sys.stdout)
-        else:
-            print(leave.message, flush=True)
-        os._exit(leave.exit_code)
 
     # ----------------------------------------------------------------- setup
     def _settings(self) -> RunSettings:
@@ -307,9 +276,7 @@ class Trainer:
     # ---------------------------------------------------------------- finish
     def _finish(self, events: EventLog) -> dict[str, Any]:
         step = self.state.fleet.step
-        steps = self.steps if self.site is None else step + (not self.site.finished)
-        if self.site is not None and self.site.finished:  # its inner steps vary with speed
-            events.emit("site_done", replica=self.name, step=step, rounds=self.site.state.round)
+        steps = self.steps if self.site is None else self.site.done(events, self.name, step)
         return finish_run(
             events, self.name, self.model, self.out_dir, step, steps,
             standalone=self.worker is None, group=self.group,
@@ -321,9 +288,3 @@ def _default_device(model: torch.nn.Module) -> str:
         return str(next(model.parameters()).device)
     except StopIteration:
         return "cpu"
-
-
-def _out_of_memory(oom: EmulatedOutOfMemory, step: int) -> LeaveFleet:
-    event = {"kind": "out_of_memory", "step": step, "reason": str(oom),
-             "need_bytes": oom.need_bytes, "cap_bytes": oom.cap_bytes}  # fmt: skip
-    return LeaveFleet(EXIT_OUT_OF_MEMORY, str(oom), event)
