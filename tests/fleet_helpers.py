@@ -181,3 +181,15 @@ def qualified_fleet(*devices: tuple[str, float, str]) -> str:
         '[device.qualification]\npassed = true\nlevel = "quick"\n\n'
         for device_id, speed, extra in devices
     )
+
+
+def one_clear_line(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    """Bad input: exit 2, one `error: ...` line on stderr naming each needle, no traceback."""
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert not any(box in result.stderr for box in "╭│╰"), result.stderr  # no framed box
+    for needle in needles:
+        assert needle in lines[0]

@@ -2,20 +2,12 @@
 
 import pytest
 
-from tests.fleet_helpers import MLP, phalanx
+from tests.fleet_helpers import MLP, one_clear_line, phalanx
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 
-def _one_clear_line(result, *needles):
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    assert not any(box in result.stderr for box in "╭│╰"), result.stderr  # no framed box
-    for needle in needles:
-        assert needle in lines[0]
+_one_clear_line = one_clear_line
 
 
 def test_nonsense_emulate(tmp_path):

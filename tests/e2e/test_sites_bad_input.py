@@ -2,21 +2,14 @@
 
 import pytest
 
-from tests.fleet_helpers import MLP, phalanx
+from tests.fleet_helpers import MLP, one_clear_line, phalanx
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 SITE = ["--site", "a", "--sites", "a,b", "--outer", "127.0.0.1:1"]
 
 
-def _one_clear_line(result, *needles):
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    for needle in needles:
-        assert needle in lines[0]
+_one_clear_line = one_clear_line
 
 
 def test_a_site_without_replicas(tmp_path):
