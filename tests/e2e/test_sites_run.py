@@ -26,7 +26,9 @@ def _rounds(run_dir: Path) -> dict[int, dict]:
     rounds: dict[int, dict] = {}
     for event in read_events(run_dir):
         if event.get("kind") == "outer_round":
-            record = {k: event[k] for k in ("round", "sites", "counted", "next_counts")}
+            record = {
+                k: event[k] for k in ("round", "sites", "counted", "next_counts", "anchor_checksum")
+            }
             assert rounds.setdefault(event["round"], record) == record  # replicas agree
     return rounds
 

@@ -7,6 +7,7 @@ site's inner steps, and the outer round between inner steps.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -73,11 +74,21 @@ class SiteRun:
         worker = self.worker
         outer = self.settings.outer
         address = outer if "://" in outer else f"http://{outer}"  # torchft wants a URL
+        host = _reachable_host(worker.advertise_host, address)
+        if host != worker.advertise_host:
+            # Gloo binds GLOO_SOCKET_IFNAME (the launcher set loopback for a one-host
+            # site) when a group is configured: the outer group must bind the interface
+            # the other sites reach; the site's own peers reach this host there too.
+            from phalanx.fleetnet.hosts import interface_of
+
+            interface = interface_of(host)
+            if interface is not None:
+                os.environ["GLOO_SOCKET_IFNAME"] = interface
         link = OuterLink(
             f"{self.settings.site}/{name}", address,
             self.state.outer_state_dict, self.state.load_outer_state_dict,
             timeout_s=max(60.0, worker.timeout_s), quorum_timeout_s=60.0,
-            host=worker.advertise_host, heartbeat_ms=worker.heartbeat_ms,
+            host=host, heartbeat_ms=worker.heartbeat_ms,
         )  # fmt: skip
         self.rounds = OuterRounds(self.state, link, events, name, self.batch, self.replay)
 
@@ -111,3 +122,25 @@ class SiteRun:
     def close(self) -> None:
         if self.rounds is not None:
             self.rounds.link.close()
+
+
+def _reachable_host(advertised: str, outer_url: str) -> str:
+    """Where other sites reach this replica's outer store and group.
+
+    A site on its own lighthouse advertises loopback to its peers (they share the
+    host); the other sites are elsewhere, so the outer link takes this host's
+    address on the route to the outer lighthouse instead.
+    """
+    from urllib.parse import urlsplit
+
+    from phalanx.fleetnet.hosts import route_address
+
+    parts = urlsplit(outer_url)
+    outer_host = parts.hostname or ""
+    local = ("127.0.0.1", "localhost", "::1")
+    if advertised not in local or outer_host in local or not parts.port:
+        return advertised
+    try:
+        return route_address(outer_host, parts.port)
+    except (OSError, UsageError):  # no route: loopback still serves sites on this host
+        return advertised

@@ -44,7 +44,7 @@ import torch
 from phalanx.runtime.torchft_access import forget_failed_quorum, quorum_process_group
 from phalanx.sites.compression import Codec
 from phalanx.sites.outer_step import SiteUpload
-from phalanx.sites.wire import WireUpload, pack, pad, unpack
+from phalanx.sites.wire import HEADER_BYTES, WireUpload, pack, pad, unpack
 
 StateDict = dict[str, Any]
 
@@ -150,14 +150,14 @@ class OuterLink:
     ) -> Exchanged:
         """One upload per site present (its own site's included), after `join`.
 
-        Two all-gathers. The first moves every participant's header only: who is
-        there, from which site, in which round, on which anchor. Each site's first
-        participant (lowest quorum rank) is its sender; the others of the site hold
-        the same delta (exact inner steps) and send their header again, so the link
-        carries one payload per site whatever the site's size. The second moves
-        the payloads.
+        An all-gather moves every participant's header only: who is there, from
+        which site, in which round, on which anchor. Each site's first participant
+        (lowest quorum rank) is its sender; the others of the site hold the same
+        delta (exact inner steps). Then the senders swap payloads point to point
+        and hand them on inside their sites (`_payloads`), so the slow link carries
+        each payload once to each other site, whatever the sites' sizes.
 
-        Raises OuterRoundFailed when an all-gather failed, a participant's outer
+        Raises OuterRoundFailed when a transfer failed, a participant's outer
         state is unsound (its heal failed), the participants disagree on the round,
         or fewer than a majority of the sites are present; the round then counts
         for nobody (torchft's commit vote is agreed only within one replica, not
@@ -177,15 +177,76 @@ class OuterLink:
         for index, header in enumerate(headers):
             first_of_site.setdefault(header.upload.site, index)
         self._refuse_unless_agreed(headers, first_of_site, sites)
-        sender = first_of_site[mine.upload.site] == rank
-        mine = replace(mine, sender=sender)
-        data = pack(mine if sender else replace(mine, upload=header_only.upload))
-        gathered = self._allgather(pg, data, participants)
-        uploads = [
-            unpack(gathered[i], codec, numels, dtypes) for i in sorted(first_of_site.values())
-        ]
+        uploads = self._payloads(pg, rank, mine, headers, first_of_site, codec, numels, dtypes)
         present = {site: sum(1 for h in headers if h.upload.site == site) for site in first_of_site}
-        return Exchanged(sorted(uploads, key=lambda w: w.upload.site), present)
+        return Exchanged(uploads, present)
+
+    def _payloads(
+        self,
+        pg: Any,
+        rank: int,
+        mine: WireUpload,
+        headers: list[WireUpload],
+        senders: dict[int, int],
+        codec: Codec,
+        numels: Sequence[int],
+        dtypes: Sequence[torch.dtype],
+    ) -> list[WireUpload]:
+        """Every site's upload: senders swap payloads across the slow link, then each
+        sender hands the others' payloads to its site's peers over the site's own link.
+
+        Each payload crosses to each other site once, whatever the sites' sizes (an
+        all-gather over every replica would send it to every remote replica). The
+        site's own upload is the one this replica computed: identical on every replica
+        of the site (exact inner steps, the same residuals).
+        """
+        own_site = mine.upload.site
+        # The site's step time is its sender's: each replica clocks its own, and every
+        # replica must plan the next round from the same numbers.
+        own = replace(mine, sender=True, step_time_s=headers[senders[own_site]].step_time_s)
+        sizes = {site: _packed_bytes(headers[r], codec, numels) for site, r in senders.items()}
+        others = {site: torch.empty(sizes[site], dtype=torch.uint8)
+                  for site in sorted(senders) if site != own_site}  # fmt: skip
+        try:
+            if senders[own_site] == rank:
+                data = pack(own)
+                works = []
+                for site, buffer in others.items():
+                    works.append(pg.send([data], senders[site], 0))
+                    works.append(pg.recv([buffer], senders[site], 0))
+                for work in works:
+                    work.wait()
+            else:
+                works = [pg.recv([buffer], senders[own_site], 1 + site)
+                         for site, buffer in others.items()]  # fmt: skip
+                for work in works:
+                    work.wait()
+        except Exception as err:  # a peer died or hung: this replica's round fails
+            self.manager.report_error(err)
+            raise OuterRoundFailed(str(err).splitlines()[0] if str(err) else repr(err)) from err
+        if senders[own_site] == rank:
+            self._hand_on(pg, rank, own_site, headers, others)
+        uploads = [own] + [unpack(b, codec, numels, dtypes) for b in others.values()]
+        return sorted(uploads, key=lambda w: w.upload.site)
+
+    def _hand_on(
+        self,
+        pg: Any,
+        rank: int,
+        own_site: int,
+        headers: list[WireUpload],
+        others: dict[int, torch.Tensor],
+    ) -> None:
+        """The other sites' payloads to this site's peers. A peer that dies meanwhile
+        fails only its own round (it heals at the next one): not ours."""
+        peers = [i for i, h in enumerate(headers) if h.upload.site == own_site and i != rank]
+        try:
+            works = [pg.send([buffer], peer, 1 + site)
+                     for peer in peers for site, buffer in others.items()]  # fmt: skip
+            for work in works:
+                work.wait()
+        except Exception:
+            pass
 
     def _allgather(self, pg: Any, data: torch.Tensor, participants: int) -> list[torch.Tensor]:
         from torch.distributed.distributed_c10d import AllgatherOptions
@@ -236,3 +297,10 @@ class OuterLink:
 
     def close(self) -> None:
         self.manager.shutdown(wait=False)
+
+
+def _packed_bytes(header: WireUpload, codec: Codec, numels: Sequence[int]) -> int:
+    """The length of a sender's packed upload, from its header (no lengths travel)."""
+    if header.upload.samples == 0:
+        return HEADER_BYTES
+    return HEADER_BYTES + sum(codec.encoded_bytes(n) for n in numels)

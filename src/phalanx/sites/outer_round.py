@@ -224,6 +224,7 @@ class OuterRounds:
             counted=sorted(counted_sites),
             next_counts=list(counts),
             compression=site.settings.compression,
+            anchor_checksum=_checksum(new_anchor),  # every replica of every site: the same
         )
 
     def _take_anchor_values(self, anchor: list[torch.Tensor], fleet_step: int) -> None:
