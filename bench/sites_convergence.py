@@ -266,34 +266,40 @@ def include_in_doc(doc: Path, text: str) -> None:
 
 
 def plot(results: list[RunResult], path: Path) -> None:
+    """Eval loss against samples, and its ratio to the baseline's at the same samples."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(8, 4.5))
+    figure, (losses_ax, ratio_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
     styles = {None: "-", "none": "-", "int8": "--", "4bit": ":"}
     colours = {None: "black", 20: "tab:blue", 100: "tab:orange"}
+    baseline = dict(results[0].curve)
     for r in results:
         if not (r.outer is None or r.chosen or (r.outer == DILOCO and r.scheme == "none")):
             continue  # the grid's other settings would crowd the plot; the table has them
         samples, losses = zip(*r.curve)
         label = f"{r.name}, {r.schedule} lr"
-        axes.plot(
-            samples,
-            losses,
-            styles[r.scheme],
-            color=colours[r.outer_every],
-            alpha=1.0 if r.chosen else 0.4,
-            label=f"{label}, outer {_outer_text(r)}" if r.outer else label,
-            marker=".",
-        )
-    axes.set_xlabel("samples")
-    axes.set_ylabel("eval loss (next character)")
-    axes.set_title("Two sites (speeds 1, 0.5): outer sync every H steps vs per-step sync")
-    axes.set_ylim(top=min(4.0, axes.get_ylim()[1]))
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
+        style = {
+            "color": colours[r.outer_every],
+            "alpha": 1.0 if r.chosen else 0.4,
+            "label": f"{label}, outer {_outer_text(r)}" if r.outer else label,
+            "marker": ".",
+        }
+        losses_ax.plot(samples, losses, styles[r.scheme], **style)
+        ratios = [loss / baseline[n] for n, loss in r.curve[1:]]
+        ratio_ax.plot(samples[1:], ratios, styles[r.scheme], **style)
+    ratio_ax.axhline(GOAL_LOSS_RATIO, color="tab:red", linewidth=0.8)  # the goal: 3%
+    losses_ax.set_ylabel("eval loss (next character)")
+    losses_ax.set_ylim(top=min(3.0, losses_ax.get_ylim()[1]))
+    ratio_ax.set_ylabel("eval loss / chosen per-step sync, same samples")
+    ratio_ax.set_ylim(0.95, 1.15)
+    for axes in (losses_ax, ratio_ax):
+        axes.set_xlabel("samples")
+        axes.grid(alpha=0.3)
+    losses_ax.legend(fontsize=7)
+    figure.suptitle("Two sites (speeds 1, 0.5): outer sync every H steps vs per-step sync")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
