@@ -61,7 +61,7 @@ bench-groups: $(STAMP)
 	$(BIN)/python -m bench.report bench/results/full.json
 
 # Sites (issue 17): outer synchronisation every H steps (DiLoCo-style, compressed) against
-# per-step sync on the demo GPT at the same samples, in one process (about 5 min on 2 cores);
+# per-step sync on the demo GPT at the same samples, in one process (about 11 min on 1 core);
 # writes docs/_generated/sites_convergence.md (and its copy in docs/sites.md) and
 # docs/img/sites_convergence.png.
 .PHONY: bench-sites

@@ -12,6 +12,7 @@ that straddle two chunks are dropped, so no held-out character is trained on.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +28,7 @@ CHUNK_CHARS = 4096
 TUNE_CHUNK, EVAL_CHUNK = 4, 9  # of every ten chunks; the rest train
 HELD_OUT_WINDOWS = 512  # per held-out slice, evenly spaced over it
 INNER_LR, WEIGHT_DECAY, WARMUP_STEPS, CLIP_NORM = 3e-3, 0.01, 10, 1.0
+COSINE_FLOOR = 0.1  # a cosine schedule ends at this fraction of INNER_LR
 STREAM_SEED = 0
 MODEL_SEED = 0
 
@@ -62,16 +64,30 @@ def build_task() -> Task:
     return Task(dataset, roles["train"], tune, held)
 
 
-class InnerTrainer:
-    """One model copy with its own AdamW and warm-up: a site, or the synchronous fleet."""
+def lr_factor(step: int, total_steps: int | None) -> float:
+    """The inner lr over the peak at `step`: the demo's warm-up, then constant (None) or
+    a cosine from the peak down to COSINE_FLOOR at `total_steps`."""
+    warm = min(1.0, (step + 1) / WARMUP_STEPS)
+    if total_steps is None or step < WARMUP_STEPS:
+        return warm
+    progress = min(1.0, (step - WARMUP_STEPS) / max(1, total_steps - WARMUP_STEPS))
+    return COSINE_FLOOR + (1 - COSINE_FLOOR) * 0.5 * (1 + math.cos(math.pi * progress))
 
-    def __init__(self, model: nn.Module) -> None:
+
+class InnerTrainer:
+    """One model copy with its own AdamW and schedule: a site, or the synchronous fleet.
+
+    `total_steps` is this copy's own number of inner steps in the run (a site at
+    half speed does half as many in the same time), so every copy's lr follows
+    the same curve over wall-clock time."""
+
+    def __init__(self, model: nn.Module, total_steps: int | None = None) -> None:
         self.model = model
         self.optimizer = torch.optim.AdamW(
             model.parameters(), lr=INNER_LR, weight_decay=WEIGHT_DECAY
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: min(1.0, (s + 1) / WARMUP_STEPS)
+            self.optimizer, lambda s: lr_factor(s, total_steps)
         )
 
     def step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
