@@ -1,15 +1,16 @@
-"""Outer-sync runs' round records -> steady-state windows, blocked time, gloo timeouts.
+"""A sites run's events -> steady-state window over whole outer rounds, samples, blocked time.
 
-Every site process of bench/outer_site.py logs one record per committed round:
+Every replica of a real sites run (`phalanx run --site ...`) writes, in its
+site's events.jsonl, one `step` event per committed inner step (its `shares`
+sum to the global batch) and, per outer round, an `outer_round` event (after
+the outer step) and an `outer_wait` event (`wait_s`: from its last inner step
+of the round to the end of the outer step, all of which it trained nothing).
 
-    {"kind": "round", "site": 0, "round": 3, "inner_steps": 100, "samples": 6400,
-     "t_start": ..., "t_inner_end": ..., "t_commit": ...}   (time.time() seconds)
-
-A round's samples are all trained between the commit of the round before and
-its own commit, so a window that starts and ends at commits holds whole rounds
-only: its rate counts neither half an inner phase nor half an exchange. A site
-alone logs the same records (its commit is the end of its last inner step), so
-the sites alone are measured exactly as the fleet is. Pure: no processes here.
+A round's inner steps all commit before any site's outer step of that round
+(the exchange needs every site's upload), and the next round's steps after
+it: so a window from the commit of one round (its first `outer_round` event,
+any site) to a later one holds whole rounds only, neither half an inner phase
+nor half an exchange. Pure: no processes here.
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-# One round (round 0) is warm-up: first allocations, the first quorum's heal (init sync).
+# Round 0 is warm-up: first allocations, the init sync, and no measured step times yet
+# (every site gets the full budget of H steps, so the fastest waits for the slowest).
 WARMUP_ROUNDS = 1
+
+Records = Iterable[Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -28,94 +32,87 @@ class RoundsWindow:
 
     start_t: float
     end_t: float
-    samples: int  # trained by every site in the window's rounds
-    rounds: int  # committed rounds in the window
+    first_round: int  # the first round inside the window
+    last_round: int
 
     @property
     def seconds(self) -> float:
         return self.end_t - self.start_t
 
     @property
-    def samples_per_s(self) -> float:
-        return self.samples / self.seconds
+    def rounds(self) -> int:
+        return self.last_round - self.first_round + 1
 
 
-def round_records(records: Iterable[Mapping[str, Any]]) -> dict[int, list[Mapping[str, Any]]]:
-    """The round records by round (one per site that committed it)."""
-    by_round: dict[int, list[Mapping[str, Any]]] = {}
+def round_commits(records: Records) -> dict[int, float]:
+    """Each round's commit: its earliest `outer_round` event, whichever site wrote it."""
+    commits: dict[int, float] = {}
     for record in records:
-        if record.get("kind") == "round":
-            by_round.setdefault(int(record["round"]), []).append(record)
-    return by_round
+        if record.get("kind") == "outer_round":
+            n, t = int(record["round"]), float(record["t"])
+            commits[n] = min(t, commits.get(n, t))
+    return commits
 
 
-def commit_time(records: Iterable[Mapping[str, Any]]) -> float:
-    """A round's commit: its first site's, as a step's is its first participant's in bench/."""
-    return min(float(r["t_commit"]) for r in records)
+def whole_rounds_window(records: Records, warmup_rounds: int = WARMUP_ROUNDS) -> RoundsWindow:
+    """From the commit of round `warmup_rounds - 1` to the last round's commit (all sites).
 
-
-def whole_rounds_window(
-    records: Iterable[Mapping[str, Any]], warmup_rounds: int = WARMUP_ROUNDS
-) -> RoundsWindow:
-    """From the commit of round `warmup_rounds - 1` to the last round's commit.
-
-    `warmup_rounds` 0 starts at round 0's first `t_start` (the first quorum). Rounds
-    must be consecutive: a missing one means a site's log is cut short.
+    Rounds must be consecutive from 0: a missing one means a log is cut short.
     """
-    by_round = round_records(records)
-    rounds = sorted(by_round)
+    if warmup_rounds < 1:
+        raise ValueError("a window starts at a commit: warmup_rounds must be at least 1")
+    commits = round_commits(records)
+    rounds = sorted(commits)
     if rounds != list(range(len(rounds))):
         raise ValueError(f"rounds are not consecutive from 0: {rounds}")
     if len(rounds) <= warmup_rounds:
         raise ValueError(f"{len(rounds)} rounds leave none after {warmup_rounds} of warm-up")
-    if warmup_rounds == 0:
-        start_t = min(float(r["t_start"]) for r in by_round[0])
-    else:
-        start_t = commit_time(by_round[warmup_rounds - 1])
-    inside = rounds[warmup_rounds:]
     return RoundsWindow(
-        start_t=start_t,
-        end_t=commit_time(by_round[rounds[-1]]),
-        samples=sum(int(r["samples"]) for n in inside for r in by_round[n]),
-        rounds=len(inside),
+        start_t=commits[warmup_rounds - 1],
+        end_t=commits[rounds[-1]],
+        first_round=warmup_rounds,
+        last_round=rounds[-1],
     )
 
 
-def blocked_s(
-    records: Iterable[Mapping[str, Any]], site: int, warmup_rounds: int = WARMUP_ROUNDS
-) -> float:
-    """Seconds per round (mean over the window) in which `site` trained nothing.
+def samples_in(records: Records, start_t: float, end_t: float) -> int:
+    """Samples of the inner steps committed in (start_t, end_t] (a step counted once).
 
-    From one commit to the next a site either runs its inner steps or waits: for
-    the next quorum, for the other site at the all-gather, for the all-gather's bytes,
-    for the outer step. Alone, only the host's gaps between steps are left.
+    `records`: one site's events (its step numbers are its own). A step's
+    samples are its participants' shares; its commit is its first writer's.
     """
-    by_round = round_records(records)
-    inside = sorted(by_round)[max(1, warmup_rounds) :]  # a round is measured from a commit
-    if not inside:
-        raise ValueError(f"no round after {warmup_rounds} of warm-up")
-    waits = []
-    for n in inside:
-        mine = next(r for r in by_round[n] if int(r["site"]) == site)
-        previous_commit = next(
-            float(r["t_commit"]) for r in by_round[n - 1] if int(r["site"]) == site
-        )
-        round_s = float(mine["t_commit"]) - previous_commit
-        inner_s = float(mine["t_inner_end"]) - float(mine["t_start"])
-        waits.append(round_s - inner_s)
-    return sum(waits) / len(waits)
+    steps: dict[int, tuple[float, int]] = {}
+    for record in records:
+        if record.get("kind") != "step":
+            continue
+        step, t = int(record["step"]), float(record["t"])
+        if step not in steps or t < steps[step][0]:
+            steps[step] = (t, sum(int(s) for s in record["shares"]))
+    return sum(samples for t, samples in steps.values() if start_t < t <= end_t)
 
 
-def exchange_timeout_s(upload_bytes: int, rate_mbit: float, round_s: float) -> float:
-    """Gloo's timeout for one outer all-gather over a link of `rate_mbit` each way.
+def round_records(records: Records) -> dict[int, Mapping[str, Any]]:
+    """One `outer_round` record per round (every replica of every site writes the same one)."""
+    rounds: dict[int, Mapping[str, Any]] = {}
+    for record in records:
+        if record.get("kind") == "outer_round":
+            rounds.setdefault(int(record["round"]), record)
+    return rounds
 
-    Two sites' all-gather moves each upload once across the link, one each way;
-    2 x bytes / rate bounds it even were the two directions not to overlap, and
-    three times that leaves room for TCP's slow start and the heartbeats beside
-    it. The first collective of a round also waits for the later site: counts
-    are planned from the configured speeds, so a site running a few percent
-    slow arrives that share of a round late; a quarter of a round (`round_s`,
-    the faster site's inner phase) covers it. Never below 30 s.
+
+def blocked_s(records: Records, window: RoundsWindow) -> float:
+    """One site's seconds blocked at outer steps over the window's rounds.
+
+    `records`: one site's events. Per round, the mean `wait_s` over the site's
+    replicas (they wait together; each writes its own), summed over the rounds.
     """
-    transfer_s = 2 * upload_bytes * 8 / (rate_mbit * 1e6)
-    return max(30.0, 3 * transfer_s + 0.25 * round_s)
+    waits: dict[int, list[float]] = {}
+    for record in records:
+        if record.get("kind") == "outer_wait":
+            n = int(record["round"])
+            if window.first_round <= n <= window.last_round:
+                waits.setdefault(n, []).append(float(record["wait_s"]))
+    missing = sorted(set(range(window.first_round, window.last_round + 1)) - set(waits))
+    if missing:
+        raise ValueError(f"no outer_wait for rounds {missing}")
+    return sum(sum(values) / len(values) for values in waits.values())

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,8 +87,12 @@ def site_argv(
     out: Path,
     time_scale: float,
     lighthouse: Lighthouse | None = None,
+    extra: Sequence[str] = (),
 ) -> list[str]:
-    """The site's `phalanx run`: alone (its own local lighthouse) or joining `lighthouse`."""
+    """The site's `phalanx run`: alone (its own local lighthouse) or joining `lighthouse`.
+
+    `extra`: more `phalanx run` flags (a sites run's `--site ...`).
+    """
     joins = (
         []
         if lighthouse is None
@@ -101,7 +106,7 @@ def site_argv(
         "--emulate", site.spec,
         # One scale for every run of the bench: a chip is equally fast alone and in the fleet.
         "--emulation-time-scale", f"{time_scale:.6f}",
-        "--timeout-s", f"{COLLECTIVE_TIMEOUT_S:g}", "--quiet", *joins,
+        "--timeout-s", f"{COLLECTIVE_TIMEOUT_S:g}", "--quiet", *joins, *extra,
         "--", *work.to_args(),
     ]  # fmt: skip
 

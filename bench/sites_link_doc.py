@@ -64,7 +64,7 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
             ]
         )
     if "outer" in results:  # results written before the outer-sync rows existed have none
-        rows += outer_sync_doc.alone_rows(results) + outer_sync_doc.fleet_rows(results)
+        rows += outer_sync_doc.fleet_rows(results)
     return rows
 
 
