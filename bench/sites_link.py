@@ -77,7 +77,6 @@ FLEET_DEADLINE_S = 420.0
 # H = 100 runs two rounds: about 100 s each at site A's ~1 s per inner step).
 OUTER_CONFIGS = (
     OuterConfig(100, "4bit", 2),
-    OuterConfig(100, "none", 2),
     OuterConfig(20, "int8", 4),
 )
 RESULTS = ROOT / "bench" / "results" / "sites_link.json"

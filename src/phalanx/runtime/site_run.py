@@ -84,13 +84,16 @@ class SiteRun:
             interface = interface_of(host)
             if interface is not None:
                 os.environ["GLOO_SOCKET_IFNAME"] = interface
-        link = OuterLink(
-            f"{self.settings.site}/{name}", address,
-            self.state.outer_state_dict, self.state.load_outer_state_dict,
-            timeout_s=max(60.0, worker.timeout_s), quorum_timeout_s=60.0,
-            host=host, heartbeat_ms=worker.heartbeat_ms,
-        )  # fmt: skip
-        self.rounds = OuterRounds(self.state, link, events, name, self.batch, self.replay)
+
+        def make_link() -> OuterLink:
+            return OuterLink(
+                f"{self.settings.site}/{name}", address,
+                self.state.outer_state_dict, self.state.load_outer_state_dict,
+                timeout_s=max(60.0, worker.timeout_s), quorum_timeout_s=60.0,
+                host=host, heartbeat_ms=worker.heartbeat_ms,
+            )  # fmt: skip
+
+        self.rounds = OuterRounds(self.state, make_link, events, name, self.batch, self.replay)
 
     def attach(self, ctx: StepContext) -> None:
         """Steps take their positions from the round's plan; no step limit but the rounds."""
@@ -121,7 +124,7 @@ class SiteRun:
 
     def close(self) -> None:
         if self.rounds is not None:
-            self.rounds.link.close()
+            self.rounds.close()
 
 
 def _reachable_host(advertised: str, outer_url: str) -> str:

@@ -21,7 +21,7 @@ wrong, and what happens:
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -48,20 +48,38 @@ class OuterRounds:
     def __init__(
         self,
         site: SiteState,
-        link: OuterLink,
+        make_link: Callable[[], OuterLink],
         events: EventLog,
         replica: str,
         global_batch_size: int,
         replay: RecordedRounds | None = None,
     ) -> None:
-        self.site, self.link, self.events = site, link, events
+        self.site, self.events = site, events
+        self._make_link = make_link
+        self._link: OuterLink | None = None
         self.replica = replica
         self.batch = global_batch_size
         self.replay = replay
         self.give_up_s = GIVE_UP_S
         self._round_began_s = time.monotonic()
         self._last_step_time_s: float | None = None
-        site.on_round_loaded = link.set_round
+
+    @property
+    def link(self) -> OuterLink:
+        """Made at this replica's first outer round, not before: a replica heartbeats
+        to the outer lighthouse only once it can join. A restarted replica still healing
+        inside its site would otherwise be a live straggler the outer quorum waits for
+        (the join timeout) while its site's peers wait in that quorum, not for its heal.
+        """
+        if self._link is None:
+            self._link = self._make_link()
+            self._link.set_round(self.site.round)  # what a heal or checkpoint gave us
+            self.site.on_round_loaded = self._link.set_round
+        return self._link
+
+    def close(self) -> None:
+        if self._link is not None:
+            self._link.close()
 
     def run(self, fleet_step: int) -> None:
         """The open round's outer step; returns once it is committed (retries inside)."""
