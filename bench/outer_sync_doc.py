@@ -113,7 +113,7 @@ def text_lines(results: dict[str, Any]) -> list[str]:
         *goal_lines(results),
         "",
         "The runtime blocks every replica from its last inner step of a round to the end of "
-        "the outer step (the outer quorum, the all-gather across the link, the outer step); "
+        "the outer step (the outer quorum, the exchange of payloads across the link, the outer step); "
         "blocked time is the sum of the replicas' `outer_wait` seconds over the window's "
         "rounds (mean over a site's replicas):",
         "",
