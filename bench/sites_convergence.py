@@ -57,6 +57,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from bench.doc_block import include_block  # noqa: E402
 from bench.sites_task import (  # noqa: E402
     COSINE_FLOOR,
     INNER_LR,
@@ -252,17 +253,9 @@ def verdicts(results: list[RunResult]) -> list[str]:
     return lines
 
 
-BEGIN_MARK = "<!-- sites_convergence: begin"
-END_MARK = "<!-- sites_convergence: end -->"
-
-
 def include_in_doc(doc: Path, text: str) -> None:
     """Put the generated table between the doc's markers, so the doc never retypes numbers."""
-    content = doc.read_text()
-    begin = content.index(BEGIN_MARK)
-    begin = content.index("\n", begin) + 1
-    end = content.index(END_MARK)
-    doc.write_text(content[:begin] + text + content[end:])
+    include_block(doc, "sites_convergence", text)
 
 
 def plot(results: list[RunResult], path: Path) -> None:

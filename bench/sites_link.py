@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import machine, sites_link_doc  # noqa: E402
+from bench.doc_block import include_block  # noqa: E402
 from bench.link_meter import LinkMeter, busy_shares  # noqa: E402
 from bench.outer_runs import OuterConfig, run_linked  # noqa: E402
 from bench.site_runs import (  # noqa: E402
@@ -81,6 +82,7 @@ OUTER_CONFIGS = (
 )
 RESULTS = ROOT / "bench" / "results" / "sites_link.json"
 DOC = ROOT / "docs" / "_generated" / "sites_link.md"
+SITES_DOC = ROOT / "docs" / "sites.md"  # also between its sites_link markers
 
 
 def _alone(net: netns.Network, hosts: dict[str, netns.Host], out: Path, scale: float) -> dict:
@@ -257,6 +259,7 @@ def main() -> None:
         for path in (args.out / "sites_link.json", RESULTS):
             path.write_text(json.dumps(results, indent=1) + "\n")
     text = sites_link_doc.write(results, DOC)
+    include_block(SITES_DOC, "sites_link", text + "\n")
     print(text)
 
 
