@@ -29,9 +29,13 @@ def text() -> list[str]:
         "thread; phalanx's `ComputePacer` pads each forward+backward to its CPU time divided by "
         "speed x the launcher's common time scale (`emulation_time_scale`, so 2 cores are not "
         "oversubscribed). The DDP workers and the solo runs use the same pacer and scale. The "
-        "CPU time is the median of the chip's last 5 for the same number of samples: the same "
-        "slice's CPU time varied 12-14% from step to step with the other workers on the host, "
-        "noise a real accelerator's kernels do not have (results before 2026-12-02 include it).",
+        "CPU time is the least of the chip's last 9 for the same number of samples: the same "
+        "slice's CPU time varied by up to 1.6x (85-137 ms for 32 samples) with the other "
+        "workers on the host, noise a real accelerator's kernels do not have, and a neighbour "
+        "only ever adds CPU time. Results before 2026-12-02 include that noise whole; results "
+        "from 2026-12-02 to 2026-12-04 paced to the median of the last 5, which still let a "
+        "chip's paced time wander by 10-20% and made chips slower in a fleet than alone (the "
+        "solo ideal then ran 5% faster than the same chips' rates inside phalanx's run).",
         f"- **Model.** TinyGPT (`phalanx.demo.model`) on the stdlib-docstring corpus "
         f"(`phalanx.demo.corpus`): by default width {DEFAULT.width}, {DEFAULT.layers} layers, "
         f"context {DEFAULT.context}, global batch {DEFAULT.batch}: "

@@ -1,4 +1,4 @@
-"""The emulated chip's pacing (emulate/pacer.py): CPU time / speed, smoothed per work."""
+"""The emulated chip's pacing (emulate/pacer.py): CPU time / speed, the least per work."""
 
 from __future__ import annotations
 
@@ -51,14 +51,30 @@ def test_a_phase_lasts_its_cpu_time_over_the_speed(clock: FakeClock) -> None:
     assert _phase(ComputePacer(None), clock, 0.1, None) == pytest.approx(0.1)  # a real chip
 
 
-def test_the_same_work_is_paced_to_its_median_cpu_time(clock: FakeClock) -> None:
-    # The host's noise (a neighbour's burst on the shared core) does not reach the chip.
+def test_the_same_work_is_paced_to_its_least_recent_cpu_time(clock: FakeClock) -> None:
+    # The host's noise (a neighbour's burst on the shared core) only adds CPU time:
+    # it does not reach the chip, whose paced time is its work's own cost.
     pacer = ComputePacer(0.5)
-    durations = [_phase(pacer, clock, cpu, 16) for cpu in (0.10, 0.10, 0.13, 0.10, 0.08, 0.10)]
-    # 0.13 CPU-seconds (a burst) and 0.08 are paced as the usual 0.10 over the speed.
+    durations = [_phase(pacer, clock, cpu, 16) for cpu in (0.10, 0.10, 0.13, 0.10, 0.12, 0.10)]
+    # 0.13 and 0.12 CPU-seconds (bursts) are paced as the usual 0.10 over the speed.
     assert durations == pytest.approx([0.2] * 6)
     # Other work (another share) is paced from its own measurements.
     assert _phase(pacer, clock, 0.3, 48) == pytest.approx(0.6)
     # A change of speed acts at once.
     pacer.speed = 0.25
     assert _phase(pacer, clock, 0.1, 16) == pytest.approx(0.4)
+
+
+def test_a_lasting_rise_of_the_work_s_cost_is_followed_within_the_window(
+    clock: FakeClock,
+) -> None:
+    # The least over a few runs forgets a cheaper past: the same sample count of longer
+    # sequences is paced at its new cost once the cheaper runs have left the window.
+    pacer = ComputePacer(0.5)
+    for _ in range(pacer_module.SMOOTHING_WINDOW):
+        _phase(pacer, clock, 0.10, 16)
+    durations = [_phase(pacer, clock, 0.20, 16) for _ in range(pacer_module.SMOOTHING_WINDOW)]
+    assert durations[0] == pytest.approx(
+        0.2
+    )  # one dearer run: a neighbour's burst, as far as it shows
+    assert durations[-1] == pytest.approx(0.4)

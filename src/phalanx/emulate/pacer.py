@@ -6,25 +6,30 @@ than it is emulated to be. Workers run torch with one intra-op thread, which
 keeps all of a phase's compute on the calling thread.
 
 The CPU time of the same work still varies from step to step with what the
-other workers do on the host (caches, a shared core's other hyperthread):
-12-14% per step on a 2-core host with four workers. A real accelerator's
-kernels take the same time for the same work; this noise is the host's, not
-the chip's, and the fleet would wait for the unluckiest chip every step. So
-a phase that names its work (`begin(units=samples)`) is paced to the median
-of the last few CPU times of that same work: a real change of work (another
-share) is paced from its own measurements, and a change of speed (a slow
-fault, a thermal derate) still acts through `speed` at once.
+other workers do on the host (caches, a shared core's other hyperthread).
+Measured with four paced workers on a 2-core host: 85-137 ms for the same
+32 samples. A real accelerator's kernels take the same time for the same
+work; this noise is the host's, not the chip's, and a lockstep fleet would
+wait for the unluckiest chip every step. So a phase that names its work
+(`begin(units=samples)`) is paced to the *least* CPU time of that work over
+its last few runs: a neighbour only ever adds CPU time to a phase (it never
+does the phase's work for it), so the least is the work's own cost. A median
+of the last five (the earlier rule) still let the paced time wander by 10-20%
+and left chips run slower in a fleet than alone; with the least, the same
+chip's paced time varies by about 2%. A real change of work (another share)
+is paced from its own measurements, and a change of speed (a slow fault, a
+thermal derate) still acts through `speed` at once.
 """
 
 from __future__ import annotations
 
-import statistics
 import threading
 import time
 from collections import deque
 
-# CPU times of the same work kept for the median: an odd count, a few steps' worth.
-SMOOTHING_WINDOW = 5
+# CPU times of the same work kept: a few steps' worth, so a lasting change of the
+# work's cost (a user's longer sequences at the same sample count) is followed.
+SMOOTHING_WINDOW = 9
 
 
 class ComputePacer:
@@ -79,11 +84,11 @@ class ComputePacer:
             self.end()
 
     def _typical_cpu_s(self, cpu_s: float) -> float:
-        """The median of this work's recent CPU times, this one included."""
+        """The least of this work's recent CPU times, this one included."""
         if self._units is None:
             return cpu_s
         key = (self._units, self._ends)
         self._ends += 1
         history = self._cpu_history.setdefault(key, deque(maxlen=SMOOTHING_WINDOW))
         history.append(cpu_s)
-        return statistics.median(history)
+        return min(history)
