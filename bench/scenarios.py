@@ -182,6 +182,28 @@ SUITES = {
         phalanx_faulted=False,
         restart_intervals=(),
     ),
+    # The 8-chip heterogeneous fleet alone (phalanx, DDP and the ideal), once.
+    "hetero8": Suite(
+        "hetero8",
+        repeats=1,
+        fault_repeats=0,
+        hetero=(FLEET_8,),
+        sizes=(),
+        faults=(),
+        homogeneous=(),
+        phalanx_faulted=False,
+        restart_intervals=(),
+    ),
+    # Scenarios 2 and 3 for phalanx alone (no torchrun): its goodput against its own
+    # fault-free rate in the same run, for trying a change to recovery in minutes.
+    "faults": Suite(
+        "faults",
+        repeats=1,
+        fault_repeats=1,
+        sizes=(),
+        homogeneous=(),
+        restart_intervals=(),
+    ),
     # Model scale alone, as short as it gets: a check that the 100M row runs end to end.
     "scale-smoke": Suite(
         "scale-smoke",

@@ -78,3 +78,14 @@ def test_a_lasting_rise_of_the_work_s_cost_is_followed_within_the_window(
         0.2
     )  # one dearer run: a neighbour's burst, as far as it shows
     assert durations[-1] == pytest.approx(0.4)
+
+
+def test_a_new_share_is_paced_from_the_chip_s_earlier_shares(clock: FakeClock) -> None:
+    # A first run of a new size that a neighbour slowed is not taken for the chip's cost:
+    # 24 samples cost at most 24/16 of what 16 did, and 8 at most what 16 did.
+    pacer = ComputePacer(0.5)
+    for _ in range(3):
+        _phase(pacer, clock, 0.10, 16)
+    assert _phase(pacer, clock, 0.25, 24) == pytest.approx(0.3)  # 0.15 CPU-s over the speed
+    assert _phase(pacer, clock, 0.09, 8) == pytest.approx(0.18)  # its own, below the bound
+    assert _phase(pacer, clock, 0.14, 8) == pytest.approx(0.18)  # the least of its own

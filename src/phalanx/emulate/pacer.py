@@ -13,7 +13,9 @@ work; this noise is the host's, not the chip's, and a lockstep fleet would
 wait for the unluckiest chip every step. So a phase that names its work
 (`begin(units=samples)`) is paced to the *least* CPU time of that work over
 its last few runs: a neighbour only ever adds CPU time to a phase (it never
-does the phase's work for it), so the least is the work's own cost. A median
+does the phase's work for it), so the least is the work's own cost. Runs of
+other sizes bound it too (`_typical_cpu_s`), so a new share is not paced from
+its one noisy first run. A median
 of the last five (the earlier rule) still let the paced time wander by 10-20%
 and left chips run slower in a fleet than alone; with the least, the same
 chip's paced time varies by about 2%. A real change of work (another share)
@@ -27,7 +29,7 @@ import threading
 import time
 from collections import deque
 
-# CPU times of the same work kept: a few steps' worth, so a lasting change of the
+# Phases whose CPU times are kept: a few steps' worth, so a lasting change of the
 # work's cost (a user's longer sequences at the same sample count) is followed.
 SMOOTHING_WINDOW = 9
 
@@ -44,7 +46,8 @@ class ComputePacer:
         self._began_on: int | None = None
         self._units: int | None = None
         self._ends = 0  # end() calls since begin(): DDP's hook paces each gradient bucket
-        self._cpu_history: dict[tuple[int, int], deque[float]] = {}
+        # Per end() of a phase (a bucket's launch, the phase's end): recent (units, CPU s).
+        self._cpu_history: dict[int, deque[tuple[int, float]]] = {}
 
     def begin(self, units: int | None = None) -> None:
         """Start a phase; `units` (e.g. its samples) names the work, for smoothing."""
@@ -84,11 +87,18 @@ class ComputePacer:
             self.end()
 
     def _typical_cpu_s(self, cpu_s: float) -> float:
-        """The least of this work's recent CPU times, this one included."""
+        """The work's own cost: the least upper bound its recent CPU times give.
+
+        Every measured time is an upper bound on its work's cost (a neighbour only
+        adds). A bound carries over to other work of the same phase: n samples cost
+        no more than k samples did for k > n, nor more than n/k times their cost for
+        k <= n (a sample never costs more in a bigger batch). So a new share is paced
+        from the chip's earlier shares at once, not from one noisy first measurement.
+        """
         if self._units is None:
             return cpu_s
-        key = (self._units, self._ends)
+        units = self._units
+        history = self._cpu_history.setdefault(self._ends, deque(maxlen=SMOOTHING_WINDOW))
         self._ends += 1
-        history = self._cpu_history.setdefault(key, deque(maxlen=SMOOTHING_WINDOW))
-        history.append(cpu_s)
-        return min(history)
+        history.append((units, cpu_s))
+        return min(cost * units / known if known <= units else cost for known, cost in history)
