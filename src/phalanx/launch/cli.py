@@ -632,12 +632,22 @@ def lighthouse_command(
     """
     from phalanx.fleetnet.fleet_secret import default_secret_path, load_or_create
     from phalanx.launch.lighthouse import LighthouseSettings
+    from phalanx.runtime.liveness import MIN_SHARED_HEARTBEAT_TIMEOUT_MS
 
     host, sep, port_text = bind.rpartition(":")
     if not sep or not port_text.isdigit() or not host or int(port_text) > 65535:
         raise UsageError("--bind", "is not HOST:PORT", "write e.g. --bind 127.0.0.1:29510", bind)
     if min_replicas < 1:
         raise UsageError("--min-replicas", "must be >= 1", "e.g. --min-replicas 2", min_replicas)
+    if heartbeat_timeout_ms < MIN_SHARED_HEARTBEAT_TIMEOUT_MS:
+        # Replicas size their stand-still check to this floor (runtime/liveness.py):
+        # below it a frozen replica could commit a step its peers retried without it.
+        raise UsageError(
+            "--heartbeat-timeout-ms",
+            f"must be >= {MIN_SHARED_HEARTBEAT_TIMEOUT_MS}",
+            f"e.g. --heartbeat-timeout-ms {MIN_SHARED_HEARTBEAT_TIMEOUT_MS}",
+            heartbeat_timeout_ms,
+        )
     secret_path = (secret_file or default_secret_path()).absolute()
     secret, created = load_or_create(secret_path)
     settings = LighthouseSettings(

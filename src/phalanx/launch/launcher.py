@@ -48,6 +48,7 @@ from phalanx.observe.summary import build_summary, follows_restart, write_summar
 from phalanx.observe.tail import EventTail
 from phalanx.observe.trackers import LogSpec, TrackerFeed, open_trackers
 from phalanx.runtime.checkpoint import list_checkpoints
+from phalanx.runtime.liveness import MIN_SHARED_HEARTBEAT_TIMEOUT_MS, RUN_HEARTBEAT_TIMEOUT_MS
 from phalanx.runtime.worker_config import WorkerConfig
 
 if TYPE_CHECKING:
@@ -69,9 +70,9 @@ class RunPlan:
     faults: list[FaultSpec] = field(default_factory=list)
     resume: bool = False
     timeout_s: float = 5.0
-    # A killed replica stalls the survivors this long (torchft's Rust thread heartbeats
-    # every 100 ms, unaffected by a busy Python): 1 s puts kill -> next commit near 1 s.
-    heartbeat_timeout_ms: int = 1000
+    # The own lighthouse's: a killed or frozen replica stalls the survivors about this
+    # long (runtime/liveness.py). Ignored with `lighthouse` (the shared one's applies).
+    heartbeat_timeout_ms: int = RUN_HEARTBEAT_TIMEOUT_MS
     # Many hosts: join this lighthouse (http://HOST:PORT, a `phalanx lighthouse`) instead
     # of starting one here. Names must then be unique across hosts (see `names`).
     lighthouse: str | None = None
@@ -424,6 +425,11 @@ class Launcher:
                 faults=[f.to_json() for f in plan.faults if f.replica == index],
                 fleet=fleet,
                 timeout_s=plan.timeout_s,
+                heartbeat_timeout_ms=(
+                    plan.heartbeat_timeout_ms
+                    if plan.lighthouse is None
+                    else MIN_SHARED_HEARTBEAT_TIMEOUT_MS
+                ),
                 start_barrier=barrier,
                 fleet_size=len(plan.speeds),
                 checkpoint_every=plan.checkpoint_every,

@@ -6,7 +6,7 @@ hung host, a cut link) keeps its sockets open: gloo waits the whole collective
 timeout (`--timeout-s`, 5 s by default, often a minute for large models) while
 every other replica sits idle. But a frozen process also stops heartbeating,
 and the lighthouse drops it from the next quorum after its heartbeat timeout
-(1 s under `phalanx run`). So while a collective is pending past a short
+(0.7 s under `phalanx run`, runtime/liveness.py). So while a collective is pending past a short
 grace, the replica asks the lighthouse which members of its quorum it has
 given up on; if one is among them, the attempt fails now and the step is
 retried in the next quorum, which is formed without that member. Every

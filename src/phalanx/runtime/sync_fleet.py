@@ -32,6 +32,7 @@ from phalanx.runtime.freeze_watch import (
     WatchedWork,
     describe,
 )
+from phalanx.runtime.liveness import stood_still_limit_s
 from phalanx.runtime.stall_clock import StallClock
 from phalanx.runtime.state import TrainState
 from phalanx.runtime.sync import FleetProgress, Sync, Work
@@ -57,12 +58,6 @@ RESTART_SETTLE_S = 1.0
 # the quorum timeout, not this count, bounds each call.
 QUORUM_RETRIES = 100_000
 ADMISSION_CHECK_S = 10.0  # how long a new worker waits for its first handshake's verdict
-# A step shorter than this cannot have been given up on by the peers (they wait out the
-# lighthouse's heartbeat timeout first, 1 s under `phalanx run`): no checks before commit.
-LONG_STEP_S = 0.5
-# Standing still this long during a step (frozen, suspended) vetoes this replica's commit:
-# well under any heartbeat timeout, well over a busy host's scheduling gaps.
-STOOD_STILL_S = 0.5
 
 
 class _NotRequested(Exception):
@@ -161,6 +156,9 @@ class FleetSync(Sync):
         self._left_open: list[PendingEnd] = []  # given up on, maybe still inside gloo
         self._lighthouse_addr = lighthouse_addr
         self._clock = StallClock()
+        # Standing still this long during a step (frozen, suspended) vetoes this replica's
+        # commit (runtime/liveness.py): under what lets the lighthouse give up on it.
+        self._stood_still_s = stood_still_limit_s(config.heartbeat_timeout_ms, config.heartbeat_ms)
         # When this step's quorum was requested: the peers may start its collectives (and
         # give up on us) from then on, even while this process has not collected it yet.
         self._step_t0 = time.monotonic()
@@ -382,10 +380,12 @@ class FleetSync(Sync):
         is not committed when this process stood still during it, or when the
         lighthouse has formed a newer quorum meanwhile (heartbeats cut off).
         """
-        if time.monotonic() - self._step_t0 < LONG_STEP_S:
+        # A step shorter than the limit cannot have been given up on by the peers (they
+        # wait out the lighthouse's heartbeat timeout first): no checks before commit.
+        if time.monotonic() - self._step_t0 < self._stood_still_s:
             return ""
         stood_s = self._clock.longest_gap_since(self._step_t0)
-        if stood_s >= STOOD_STILL_S:
+        if stood_s >= self._stood_still_s:
             return (
                 f"{self.name} stood still for {stood_s:.1f} s during the step (frozen or "
                 "suspended): its peers may have gone on without it"

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from phalanx.runtime.liveness import HEARTBEAT_INTERVAL_MS, MIN_SHARED_HEARTBEAT_TIMEOUT_MS
+
 ENV_VAR = "PHALANX_WORKER"
 
 
@@ -34,7 +36,10 @@ class WorkerConfig:
     fleet: dict[str, dict[str, Any]] = field(default_factory=dict)
     timeout_s: float = 5.0
     quorum_timeout_s: float = 60.0
-    heartbeat_ms: int = 100
+    heartbeat_ms: int = HEARTBEAT_INTERVAL_MS
+    # The lighthouse's heartbeat timeout: the launcher's own lighthouse's, else the least
+    # a shared one may use (runtime/liveness.py).
+    heartbeat_timeout_ms: int = MIN_SHARED_HEARTBEAT_TIMEOUT_MS
     start_barrier: str | None = None  # host:port of the launcher's TCPStore
     fleet_size: int = 1
     restarted: bool = False
