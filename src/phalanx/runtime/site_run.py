@@ -94,6 +94,8 @@ class SiteRun:
             )  # fmt: skip
 
         self.rounds = OuterRounds(self.state, make_link, events, name, self.batch, self.replay)
+        if not worker.restarted:
+            self.rounds.open_link()  # heard of by the outer lighthouse before round 0
 
     def attach(self, ctx: StepContext) -> None:
         """Steps take their positions from the round's plan; no step limit but the rounds."""
