@@ -58,7 +58,7 @@ def test_the_same_work_is_paced_to_its_least_recent_cpu_time(clock: FakeClock) -
     durations = [_phase(pacer, clock, cpu, 16) for cpu in (0.10, 0.10, 0.13, 0.10, 0.12, 0.10)]
     # 0.13 and 0.12 CPU-seconds (bursts) are paced as the usual 0.10 over the speed.
     assert durations == pytest.approx([0.2] * 6)
-    # Other work (another share) is paced from its own measurements.
+    # Other work (another share) is paced from its own runs (here as dear as 16's bound).
     assert _phase(pacer, clock, 0.3, 48) == pytest.approx(0.6)
     # A change of speed acts at once.
     pacer.speed = 0.25
@@ -74,9 +74,8 @@ def test_a_lasting_rise_of_the_work_s_cost_is_followed_within_the_window(
     for _ in range(pacer_module.SMOOTHING_WINDOW):
         _phase(pacer, clock, 0.10, 16)
     durations = [_phase(pacer, clock, 0.20, 16) for _ in range(pacer_module.SMOOTHING_WINDOW)]
-    assert durations[0] == pytest.approx(
-        0.2
-    )  # one dearer run: a neighbour's burst, as far as it shows
+    # One dearer run is a neighbour's burst, as far as the pacer can tell.
+    assert durations[0] == pytest.approx(0.2)
     assert durations[-1] == pytest.approx(0.4)
 
 

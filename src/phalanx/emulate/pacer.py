@@ -15,12 +15,12 @@ wait for the unluckiest chip every step. So a phase that names its work
 its last few runs: a neighbour only ever adds CPU time to a phase (it never
 does the phase's work for it), so the least is the work's own cost. Runs of
 other sizes bound it too (`_typical_cpu_s`), so a new share is not paced from
-its one noisy first run. A median
-of the last five (the earlier rule) still let the paced time wander by 10-20%
-and left chips run slower in a fleet than alone; with the least, the same
-chip's paced time varies by about 2%. A real change of work (another share)
-is paced from its own measurements, and a change of speed (a slow fault, a
-thermal derate) still acts through `speed` at once.
+its one noisy first run. A median of the last five (the earlier rule) still
+let the paced time wander by 10-20% and left chips run slower in a fleet than
+alone; with the least, the same chip's paced time varies by about 2%. A real
+change of work (another share) is paced from its own runs and the bounds the
+chip's other shares give, and a change of speed (a slow fault, a thermal
+derate) still acts through `speed` at once.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ import threading
 import time
 from collections import deque
 
-# Phases whose CPU times are kept: a few steps' worth, so a lasting change of the
-# work's cost (a user's longer sequences at the same sample count) is followed.
+# Recent runs kept per pacing point (all shares together): a few steps' worth, so a
+# lasting change of the work's cost (a user's longer sequences at the same sample
+# count) is followed.
 SMOOTHING_WINDOW = 9
 
 

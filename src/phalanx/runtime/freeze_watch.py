@@ -6,10 +6,10 @@ hung host, a cut link) keeps its sockets open: gloo waits the whole collective
 timeout (`--timeout-s`, 5 s by default, often a minute for large models) while
 every other replica sits idle. But a frozen process also stops heartbeating,
 and the lighthouse drops it from the next quorum after its heartbeat timeout
-(0.7 s under `phalanx run`, runtime/liveness.py). So while a collective is pending past a short
-grace, the replica asks the lighthouse which members of its quorum it has
-given up on; if one is among them, the attempt fails now and the step is
-retried in the next quorum, which is formed without that member. Every
+(0.7 s under `phalanx run`, runtime/liveness.py). So while a collective is
+pending past a short grace, the replica asks the lighthouse which members of
+its quorum it has given up on; if one is among them, the attempt fails now and
+the step is retried in the next quorum, which is formed without that member. Every
 survivor asks the same lighthouse, so they give up alike.
 
 The verdict is the lighthouse's own, the one that decides the next quorum: a
