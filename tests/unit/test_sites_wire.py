@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from phalanx.sites.compression import Codec, ErrorFeedback
+from phalanx.sites.outer_link import senders_by_site
 from phalanx.sites.outer_step import SiteUpload, prepare_upload
 from phalanx.sites.wire import HEADER_BYTES, WireUpload, pack, pad, unpack
 
@@ -59,3 +60,17 @@ def test_the_header_carries_round_inner_steps_and_anchor_checksum():
     back = unpack(pack(wire), codec, [3], [torch.float32])
     assert (back.round, back.inner_steps, back.anchor_checksum) == (7, 123, -1.5e-3)
     assert (back.upload.site, back.sender, back.step_time_s) == (2, False, 0.25)
+
+
+def test_a_follower_says_so_and_a_present_peer_of_its_site_sends_for_it():
+    codec = Codec("none")
+    follower = WireUpload(SiteUpload(0, 0, ()), False, 0.0, follower=True)
+    back = unpack(pack(follower), codec, [4], [torch.float32])
+    assert back.follower and not back.sender
+    peer = WireUpload(SiteUpload(0, 64, ()), False, 0.0)
+    other_site = WireUpload(SiteUpload(1, 32, ()), False, 0.0)
+    # Quorum ranks: the follower ranks first in site 0, yet its peer sends for the site.
+    assert senders_by_site([follower, other_site, peer]) == {0: 2, 1: 1}
+    # Alone in its site, the follower is the site's sender (its pending work, if any).
+    assert senders_by_site([follower, other_site]) == {0: 0, 1: 1}
+    assert senders_by_site([peer, follower]) == {0: 0}

@@ -72,6 +72,9 @@ class Exchanged:
 
     uploads: list[WireUpload]
     replicas_by_site: dict[int, int]  # site -> its participants in the quorum
+    # Whether this replica's upload was its site's copy (it sent for its site). A
+    # follower that did not has none of its site's newest work: it must not apply.
+    spoke_for_site: bool = True
 
 
 class OuterLink:
@@ -152,8 +155,8 @@ class OuterLink:
 
         An all-gather moves every participant's header only: who is there, from
         which site, in which round, on which anchor. Each site's first participant
-        (lowest quorum rank) is its sender; the others of the site hold the same
-        delta (exact inner steps). Then the senders swap payloads point to point
+        (lowest quorum rank) that is not a follower is its sender (`senders_by_site`);
+        the others of the site hold the same delta (exact inner steps). Then the senders swap payloads point to point
         and hand them on inside their sites (`_payloads`), so the slow link carries
         each payload once to each other site, whatever the sites' sizes.
 
@@ -173,13 +176,11 @@ class OuterLink:
         header_only = replace(mine, upload=SiteUpload(mine.upload.site, mine.upload.samples, ()))
         headers = [unpack(t, codec, numels, dtypes)
                    for t in self._allgather(pg, pack(header_only), participants)]  # fmt: skip
-        first_of_site: dict[int, int] = {}
-        for index, header in enumerate(headers):
-            first_of_site.setdefault(header.upload.site, index)
+        first_of_site = senders_by_site(headers)
         self._refuse_unless_agreed(headers, first_of_site, sites)
         uploads = self._payloads(pg, rank, mine, headers, first_of_site, codec, numels, dtypes)
         present = {site: sum(1 for h in headers if h.upload.site == site) for site in first_of_site}
-        return Exchanged(uploads, present)
+        return Exchanged(uploads, present, first_of_site[mine.upload.site] == rank)
 
     def _payloads(
         self,
@@ -295,8 +296,29 @@ class OuterLink:
         """The round's vote: True when every participant exchanged (the round counts)."""
         return bool(self.manager.should_commit())
 
+    def abstain(self, why: str) -> None:
+        """Vote no on a round this replica took part in but does not apply (a follower):
+        its outer step stays where it was, so its next join heals it like any late one."""
+        self.manager.report_error(OuterRoundFailed(why))
+        self.manager.should_commit()
+
     def close(self) -> None:
         self.manager.shutdown(wait=False)
+
+
+def senders_by_site(headers: Sequence[WireUpload]) -> dict[int, int]:
+    """Each present site's sender: its lowest-ranked participant that is not a follower.
+
+    A follower missed an outer round its site's peers applied and trained on from: a
+    peer of its site that is present holds the site's work and speaks for it. A site
+    present with followers only is spoken for by its first (their pending work, if any).
+    """
+    senders: dict[int, int] = {}
+    for index, header in enumerate(headers):
+        site = header.upload.site
+        if site not in senders or (headers[senders[site]].follower and not header.follower):
+            senders[site] = index
+    return senders
 
 
 def _packed_bytes(header: WireUpload, codec: Codec, numels: Sequence[int]) -> int:

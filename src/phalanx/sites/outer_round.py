@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -106,6 +107,7 @@ class OuterRounds:
             delta = [a - p.detach() for a, p in zip(site.outer.anchor, params)]
         samples = inner * self.batch
         attempts = 0
+        follower = False  # this site's peers applied a round without us and went on
         while True:
             attempts += 1
             round_before = site.round
@@ -120,9 +122,12 @@ class OuterRounds:
                     ) from None
                 continue
             if site.round != round_before:
-                delta, samples = self._left_behind(delta, samples, fleet_step, round_before)
+                delta, samples, peers_went_on = self._left_behind(
+                    delta, samples, fleet_step, round_before
+                )
+                follower = follower or peers_went_on
             residuals = site.feedback.state_dict()
-            wire = self._upload(delta, samples, fleet_step)
+            wire = replace(self._upload(delta, samples, fleet_step), follower=follower)
             try:
                 exchanged = self.link.exchange(
                     wire, site.settings.codec, [p.numel() for p in params],
@@ -136,6 +141,9 @@ class OuterRounds:
                                  reason=str(failure))  # fmt: skip
                 time.sleep(RETRY_PAUSE_S)  # a pause before asking the lighthouse again
                 continue
+            if follower and not exchanged.spoke_for_site:
+                self._follow(residuals, fleet_step, round_before)
+                return
             if not self.link.commit():
                 site.feedback.load_state_dict(residuals)
                 continue
@@ -169,17 +177,35 @@ class OuterRounds:
 
     def _left_behind(
         self, delta: list[torch.Tensor], samples: int, fleet_step: int, round_before: int
-    ) -> tuple[list[torch.Tensor], int]:
-        """The anchor moved on without this site: keep its work pending, take the anchor."""
+    ) -> tuple[list[torch.Tensor], int, bool]:
+        """The anchor moved on without this site: keep its work pending, take the anchor.
+
+        The flag says whether a peer of this site sent the site's work instead (this
+        replica was late alone): then nothing is pending, and those peers have trained
+        on from the new anchor since, so this replica is a follower this round.
+        """
         site = self.site
         self.events.emit("outer_heal", replica=self.replica, from_round=round_before,
                          round=site.round)  # fmt: skip
         if site.counted_through[site.index] >= fleet_step:
-            # A peer of this site sent the site's work (this replica was late alone):
-            # nothing is pending; the next inner step heals it from that peer.
             self._take_anchor(fleet_step)
-            return [torch.zeros_like(d) for d in delta], 0
-        return self._keep_pending(delta, samples, fleet_step)
+            return [torch.zeros_like(d) for d in delta], 0, True
+        return (*self._keep_pending(delta, samples, fleet_step), False)
+
+    def _follow(self, residuals: dict[str, Any], fleet_step: int, round_before: int) -> None:
+        """A follower's round: a peer of its site sent the site's newest work, which this
+        replica does not hold. Applying the round on its own upload would give it another
+        anchor than everyone's; so it votes no, keeps its outer state where the heal left
+        it, and returns to its site, whose next inner step heals it from that peer (the
+        peer is steps ahead). Had it sent for its site (the first of it, as in the old
+        race of a late outer link), the other sites would have applied its empty upload
+        while its peer applied the site's real one: anchors that differ, for good.
+        """
+        self.site.feedback.load_state_dict(residuals)
+        self.link.abstain("a follower: its site's peer sent the site's work")
+        self.events.emit("outer_follow", replica=self.replica, round=self.site.round,
+                         from_round=round_before, step=fleet_step)  # fmt: skip
+        self._round_began_s = time.monotonic()
 
     def _keep_pending(
         self, delta: list[torch.Tensor], samples: int, fleet_step: int | None = None

@@ -3,8 +3,9 @@
 Layout (little-endian, as torch lays tensors out on every platform phalanx runs on):
 
     int64[6]   site, samples, tensor count, flags (1: this copy counts; 2: the sender's
-               outer state is sound, e.g. its heal did not fail), the outer round the
-               sender is in, the site's inner steps so far (how far its work is counted)
+               outer state is sound, e.g. its heal did not fail; 4: a follower, whose
+               site's peers went on without it), the outer round the sender is in, the
+               site's inner steps so far (how far its work is counted)
     float64[2] the site's inner-step time this round, seconds (plans the next counts),
                and a checksum of the sender's anchor (every participant must hold the same)
     then, per parameter tensor (none when samples == 0):
@@ -42,6 +43,10 @@ class WireUpload:
     round: int = 0
     inner_steps: int = 0
     anchor_checksum: float = 0.0
+    # True: this replica missed an outer round its site's peers applied and went on from
+    # (sites/outer_round.py): it holds none of their later work, so a peer of its site
+    # that is present speaks for the site instead of it.
+    follower: bool = False
 
 
 def pack(wire: WireUpload) -> torch.Tensor:
@@ -49,7 +54,7 @@ def pack(wire: WireUpload) -> torch.Tensor:
     header = torch.tensor(
         [
             upload.site, upload.samples, len(upload.payloads),
-            int(wire.sender) | 2 * int(wire.sound), wire.round, wire.inner_steps,
+            int(wire.sender) | 2 * int(wire.sound) | 4 * int(wire.follower), wire.round, wire.inner_steps,
         ],
         dtype=torch.int64,
     )  # fmt: skip
@@ -83,7 +88,7 @@ def unpack(
     upload = SiteUpload(site, samples, tuple(payloads))
     return WireUpload(
         upload, bool(flags & 1), step_time_s, sound=bool(flags & 2), round=round_index,
-        inner_steps=inner_steps, anchor_checksum=checksum,
+        inner_steps=inner_steps, anchor_checksum=checksum, follower=bool(flags & 4),
     )  # fmt: skip
 
 
