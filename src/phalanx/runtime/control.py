@@ -21,6 +21,8 @@ Fields (per participant unless marked):
   participant derives on its own: they must all agree (runtime/step.py);
 - coarse_sum, coarse_abs: the parameters' L1 and L2 norms, compared
   across replicas of different kinds (guard/kinds.py);
+- outer_round: a sites run's open outer round (0 otherwise): a replica
+  behind its site's peers missed an outer round, not a bit (runtime/step.py);
 - fingerprint: the parameters' integer fingerprint, in 16-bit chunks;
 - buffers (global): model buffers (running statistics), weighted by share.
 """
@@ -34,7 +36,7 @@ import torch
 
 PER_PARTICIPANT = (
     "veto", "throughput_sps", "heat", "slice_norm", "rerun", "peer_verdict", "overflow",
-    "coarse_sum", "coarse_abs", "healed", "kind", "plan",
+    "coarse_sum", "coarse_abs", "healed", "kind", "plan", "outer_round",
 )  # fmt: skip
 
 

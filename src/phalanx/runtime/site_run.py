@@ -17,7 +17,7 @@ from phalanx.errors import EXIT_FATAL, UsageError
 from phalanx.observe.events import EventLog
 from phalanx.runtime.hooks import LeaveFleet
 from phalanx.runtime.state import TrainState
-from phalanx.runtime.step import StepContext
+from phalanx.runtime.step import StepContext, StepReport
 from phalanx.runtime.worker_config import WorkerConfig
 
 
@@ -101,8 +101,22 @@ class SiteRun:
         """Steps take their positions from the round's plan; no step limit but the rounds."""
         ctx.stream_step = self.state.stream_step
         ctx.outer_due = self.state.outer_due
+        ctx.outer_round = lambda: self.state.round
         ctx.site = self.settings.site
         ctx.steps = sys.maxsize
+
+    def after_step(self, report: StepReport) -> None:
+        """A restarted replica joins the outer lighthouse once it trains with its site.
+
+        By then it has healed inside its site (the reason its link waits), and the
+        outer lighthouse hears of it before the site's next outer round. Made only at
+        that round, its link came a moment after its peer and the other sites had
+        formed the round's quorum: the peer applied the round alone, and the two
+        replicas waited for each other, each in the other's quorum, for minutes (seen
+        in a flake hunt of tests/e2e/test_sites_run.py).
+        """
+        if report.committed and self.rounds is not None:
+            self.rounds.open_link()
 
     def due(self, fleet_step: int) -> bool:
         return self.state.outer_due(fleet_step)

@@ -141,6 +141,7 @@ class StepContext:
     # (identity for one fleet) and whether the site's outer round follows a step.
     stream_step: Callable[[int], int] = lambda step: step
     outer_due: Callable[[int], bool] = lambda step: False
+    outer_round: Callable[[], int] = lambda: 0  # the site's open outer round
     site: str | None = None
 
 
@@ -381,6 +382,7 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
             control.put("healed", slot, 1.0 if healed else 0.0)
             control.put("kind", slot, own_kind)
             control.put("plan", slot, plan)
+            control.put("outer_round", slot, float(ctx.outer_round()))
         if fingerprint is not None and attempt == 0:
             control.put_fingerprint(slot, fingerprint)
             if coarse is not None:
@@ -418,15 +420,40 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
             result.overflows += 1
             continue
         diverged: set[str] = set()
-        if fingerprint is not None and attempt == 0:
-            summaries = dict(
-                zip(members, zip(control.read("coarse_sum"), control.read("coarse_abs")))
+        behind = (
+            _behind_outer_round(members, control.read("outer_round")) if attempt == 0 else set()
+        )
+        if behind:
+            # A site's replica that missed an outer round its peers applied holds the old
+            # anchor: not a chip's fault, and no tie (two replicas would otherwise restore
+            # a checkpoint, older outer state and all). It sits this step out and heals.
+            diverged = set(behind)
+            result.detections.append(
+                {
+                    "check": "outer_round_behind",
+                    "replicas": sorted(behind),
+                    "attribution": "outer_round",
+                }
             )
+            result.diverged_self = ctx.name in behind
+        if fingerprint is not None and attempt == 0:
+            current = [m for m in members if m not in behind]
+            summaries = {
+                m: s
+                for m, s in zip(
+                    members, zip(control.read("coarse_sum"), control.read("coarse_abs"))
+                )
+                if m in current
+            }
             copies = frozenset(m for m, h in zip(members, control.read("healed")) if h > 0.5)
             # Every participant's declared kind, the same for every observer.
             kinds = {m: str(int(code)) for m, code in zip(members, control.read("kind"))}
             check = check_replicas(
-                dict(zip(members, control.fingerprints())), summaries, kinds, step, copies
+                {m: f for m, f in zip(members, control.fingerprints()) if m in current},
+                summaries,
+                kinds,
+                step,
+                copies,
             )
             if check.tie:
                 result.detections.append({"check": "fingerprint_tie", "replicas": sorted(members)})
@@ -435,7 +462,7 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
                     result.reason = "parameter fingerprints disagree and no majority exists"
                     return result
                 result.tie_to_vetoes = True
-            diverged = set(check.diverged)
+            diverged |= set(check.diverged)
             _blame_diverged(check.diverged, copies, result)
             result.diverged_self = ctx.name in diverged
             result.resync = check.resync
@@ -629,6 +656,16 @@ def _gather_evidence(
             same = slice_check.reproduces(theirs, mine)
             control.put("peer_verdict", members.index(vetoed.replica), AGREES if same else DIFFERS)
     return time.perf_counter() - started
+
+
+def _behind_outer_round(members: list[str], rounds: list[float]) -> set[str]:
+    """The members whose site's open outer round is older than another member's.
+
+    Outer rounds only advance by a commit that a majority of the sites agreed, so the
+    newest is the one to hold; the others heal from a member that holds it.
+    """
+    newest = max(rounds)
+    return {m for m, r in zip(members, rounds) if r < newest}
 
 
 def _blame_diverged(diverged: dict[str, str], copies: frozenset[str], result: RoundResult) -> None:

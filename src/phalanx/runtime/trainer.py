@@ -197,6 +197,7 @@ class Trainer:
             if self.site is not None:
                 self.site.attach(ctx)
                 self.site.connect(events, self.name)
+                hooks.append(self.site.after_step)
         except EmulatedOutOfMemory as oom:
             start_barrier(self.worker)  # the peers must not wait for us at the start
             leave_now(events, self.name, out_of_memory(oom, self.state.fleet.step))

@@ -72,9 +72,10 @@ class Exchanged:
 
     uploads: list[WireUpload]
     replicas_by_site: dict[int, int]  # site -> its participants in the quorum
-    # Whether this replica's upload was its site's copy (it sent for its site). A
-    # follower that did not has none of its site's newest work: it must not apply.
-    spoke_for_site: bool = True
+    # Whether a peer of this replica's site that is not a follower sent the site's copy:
+    # a follower then holds none of the site's newest work and must not apply. (Where
+    # every present replica of a site is a follower, they are alike and all apply.)
+    peer_ahead_sent: bool = False
 
 
 class OuterLink:
@@ -180,7 +181,10 @@ class OuterLink:
         self._refuse_unless_agreed(headers, first_of_site, sites)
         uploads = self._payloads(pg, rank, mine, headers, first_of_site, codec, numels, dtypes)
         present = {site: sum(1 for h in headers if h.upload.site == site) for site in first_of_site}
-        return Exchanged(uploads, present, first_of_site[mine.upload.site] == rank)
+        sender = headers[first_of_site[mine.upload.site]]
+        return Exchanged(
+            uploads, present, first_of_site[mine.upload.site] != rank and not sender.follower
+        )
 
     def _payloads(
         self,

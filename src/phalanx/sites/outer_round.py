@@ -67,11 +67,12 @@ class OuterRounds:
 
     @property
     def link(self) -> OuterLink:
-        """Made by `open_link` when the replica starts with its fleet, else at its first
-        outer round: a restarted replica heartbeats to the outer lighthouse only once it
-        can join. One still healing inside its site would otherwise be a live straggler
-        the outer quorum waits for (the join timeout) while its site's peers wait in that
-        quorum, not for its heal.
+        """Made by `open_link` when the replica starts with its fleet, and for a restarted
+        one after its first step with its site (runtime/site_run.py `after_step`), else
+        at its first outer round: a restarted replica heartbeats to the outer lighthouse
+        only once it has healed inside its site. One still healing would otherwise be a
+        live straggler the outer quorum waits for (the join timeout) while its site's
+        peers wait in that quorum, not for its heal.
         """
         if self._link is None:
             self._link = self._make_link()
@@ -141,7 +142,7 @@ class OuterRounds:
                                  reason=str(failure))  # fmt: skip
                 time.sleep(RETRY_PAUSE_S)  # a pause before asking the lighthouse again
                 continue
-            if follower and not exchanged.spoke_for_site:
+            if follower and exchanged.peer_ahead_sent:
                 self._follow(residuals, fleet_step, round_before)
                 return
             if not self.link.commit():
