@@ -71,6 +71,6 @@ def test_a_follower_says_so_and_a_present_peer_of_its_site_sends_for_it():
     other_site = WireUpload(SiteUpload(1, 32, ()), False, 0.0)
     # Quorum ranks: the follower ranks first in site 0, yet its peer sends for the site.
     assert senders_by_site([follower, other_site, peer]) == {0: 2, 1: 1}
-    # Alone in its site, the follower is the site's sender (its pending work, if any).
-    assert senders_by_site([follower, other_site]) == {0: 0, 1: 1}
+    # Followers alone: their site sends nothing this round (it trains the round later).
+    assert senders_by_site([follower, other_site]) == {1: 1}
     assert senders_by_site([peer, follower]) == {0: 0}

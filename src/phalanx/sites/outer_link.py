@@ -72,10 +72,9 @@ class Exchanged:
 
     uploads: list[WireUpload]
     replicas_by_site: dict[int, int]  # site -> its participants in the quorum
-    # Whether a peer of this replica's site that is not a follower sent the site's copy:
-    # a follower then holds none of the site's newest work and must not apply. (Where
-    # every present replica of a site is a follower, they are alike and all apply.)
-    peer_ahead_sent: bool = False
+    # This replica is a follower: it took part (the quorum's collectives need everyone)
+    # but applies nothing, and received no payloads.
+    follower: bool = False
 
 
 class OuterLink:
@@ -157,7 +156,8 @@ class OuterLink:
         An all-gather moves every participant's header only: who is there, from
         which site, in which round, on which anchor. Each site's first participant
         (lowest quorum rank) that is not a follower is its sender (`senders_by_site`);
-        the others of the site hold the same delta (exact inner steps). Then the senders swap payloads point to point
+        the others of the site hold the same delta (exact inner steps). A site present
+        with followers only sends nothing this round. Then the senders swap payloads point to point
         and hand them on inside their sites (`_payloads`), so the slow link carries
         each payload once to each other site, whatever the sites' sizes.
 
@@ -177,14 +177,14 @@ class OuterLink:
         header_only = replace(mine, upload=SiteUpload(mine.upload.site, mine.upload.samples, ()))
         headers = [unpack(t, codec, numels, dtypes)
                    for t in self._allgather(pg, pack(header_only), participants)]  # fmt: skip
-        first_of_site = senders_by_site(headers)
-        self._refuse_unless_agreed(headers, first_of_site, sites)
-        uploads = self._payloads(pg, rank, mine, headers, first_of_site, codec, numels, dtypes)
-        present = {site: sum(1 for h in headers if h.upload.site == site) for site in first_of_site}
-        sender = headers[first_of_site[mine.upload.site]]
-        return Exchanged(
-            uploads, present, first_of_site[mine.upload.site] != rank and not sender.follower
-        )
+        senders = senders_by_site(headers)
+        self._refuse_unless_agreed(headers, sites)
+        if mine.follower:  # it applies nothing this round: no payloads for it
+            return Exchanged([], {}, follower=True)
+        uploads = self._payloads(pg, rank, mine, headers, senders, codec, numels, dtypes)
+        present = {site: sum(1 for h in headers if h.upload.site == site and not h.follower)
+                   for site in senders}  # fmt: skip
+        return Exchanged(uploads, present)
 
     def _payloads(
         self,
@@ -244,7 +244,8 @@ class OuterLink:
     ) -> None:
         """The other sites' payloads to this site's peers. A peer that dies meanwhile
         fails only its own round (it heals at the next one): not ours."""
-        peers = [i for i, h in enumerate(headers) if h.upload.site == own_site and i != rank]
+        peers = [i for i, h in enumerate(headers)
+                 if h.upload.site == own_site and i != rank and not h.follower]  # fmt: skip
         try:
             works = [pg.send([buffer], peer, 1 + site)
                      for peer in peers for site, buffer in others.items()]  # fmt: skip
@@ -268,10 +269,13 @@ class OuterLink:
             raise OuterRoundFailed(str(err).splitlines()[0] if str(err) else repr(err)) from err
         return out[0]
 
-    def _refuse_unless_agreed(
-        self, headers: list[WireUpload], first_of_site: dict[int, int], sites: int
-    ) -> None:
-        """The same decision on every participant: they all see the same headers."""
+    def _refuse_unless_agreed(self, headers: list[WireUpload], sites: int) -> None:
+        """The same decision on every participant: they all see the same headers.
+
+        A site present with followers only counts towards the majority: its replicas
+        healed in this quorum, so they hold the outer state everyone does.
+        """
+        present = {h.upload.site for h in headers}
         unsound = sorted({h.upload.site for h in headers if not h.sound})
         rounds = sorted({h.round for h in headers})
         why = ""
@@ -279,9 +283,9 @@ class OuterLink:
             why = f"sites {unsound} hold an unsound outer state this round"
         elif len(rounds) > 1:
             why = f"participants are in different outer rounds {rounds}"
-        elif len(first_of_site) < outer_quorum_size(sites):
+        elif len(present) < outer_quorum_size(sites):
             why = (
-                f"only sites {sorted(first_of_site)} are present, fewer than a majority "
+                f"only sites {sorted(present)} are present, fewer than a majority "
                 f"of the {sites} sites"
             )
         elif len({h.anchor_checksum for h in headers}) > 1:
@@ -311,17 +315,17 @@ class OuterLink:
 
 
 def senders_by_site(headers: Sequence[WireUpload]) -> dict[int, int]:
-    """Each present site's sender: its lowest-ranked participant that is not a follower.
+    """Each site's sender: its lowest-ranked participant that is not a follower.
 
-    A follower missed an outer round its site's peers applied and trained on from: a
-    peer of its site that is present holds the site's work and speaks for it. A site
-    present with followers only is spoken for by its first (their pending work, if any).
+    A follower missed an outer round its site's peers applied and trained on from, or
+    was away while they trained: it holds none of its site's newest work. A peer of
+    its site that is present speaks for the site; a site present with followers only
+    sends nothing this round (its work arrives later, pending, as a cut site's does).
     """
     senders: dict[int, int] = {}
     for index, header in enumerate(headers):
-        site = header.upload.site
-        if site not in senders or (headers[senders[site]].follower and not header.follower):
-            senders[site] = index
+        if not header.follower:
+            senders.setdefault(header.upload.site, index)
     return senders
 
 

@@ -142,7 +142,7 @@ class OuterRounds:
                                  reason=str(failure))  # fmt: skip
                 time.sleep(RETRY_PAUSE_S)  # a pause before asking the lighthouse again
                 continue
-            if follower and exchanged.peer_ahead_sent:
+            if exchanged.follower:
                 self._follow(residuals, fleet_step, round_before)
                 return
             if not self.link.commit():
@@ -194,16 +194,23 @@ class OuterRounds:
         return (*self._keep_pending(delta, samples, fleet_step), False)
 
     def _follow(self, residuals: dict[str, Any], fleet_step: int, round_before: int) -> None:
-        """A follower's round: a peer of its site sent the site's newest work, which this
-        replica does not hold. Applying the round on its own upload would give it another
-        anchor than everyone's; so it votes no, keeps its outer state where the heal left
-        it, and returns to its site, whose next inner step heals it from that peer (the
-        peer is steps ahead). Had it sent for its site (the first of it, as in the old
-        race of a late outer link), the other sites would have applied its empty upload
-        while its peer applied the site's real one: anchors that differ, for good.
+        """A follower's round: its heal showed that its site's work was counted without
+        it, so it holds none of what its site's peers trained since (or, with no peer
+        present, the site has not trained the healed round's steps yet). It votes no,
+        applies nothing and goes back to its site with the healed outer state:
+
+        - a peer of its site that sent this round is steps ahead, and the next inner
+          step heals this replica from it (its open outer round is older: runtime/
+          step.py);
+        - otherwise its site trains the open round's planned steps, and they go into
+          a later round's upload as pending work, as a cut site's do.
+
+        Before this rule such a replica could rank first in its site and send an empty
+        upload: the other sites applied it while its peer applied the real one, and
+        the anchors differed for good (tests/dist/test_outer_follower.py).
         """
         self.site.feedback.load_state_dict(residuals)
-        self.link.abstain("a follower: its site's peer sent the site's work")
+        self.link.abstain("a follower: its site's peers trained on without it")
         self.events.emit("outer_follow", replica=self.replica, round=self.site.round,
                          from_round=round_before, step=fleet_step)  # fmt: skip
         self._round_began_s = time.monotonic()
