@@ -171,6 +171,7 @@ class RoundResult:
     detections: list[dict[str, Any]] = field(default_factory=list)
     at_fault: dict[str, str] = field(default_factory=dict)  # replica -> why (offences)
     diverged_self: bool = False
+    outer_behind_self: bool = False  # a sites run: missed an outer round its peers applied
     # Replicas whose wrong gradient their own rerun reproduced while a peer's recomputation
     # of the same slice differed: their state (a flipped weight) may be wrong, not just
     # one computation. They do not commit, so the next quorum heals them from a peer.
@@ -435,7 +436,7 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
                     "attribution": "outer_round",
                 }
             )
-            result.diverged_self = ctx.name in behind
+            result.diverged_self = result.outer_behind_self = ctx.name in behind
         if fingerprint is not None and attempt == 0:
             current = [m for m in members if m not in behind]
             summaries = {
@@ -768,6 +769,8 @@ def sound(ctx: StepContext, result: RoundResult) -> tuple[bool, str]:
     """May this replica vote to commit? Also measures the summed gradient's norm."""
     if not result.ok:
         return False, result.reason or "the step failed"
+    if result.outer_behind_self:
+        return False, "its site's outer round is behind a peer's (a missed outer round): healing"
     if result.diverged_self:
         return False, "parameters differ from the majority"
     if ctx.name in result.reproducibly_wrong:

@@ -198,40 +198,44 @@ class OuterLink:
         dtypes: Sequence[torch.dtype],
     ) -> list[WireUpload]:
         """Every site's upload: senders swap payloads across the slow link, then each
-        sender hands the others' payloads to its site's peers over the site's own link.
+        sender hands every payload, its own included, to its site's peers over the
+        site's own link.
 
         Each payload crosses to each other site once, whatever the sites' sizes (an
-        all-gather over every replica would send it to every remote replica). The
-        site's own upload is the one this replica computed: identical on every replica
-        of the site (exact inner steps, the same residuals).
+        all-gather over every replica would send it to every remote replica). Every
+        replica of a site applies its sender's bytes for the site, not the upload it
+        computed: the two agree when the replicas' residuals do (exact inner steps),
+        and a replica that missed a round its peers encoded (a follower) holds older
+        residuals, whose upload would give it another anchor than its site's.
         """
         own_site = mine.upload.site
-        # The site's step time is its sender's: each replica clocks its own, and every
-        # replica must plan the next round from the same numbers.
-        own = replace(mine, sender=True, step_time_s=headers[senders[own_site]].step_time_s)
         sizes = {site: _packed_bytes(headers[r], codec, numels) for site, r in senders.items()}
-        others = {site: torch.empty(sizes[site], dtype=torch.uint8)
-                  for site in sorted(senders) if site != own_site}  # fmt: skip
+        sending = senders[own_site] == rank
+        received = {site: torch.empty(sizes[site], dtype=torch.uint8)
+                    for site in sorted(senders) if site != own_site or not sending}  # fmt: skip
         try:
-            if senders[own_site] == rank:
-                data = pack(own)
+            if sending:
+                # The site's step time is its sender's: each replica clocks its own, and
+                # every replica must plan the next round from the same numbers.
+                received[own_site] = pack(replace(mine, sender=True))
                 works = []
-                for site, buffer in others.items():
-                    works.append(pg.send([data], senders[site], 0))
-                    works.append(pg.recv([buffer], senders[site], 0))
+                for site, buffer in received.items():
+                    if site != own_site:
+                        works.append(pg.send([received[own_site]], senders[site], 0))
+                        works.append(pg.recv([buffer], senders[site], 0))
                 for work in works:
                     work.wait()
             else:
                 works = [pg.recv([buffer], senders[own_site], 1 + site)
-                         for site, buffer in others.items()]  # fmt: skip
+                         for site, buffer in received.items()]  # fmt: skip
                 for work in works:
                     work.wait()
         except Exception as err:  # a peer died or hung: this replica's round fails
             self.manager.report_error(err)
             raise OuterRoundFailed(str(err).splitlines()[0] if str(err) else repr(err)) from err
-        if senders[own_site] == rank:
-            self._hand_on(pg, rank, own_site, headers, others)
-        uploads = [own] + [unpack(b, codec, numels, dtypes) for b in others.values()]
+        if sending:
+            self._hand_on(pg, rank, own_site, headers, received)
+        uploads = [unpack(b, codec, numels, dtypes) for b in received.values()]
         return sorted(uploads, key=lambda w: w.upload.site)
 
     def _hand_on(
@@ -240,15 +244,15 @@ class OuterLink:
         rank: int,
         own_site: int,
         headers: list[WireUpload],
-        others: dict[int, torch.Tensor],
+        payloads: dict[int, torch.Tensor],
     ) -> None:
-        """The other sites' payloads to this site's peers. A peer that dies meanwhile
+        """Every site's payload to this site's peers. A peer that dies meanwhile
         fails only its own round (it heals at the next one): not ours."""
         peers = [i for i, h in enumerate(headers)
                  if h.upload.site == own_site and i != rank and not h.follower]  # fmt: skip
         try:
             works = [pg.send([buffer], peer, 1 + site)
-                     for peer in peers for site, buffer in others.items()]  # fmt: skip
+                     for peer in peers for site, buffer in payloads.items()]  # fmt: skip
             for work in works:
                 work.wait()
         except Exception:
