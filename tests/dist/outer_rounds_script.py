@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import time
+import urllib.request
 from pathlib import Path
 
 import torch
 
 from phalanx.observe.events import EventLog
-from phalanx.runtime.torchft_access import live_heartbeats, stable_name
 from phalanx.sites.outer_link import OuterLink
 from phalanx.sites.outer_round import OuterRounds
 from phalanx.sites.run_settings import SiteRunSettings
@@ -31,6 +32,8 @@ BATCH = 4
 INNER_STEPS = 8  # the fastest site's over the run: 4 rounds of OUTER_EVERY
 OUTER_EVERY = 2
 SITES = ("a", "b")
+# The status page once someone asked for the next quorum (one, or two of three heard).
+ASKED = r"only have [1-9]\d* participants|Valid quorum with \d+ participants, waiting"
 
 
 def initial_model() -> torch.nn.Module:
@@ -47,6 +50,23 @@ def inner_step(model: torch.nn.Module, stream_step: int) -> None:
     with torch.no_grad():
         for param in model.parameters():
             param -= 0.05 * param.grad
+
+
+def lighthouse_says(lighthouse: str, pattern: str, deadline_s: float = 60.0) -> None:
+    """Wait until the lighthouse's status page matches `pattern`.
+
+    The page names the replicas it hears (`<li class="heartbeat">a/r0:<uuid>: seen`)
+    and how many have asked for the next quorum (`only have 1 participants`, or `Valid
+    quorum with 2 participants, waiting for 1 ...` while a heard one has not asked).
+    """
+    deadline = time.monotonic() + deadline_s
+    while True:
+        with urllib.request.urlopen(f"{lighthouse}/status", timeout=5) as reply:
+            if re.search(pattern, reply.read().decode("utf-8", "replace")):
+                return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the lighthouse never said {pattern!r}")
+        time.sleep(0.05)  # polling the lighthouse's status page, with a deadline
 
 
 def wait_for_file(path: Path, deadline_s: float = 120.0) -> None:
@@ -90,14 +110,13 @@ def main() -> None:
         if args.late:
             wait_for_file(peer_ahead)
             _ = rounds.link  # heartbeats from here on
-            deadline = time.monotonic() + 60
-            while name not in {stable_name(r) for r in live_heartbeats(args.lighthouse, 2.0) or ()}:
-                if time.monotonic() > deadline:
-                    raise SystemExit("the lighthouse never heard the late replica")
-                time.sleep(0.05)  # polling the lighthouse's status page, with a deadline
+            lighthouse_says(args.lighthouse, rf'class="heartbeat\s*">\s*{name}:')
             late_heard.write_text(name)
-        elif state.round == 1:  # the others wait for the late one before round 1
+        elif state.round == 1:
+            # The others ask for round 1 only once the late replica has: a lighthouse
+            # forms a quorum of the last one's members at once when they all ask.
             wait_for_file(late_heard)
+            lighthouse_says(args.lighthouse, ASKED)
         rounds.run(fleet_step)
         if args.late:
             break

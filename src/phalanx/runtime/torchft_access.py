@@ -239,14 +239,6 @@ def expired_heartbeats(lighthouse: str, timeout_s: float) -> set[str] | None:
     return {replica for old, replica in _HEARTBEAT.findall(page) if old}
 
 
-def live_heartbeats(lighthouse: str, timeout_s: float) -> set[str] | None:
-    """Raw replica ids whose heartbeats the lighthouse hears now; None: unreachable."""
-    page = _status_page(lighthouse, timeout_s)
-    if page is None:
-        return None
-    return {replica for old, replica in _HEARTBEAT.findall(page) if not old}
-
-
 def current_quorum_id(lighthouse: str, timeout_s: float) -> int | None:
     """The id of the newest quorum the lighthouse formed (its own numbering); None: unknown."""
     page = _status_page(lighthouse, timeout_s)
