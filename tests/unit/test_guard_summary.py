@@ -20,3 +20,11 @@ def test_each_detection_once_with_its_attribution() -> None:
     assert tie_record["replicas"] == ["r1", "r0"] and "no majority" in tie_record["verdict"]
     assert len(summary["detections"]) == 2
     assert summary["quarantined"] == [{"replica": "r3", "step": 9, "offences": 3}]
+
+
+def test_a_missed_outer_round_is_no_offence_in_the_summary() -> None:
+    behind = {"kind": "sdc", "step": 63, "check": "outer_round_behind", "replicas": ["r0"],
+              "attribution": "outer_round"}  # fmt: skip
+    summary = guard_summary([{**behind, "observer": "r0"}, {**behind, "observer": "r1"}])
+    (record,) = summary["detections"]
+    assert "no offence" in record["verdict"] and "outer round" in record["verdict"]

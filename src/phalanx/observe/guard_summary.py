@@ -9,6 +9,7 @@ VERDICTS = {
     "data": "the data's (reproduced on the chip, a peer agreed): no offence",
     "heal_source": "a copy of its heal source's wrong state: no offence, healed again",
     "unknown": "no evidence gathered (no attempt followed)",
+    "outer_round": "missed an outer round its site's peers applied: no offence, healed",
 }
 
 
