@@ -438,19 +438,18 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
             )
             result.diverged_self = result.outer_behind_self = ctx.name in behind
         if fingerprint is not None and attempt == 0:
-            current = [m for m in members if m not in behind]
             summaries = {
                 m: s
                 for m, s in zip(
                     members, zip(control.read("coarse_sum"), control.read("coarse_abs"))
                 )
-                if m in current
+                if m not in behind
             }
             copies = frozenset(m for m, h in zip(members, control.read("healed")) if h > 0.5)
             # Every participant's declared kind, the same for every observer.
             kinds = {m: str(int(code)) for m, code in zip(members, control.read("kind"))}
             check = check_replicas(
-                {m: f for m, f in zip(members, control.fingerprints()) if m in current},
+                {m: f for m, f in zip(members, control.fingerprints()) if m not in behind},
                 summaries,
                 kinds,
                 step,

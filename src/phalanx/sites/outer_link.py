@@ -157,9 +157,9 @@ class OuterLink:
         which site, in which round, on which anchor. Each site's first participant
         (lowest quorum rank) that is not a follower is its sender (`senders_by_site`);
         the others of the site hold the same delta (exact inner steps). A site present
-        with followers only sends nothing this round. Then the senders swap payloads point to point
-        and hand them on inside their sites (`_payloads`), so the slow link carries
-        each payload once to each other site, whatever the sites' sizes.
+        with followers only sends nothing this round. Then the senders swap payloads
+        point to point and hand them on inside their sites (`_payloads`), so the slow
+        link carries each payload once to each other site, whatever the sites' sizes.
 
         Raises OuterRoundFailed when a transfer failed, a participant's outer
         state is unsound (its heal failed), the participants disagree on the round,

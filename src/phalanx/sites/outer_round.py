@@ -276,7 +276,7 @@ class OuterRounds:
         site.open = before.next(counts)
         if mine:
             site.pending, site.pending_samples = None, 0
-        self._take_anchor_values(new_anchor, fleet_step)
+        self._take_anchor(fleet_step)  # the new anchor (apply_outer_step returned a copy)
         by_site = {w.upload.site: w for w in counted}
         self.events.emit(
             "outer_round",
@@ -292,12 +292,6 @@ class OuterRounds:
             compression=site.settings.compression,
             anchor_checksum=_checksum(new_anchor),  # every replica of every site: the same
         )
-
-    def _take_anchor_values(self, anchor: list[torch.Tensor], fleet_step: int) -> None:
-        with torch.no_grad():
-            for param, value in zip(self.site.params, anchor):
-                param.copy_(value)
-        self.site.round_start_step = fleet_step
 
 
 def _site_record(

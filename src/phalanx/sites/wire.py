@@ -54,7 +54,8 @@ def pack(wire: WireUpload) -> torch.Tensor:
     header = torch.tensor(
         [
             upload.site, upload.samples, len(upload.payloads),
-            int(wire.sender) | 2 * int(wire.sound) | 4 * int(wire.follower), wire.round, wire.inner_steps,
+            int(wire.sender) | 2 * int(wire.sound) | 4 * int(wire.follower),
+            wire.round, wire.inner_steps,
         ],
         dtype=torch.int64,
     )  # fmt: skip
