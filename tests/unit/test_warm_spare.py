@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
-from phalanx.launch.spare_pool import SparePool, pool_for
+from phalanx.launch import spare_pool
+from phalanx.launch.spare_pool import SparePool, may_raise_priority_back, pool_for
 from tests.fleet_helpers import wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -22,6 +24,8 @@ SCRIPT = textwrap.dedent(
     print("file", __file__)
     print("env", os.environ.get("SPARE_TEST"), os.environ.get("ONLY_IN_LAUNCH_ENV"))
     print("stdin", repr(sys.stdin.read()))
+    tasks = os.listdir("/proc/self/task")
+    print("nice", sorted({os.getpriority(os.PRIO_PROCESS, int(t)) for t in tasks}))
     if "--fail" in sys.argv:
         raise RuntimeError("the script failed")
     sys.exit(int(sys.argv[1]))
@@ -29,8 +33,18 @@ SCRIPT = textwrap.dedent(
 )
 
 
+LAUNCHER_NICE = os.getpriority(os.PRIO_PROCESS, 0)
+# Lowered for the imports and raised back for the worker, where this host lets us.
+IDLE_IMPORT = may_raise_priority_back(LAUNCHER_NICE)
+
+
+def _nice_of(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2 :].split()[16])  # field 19, after the name
+
+
 def _ready_pool() -> SparePool:
-    pool = SparePool()
+    pool = SparePool(LAUNCHER_NICE if IDLE_IMPORT else None)
     pool.start()
     wait_for(pool._is_ready, 90, "the spare's imports")
     return pool
@@ -51,6 +65,9 @@ def test_a_spare_runs_the_script_as_main_with_its_args_env_and_directory(tmp_pat
     script.parent.mkdir()
     script.write_text(SCRIPT)
     pool = _ready_pool()
+    assert pool._spare is not None
+    # It waits at the import priority (nothing to do with the workers' time) ...
+    assert _nice_of(pool._spare.pid) == (19 if IDLE_IMPORT else LAUNCHER_NICE)
     try:
         code, output = _run(pool, script, ["3", "--x"])
         assert pool.take(str(script), [], {}) is None  # handed out: no spare until restarted
@@ -65,6 +82,8 @@ def test_a_spare_runs_the_script_as_main_with_its_args_env_and_directory(tmp_pat
     # The worker's environment is the launch's, whole: nothing left from the spare's.
     assert "env yes None" in lines
     assert "stdin ''" in lines
+    # ... and runs the worker, every thread of it, at the launcher's, as a cold one would.
+    assert f"nice [{LAUNCHER_NICE}]" in lines
 
 
 def test_a_failing_script_exits_as_it_would_cold(tmp_path):
@@ -95,13 +114,28 @@ class _Slot:
         self.parts = [None] * parts
 
 
-def test_a_spare_only_where_a_core_is_free_unless_asked(monkeypatch):
+def test_a_spare_where_it_imports_in_idle_time_or_a_core_is_free_unless_asked(monkeypatch):
     monkeypatch.delenv("PHALANX_WARM_SPARE", raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    # Where a spare may import at the lowest priority and go back, it costs busy cores
+    # nothing: always on.
+    monkeypatch.setattr(spare_pool, "may_raise_priority_back", lambda nice: True)
+    full = pool_for([_Slot(2), _Slot(2)])
+    assert full is not None and full.worker_priority == LAUNCHER_NICE
+    assert pool_for([_Slot(1, parts=2)]) is None  # groups restart cold: no use for one
+    # Where it may not, it would import at the workers' priority: only on a free core.
+    monkeypatch.setattr(spare_pool, "may_raise_priority_back", lambda nice: False)
     assert pool_for([_Slot(1), _Slot(1), _Slot(1)]) is not None
     assert pool_for([_Slot(2), _Slot(2)]) is None
     assert pool_for([_Slot(1, parts=3), _Slot(1)]) is None  # a group runs a process per rank
+    assert pool_for([_Slot(1), _Slot(1), _Slot(1)]).worker_priority is None
     monkeypatch.setenv("PHALANX_WARM_SPARE", "1")
     assert pool_for([_Slot(4)]) is not None
     monkeypatch.setenv("PHALANX_WARM_SPARE", "0")
     assert pool_for([_Slot(1)]) is None
+
+
+def test_the_priority_probe_leaves_the_launcher_as_it_was():
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    may_raise_priority_back(before)
+    assert os.getpriority(os.PRIO_PROCESS, 0) == before

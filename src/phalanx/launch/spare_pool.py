@@ -1,11 +1,14 @@
 """The launcher's warm spare (launch/warm_spare.py): start one, hand it out, start the next.
 
 When: a spare imports torch (about 2 s of a core) and then waits in memory
-(a few hundred MB). On a host with a core to spare beyond its workers'
-threads that costs the fleet nothing, and it is on; on a host whose cores the
-workers already fill (a 2-core test machine running 2-4 chips) its imports
-would slow the fleet while it trains, so it is off. `PHALANX_WARM_SPARE=1`
-forces it on, `=0` off.
+(a few hundred MB). It imports at the lowest CPU priority and becomes a worker
+at the launcher's own, so its imports take only the time the workers leave
+idle: it is on wherever this process may raise a priority back (root, or
+CAP_SYS_NICE, or a RLIMIT_NICE that allows it; probed once in a thread of its
+own). Where it may not, a spare would import at the workers' priority: it is on
+only on a host with a core to spare beyond its workers' threads, and off where
+the workers fill the cores (a 2-core machine running 2-4 chips), as it always
+was. `PHALANX_WARM_SPARE=1` forces it on, `=0` off.
 
 A spare is handed out only once it said "ready" (its imports are done); one
 that is still importing, or died, is passed over and the worker starts cold,
@@ -22,11 +25,13 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from phalanx.launch.orphans import die_with_parent
+from phalanx.launch.warm_spare import IMPORT_PRIORITY
 
 READY = b"ready\n"
 # A worker's cold start, interpreter and imports, on a 2-core host (measured 2.4-2.8 s):
@@ -38,7 +43,10 @@ NEXT_SPARE_AFTER_S = 10.0  # after a hand-out, before the next spare starts impo
 class SparePool:
     """At most one warm spare on this host, started on demand and after each hand-out."""
 
-    def __init__(self) -> None:
+    def __init__(self, worker_priority: int | None = None) -> None:
+        # None: the spare imports at the launcher's priority; else it imports at the
+        # lowest and becomes a worker at this one.
+        self.worker_priority = worker_priority
         self._spare: subprocess.Popen[bytes] | None = None
         self._ready = False
         self._seen = b""  # what the spare wrote so far, up to its "ready"
@@ -56,8 +64,11 @@ class SparePool:
         env.setdefault("PYTHONUNBUFFERED", "1")
         self._ready, self._seen = False, b""
         self._started_s = time.monotonic()
+        argv = [sys.executable, "-m", "phalanx.launch.warm_spare"]
+        if self.worker_priority is not None:
+            argv += ["--priority", str(self.worker_priority)]
         self._spare = subprocess.Popen(
-            [sys.executable, "-m", "phalanx.launch.warm_spare"],
+            argv,
             env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -128,12 +139,42 @@ class SparePool:
 
 def pool_for(slots: Sequence[Any]) -> SparePool | None:
     """A spare pool for this host's worker slots, when it is wanted (see above)."""
+    if all(getattr(s, "parts", None) for s in slots):
+        return None  # a group's ranks restart together, cold: a spare would go unused
     forced = os.environ.get("PHALANX_WARM_SPARE")
+    priority = os.getpriority(os.PRIO_PROCESS, 0)  # what a cold worker starts with
+    idle_import = may_raise_priority_back(priority)
     if forced is not None:
-        return SparePool() if forced != "0" else None
+        return SparePool(priority if idle_import else None) if forced != "0" else None
+    if idle_import:
+        return SparePool(priority)
     # A group slot runs one process per rank.
     busy_threads = sum(
         max(1, int(getattr(s.config, "threads", 1) or 1)) * max(1, len(getattr(s, "parts", ())))
         for s in slots
     )
     return SparePool() if (os.cpu_count() or 1) > busy_threads else None
+
+
+def may_raise_priority_back(priority: int) -> bool:
+    """Whether a process of ours, lowered to the import priority, may go back to `priority`.
+
+    Tried for real in a thread of its own (Linux keeps a priority per thread), so the
+    launcher's own priority never changes: the kernel's rule (capability, RLIMIT_NICE)
+    is what decides, not a guess at it.
+    """
+    allowed: list[bool] = []
+
+    def probe() -> None:
+        tid = threading.get_native_id()
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, IMPORT_PRIORITY)
+            os.setpriority(os.PRIO_PROCESS, tid, priority)
+            allowed.append(True)
+        except OSError:
+            allowed.append(False)
+
+    thread = threading.Thread(target=probe, name="phalanx-priority-probe")
+    thread.start()
+    thread.join()
+    return allowed == [True]

@@ -11,15 +11,25 @@ start it (the script's directory first on `sys.path`, `__main__`, stdin from
 /dev/null), and the launcher starts the next spare. First launches stay
 cold: they start together anyway.
 
-Run as `python -m phalanx.launch.warm_spare`.
+Its imports run at the lowest CPU priority (nice 19): they take only the time
+the workers leave idle, so a spare costs a fleet that fills its host's cores
+(a 2-core machine running four chips) nothing, and the spare is on there too.
+When it becomes a worker, every thread of it goes back to the priority the
+launcher gave (`--priority`), the one a cold worker would have started with.
+
+Run as `python -m phalanx.launch.warm_spare [--priority N]`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import runpy
 import sys
+from pathlib import Path
+
+IMPORT_PRIORITY = 19  # nice: the lowest, the imports run in the workers' idle time
 
 
 def _warm_up() -> None:
@@ -32,8 +42,18 @@ def _warm_up() -> None:
     import phalanx.runtime.trainer  # noqa: F401
 
 
-def _become(job: dict) -> None:
+def _set_priority(nice: int) -> None:
+    """`nice` for every thread of this process (Linux keeps a priority per thread, and
+    a thread started during the imports took the import priority)."""
+    for task in Path("/proc/self/task").iterdir():
+        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+            os.setpriority(os.PRIO_PROCESS, int(task.name), nice)
+
+
+def _become(job: dict, priority: int | None) -> None:
     """Turn this process into the worker `job` describes, then run its script."""
+    if priority is not None:
+        _set_priority(priority)  # raises if it cannot: a worker must not run at nice 19
     os.environ.clear()
     os.environ.update(job["env"])
     devnull = os.open(os.devnull, os.O_RDONLY)
@@ -46,6 +66,11 @@ def _become(job: dict) -> None:
 
 
 def main() -> None:
+    # `--priority N`: import at nice 19, run the worker at N (launch/spare_pool.py probed
+    # that this process may raise its priority back).
+    priority = int(sys.argv[sys.argv.index("--priority") + 1]) if "--priority" in sys.argv else None
+    if priority is not None:
+        os.setpriority(os.PRIO_PROCESS, 0, IMPORT_PRIORITY)
     _warm_up()
     print("ready", flush=True)  # the launcher hands out only a spare that said so
     line = sys.stdin.readline()
@@ -53,7 +78,7 @@ def main() -> None:
         return
     # A worker's output must not start with the spare's own line: the launcher reads
     # "ready" before it attaches the worker's log.
-    _become(json.loads(line))
+    _become(json.loads(line), priority)
 
 
 if __name__ == "__main__":
