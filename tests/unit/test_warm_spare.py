@@ -139,3 +139,17 @@ def test_the_priority_probe_leaves_the_launcher_as_it_was():
     before = os.getpriority(os.PRIO_PROCESS, 0)
     may_raise_priority_back(before)
     assert os.getpriority(os.PRIO_PROCESS, 0) == before
+
+
+def test_a_restart_waits_only_for_a_spare_importing_at_the_workers_priority(monkeypatch):
+    monkeypatch.setattr(spare_pool, "COLD_START_S", 3600.0)  # no clock in the assertion
+    # One at the import priority may take any time (the workers' idle time): a restart
+    # starts cold rather than wait for it; one at the workers' priority is nearly there.
+    for priority, worth in ((LAUNCHER_NICE, False), (None, True)):
+        pool = SparePool(priority)
+        try:
+            pool.start()
+            assert pool.worth_waiting() is worth
+        finally:
+            pool.close()
+        assert not pool.worth_waiting()  # none left to wait for

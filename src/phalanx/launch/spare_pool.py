@@ -94,9 +94,16 @@ class SparePool:
         return self._ready
 
     def worth_waiting(self) -> bool:
-        """A spare still importing that will be ready sooner than a cold start would be."""
+        """A spare still importing that will be ready sooner than a cold start would be.
+
+        Only one importing at the workers' priority: one at the import priority takes
+        what time the workers leave, so when it will be ready is anyone's guess, and a
+        restart must never wait longer than a cold start. It stays for the next one.
+        """
         spare = self._spare
-        if spare is None or spare.poll() is not None or self._is_ready():
+        if spare is None or self.worker_priority is not None:
+            return False
+        if spare.poll() is not None or self._is_ready():
             return False
         return time.monotonic() - self._started_s < COLD_START_S
 
