@@ -114,23 +114,22 @@ class _Slot:
         self.parts = [None] * parts
 
 
-def test_a_spare_where_it_imports_in_idle_time_or_a_core_is_free_unless_asked(monkeypatch):
+def test_a_spare_only_where_a_core_is_free_unless_asked(monkeypatch):
     monkeypatch.delenv("PHALANX_WARM_SPARE", raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
-    # Where a spare may import at the lowest priority and go back, it costs busy cores
-    # nothing: always on.
-    monkeypatch.setattr(spare_pool, "may_raise_priority_back", lambda nice: True)
-    full = pool_for([_Slot(2), _Slot(2)])
-    assert full is not None and full.worker_priority == LAUNCHER_NICE
-    assert pool_for([_Slot(1, parts=2)]) is None  # groups restart cold: no use for one
-    # Where it may not, it would import at the workers' priority: only on a free core.
-    monkeypatch.setattr(spare_pool, "may_raise_priority_back", lambda nice: False)
     assert pool_for([_Slot(1), _Slot(1), _Slot(1)]) is not None
+    assert pool_for([_Slot(1), _Slot(1), _Slot(1)]).worker_priority is None
     assert pool_for([_Slot(2), _Slot(2)]) is None
     assert pool_for([_Slot(1, parts=3), _Slot(1)]) is None  # a group runs a process per rank
-    assert pool_for([_Slot(1), _Slot(1), _Slot(1)]).worker_priority is None
+    assert pool_for([_Slot(1, parts=2)]) is None  # groups restart cold: no use for one
+    # Forced on where the cores are full: it imports at the lowest priority and goes
+    # back, where this host lets it.
     monkeypatch.setenv("PHALANX_WARM_SPARE", "1")
-    assert pool_for([_Slot(4)]) is not None
+    monkeypatch.setattr(spare_pool, "may_raise_priority_back", lambda nice: True)
+    forced = pool_for([_Slot(4)])
+    assert forced is not None and forced.worker_priority == LAUNCHER_NICE
+    monkeypatch.setattr(spare_pool, "may_raise_priority_back", lambda nice: False)
+    assert pool_for([_Slot(4)]).worker_priority is None
     monkeypatch.setenv("PHALANX_WARM_SPARE", "0")
     assert pool_for([_Slot(1)]) is None
 

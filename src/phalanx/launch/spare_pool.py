@@ -1,14 +1,26 @@
 """The launcher's warm spare (launch/warm_spare.py): start one, hand it out, start the next.
 
 When: a spare imports torch (about 2 s of a core) and then waits in memory
-(a few hundred MB). It imports at the lowest CPU priority and becomes a worker
-at the launcher's own, so its imports take only the time the workers leave
-idle: it is on wherever this process may raise a priority back (root, or
-CAP_SYS_NICE, or a RLIMIT_NICE that allows it; probed once in a thread of its
-own). Where it may not, a spare would import at the workers' priority: it is on
-only on a host with a core to spare beyond its workers' threads, and off where
-the workers fill the cores (a 2-core machine running 2-4 chips), as it always
-was. `PHALANX_WARM_SPARE=1` forces it on, `=0` off.
+(a few hundred MB). On a host with a core to spare beyond its workers' threads
+that costs the fleet nothing, and it is on; on a host whose cores the workers
+already fill (a 2-core machine running 2-4 chips) it is off. `PHALANX_WARM_SPARE=1`
+forces it on, `=0` off. Forced on where the cores are full, it imports at the
+lowest CPU priority and becomes a worker at the launcher's own (where this
+process may raise a priority back: root, CAP_SYS_NICE or a RLIMIT_NICE that
+allows it, probed once in a thread of its own), so its imports take only the
+time the workers leave idle.
+
+Why not on by default where the cores are full (measured 2026-12-04, 2-core
+host, 4 emulated chips): restarted from a spare, a killed replica is back in
+0.55 s instead of 2.5 s and the bench's goodput under kill + hang rose from
+0.84 to 0.91-0.93 (one run each), the fault-free rate unchanged. But a sites
+run's restarted replica then reaches its first outer round in step with its
+site peer, and torchft's lighthouse may form the round's quorum with the peer
+alone (its "fast quorum": every member of the last quorum asked); the peer
+applies the round, waits for the restarted replica in the site's next inner
+quorum while that one waits in the outer quorum (tests/e2e/test_sites_run.py
+hung for 300 s). That race exists with a cold restart too, rarer; its cure (a
+site's replicas enter an outer round whole, or not at all) comes first.
 
 A spare is handed out only once it said "ready" (its imports are done); one
 that is still importing, or died, is passed over and the worker starts cold,
@@ -149,12 +161,11 @@ def pool_for(slots: Sequence[Any]) -> SparePool | None:
     if all(getattr(s, "parts", None) for s in slots):
         return None  # a group's ranks restart together, cold: a spare would go unused
     forced = os.environ.get("PHALANX_WARM_SPARE")
-    priority = os.getpriority(os.PRIO_PROCESS, 0)  # what a cold worker starts with
-    idle_import = may_raise_priority_back(priority)
     if forced is not None:
-        return SparePool(priority if idle_import else None) if forced != "0" else None
-    if idle_import:
-        return SparePool(priority)
+        if forced == "0":
+            return None
+        priority = os.getpriority(os.PRIO_PROCESS, 0)  # what a cold worker starts with
+        return SparePool(priority if may_raise_priority_back(priority) else None)
     # A group slot runs one process per rank.
     busy_threads = sum(
         max(1, int(getattr(s.config, "threads", 1) or 1)) * max(1, len(getattr(s, "parts", ())))
