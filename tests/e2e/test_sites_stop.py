@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from phalanx.launch.process_tree import descendants
+from phalanx.observe.events import read_events
 from tests.fleet_helpers import MLP, kill_tree, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -45,6 +46,15 @@ def test_a_signal_stops_every_site(tmp_path, signum, code):
         alive = [pid for pid in family if Path(f"/proc/{pid}").exists()]
         wait_for(lambda: not [p for p in alive if _running(p)], 30, f"no orphans of {alive}")
         assert (out / "sites_summary.json").exists()
+        if signum == signal.SIGTERM:
+            # Every replica left at a step boundary with its checkpoint, none killed at
+            # the end of the grace: one waiting for its outer round's quorum (for a site
+            # that had already left) stops waiting.
+            for site, replicas in (("a", {"r0"}), ("b", {"r0", "r1"})):
+                log = read_events(out / site)
+                assert {e["replica"] for e in log if e["kind"] == "preempted"} == replicas
+                codes = {e["replica"]: e["code"] for e in log if e["kind"] == "worker_exit"}
+                assert codes == dict.fromkeys(replicas, 75), codes
     finally:
         kill_tree(process)
 

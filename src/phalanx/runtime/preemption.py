@@ -8,6 +8,13 @@ quorum writes the committed state as a checkpoint, so `--resume` on the next
 allocation goes on from there with the same math. Replicas that get the signal
 at different steps each leave at their own boundary: the fleet shrinks as for a
 crash, and the last one out holds the newest step.
+
+One wait is cut short instead: a sites run's replica waiting for its outer
+round's quorum (between two inner steps, its state that of the last committed
+one) may wait for a site that has already left, up to the quorum timeout (60 s),
+past any grace period. Inside `cut_short_while`, the signal raises
+`PreemptedInWait` while the wait is still a wait (nothing of the state touched
+yet); the caller returns to the step boundary, which checkpoints and leaves.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -26,17 +35,49 @@ from phalanx.runtime import checkpoint as ckpt
 from phalanx.runtime.state import TrainState
 
 
+class PreemptedInWait(BaseException):
+    """SIGTERM during a wait that may be cut short (a BaseException: no `except
+    Exception` on the way, torchft's included, takes it for a failed quorum)."""
+
+
 @dataclass
 class Preemption:
     requested: bool = False
+    # While set (main thread only): SIGTERM raises PreemptedInWait if it says True.
+    _still_waiting: Callable[[], bool] | None = None
 
     def install(self) -> None:
         """Catch SIGTERM from now on (only the main thread may set a handler)."""
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._on_signal)
 
+    @contextmanager
+    def cut_short_while(self, still_waiting: Callable[[], bool]) -> Iterator[None]:
+        """Inside, SIGTERM raises PreemptedInWait whenever `still_waiting()` holds.
+
+        Entered only where leaving is safe (a SIGTERM already seen raises at once);
+        `still_waiting` must say True only while nothing of the state has changed
+        since (the handler raises wherever the main thread is). A signal handler
+        runs on the main thread, so only a wait there can be cut short; elsewhere
+        (a `fit` in a thread of the user's loop) this does nothing.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        if self.requested:
+            raise PreemptedInWait()
+        self._still_waiting = still_waiting
+        try:
+            yield
+        finally:
+            self._still_waiting = None
+
     def _on_signal(self, _signum: int, _frame: Any) -> None:
         self.requested = True  # acted on at the next step boundary, never mid-step
+        still_waiting = self._still_waiting
+        if still_waiting is not None and still_waiting():
+            self._still_waiting = None
+            raise PreemptedInWait()
 
 
 def leave_preempted(

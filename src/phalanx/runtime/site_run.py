@@ -16,6 +16,7 @@ import torch
 from phalanx.errors import EXIT_FATAL, UsageError
 from phalanx.observe.events import EventLog
 from phalanx.runtime.hooks import LeaveFleet
+from phalanx.runtime.preemption import PreemptedInWait, Preemption
 from phalanx.runtime.state import TrainState
 from phalanx.runtime.step import StepContext, StepReport
 from phalanx.runtime.worker_config import WorkerConfig
@@ -121,12 +122,16 @@ class SiteRun:
     def due(self, fleet_step: int) -> bool:
         return self.state.outer_due(fleet_step)
 
-    def outer_round(self, fleet_step: int) -> None:
+    def outer_round(self, fleet_step: int, preemption: Preemption | None = None) -> None:
+        """The outer round due at `fleet_step`; a SIGTERM in its quorum wait ends it
+        unfinished (the caller's step boundary checkpoints and leaves)."""
         from phalanx.sites.outer_link import AnchorsDiffer
         from phalanx.sites.outer_round import OuterGaveUp
 
         try:
-            self.rounds.run(fleet_step)
+            self.rounds.run(fleet_step, preemption)
+        except PreemptedInWait:
+            return
         except (AnchorsDiffer, OuterGaveUp) as err:
             event = {"kind": "unrecoverable", "step": fleet_step, "reason": str(err)}
             raise LeaveFleet(EXIT_FATAL, str(err), event) from None

@@ -6,7 +6,8 @@ here and nowhere else, so a torchft upgrade is checked in one file:
 - the ordered quorum members (`replica_ids` of the quorum result, which
   `Manager` reads and throws away): a proxy around `Manager._client`;
 - a quorum call that failed (no lighthouse) stays in `Manager._quorum_future`
-  and is re-raised by the next `start_quorum`: it must be forgotten;
+  and is re-raised by the next `start_quorum`: it must be forgotten; whether
+  one is still waiting (a SIGTERM may cut that wait short);
 - an asynchronous quorum (requested early, to take its round trip off the
   critical path) must end as a synchronous one would: a healing replica
   applies the state it received at once, and takes part in the step;
@@ -94,6 +95,17 @@ def record_quorums(manager: Any, incarnation: Callable[[], int | None] | None) -
     recorder = QuorumRecorder(manager._client, incarnation)
     manager._client = recorder
     return recorder
+
+
+def quorum_pending(manager: Any) -> bool:
+    """Is a quorum call still waiting for its answer (so nothing of it applied yet)?
+
+    torchft runs the call on its own thread and keeps its future in
+    `Manager._quorum_future`; a heal it brings is applied on the caller's thread
+    only once that future is done.
+    """
+    future = manager._quorum_future
+    return future is not None and not future.done()
 
 
 def forget_failed_quorum(manager: Any) -> None:

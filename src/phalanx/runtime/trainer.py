@@ -215,7 +215,7 @@ class Trainer:
                     leave_preempted(self.name, self.state, members, self.out_dir,
                                     self.keep_checkpoints, events, self.worker is not None)  # fmt: skip
                 if self.site is not None and self.site.due(self.state.fleet.step):
-                    self.site.outer_round(self.state.fleet.step)  # between two inner steps
+                    self.site.outer_round(self.state.fleet.step, preemption)  # between steps
                     continue
                 report = step_or_leave(ctx)
                 if report.leave:

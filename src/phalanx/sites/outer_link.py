@@ -41,7 +41,11 @@ from typing import Any
 
 import torch
 
-from phalanx.runtime.torchft_access import forget_failed_quorum, quorum_process_group
+from phalanx.runtime.torchft_access import (
+    forget_failed_quorum,
+    quorum_pending,
+    quorum_process_group,
+)
 from phalanx.sites.compression import Codec
 from phalanx.sites.outer_step import SiteUpload
 from phalanx.sites.wire import HEADER_BYTES, WireUpload, pack, pad, unpack
@@ -138,6 +142,10 @@ class OuterLink:
             raise OuterQuorumUnavailable(
                 str(err).splitlines()[0] if str(err) else repr(err)
             ) from err
+
+    def quorum_pending(self) -> bool:
+        """Inside `join`: still waiting for the outer lighthouse (nothing healed yet)."""
+        return quorum_pending(self.manager)
 
     def set_round(self, round_index: int) -> None:
         """Where this replica's outer state is (a heal inside the site, a checkpoint)."""

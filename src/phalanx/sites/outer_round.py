@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from typing import Any
 
 import torch
 
 from phalanx.observe.events import EventLog
+from phalanx.runtime.preemption import Preemption
 from phalanx.sites.outer_link import OuterLink, OuterQuorumUnavailable, OuterRoundFailed
 from phalanx.sites.outer_step import SiteUpload, apply_outer_step
 from phalanx.sites.replay import RecordedRounds
@@ -97,8 +99,15 @@ class OuterRounds:
         if self._link is not None:
             self._link.close()
 
-    def run(self, fleet_step: int) -> None:
-        """The open round's outer step; returns once it is committed (retries inside)."""
+    def run(self, fleet_step: int, preemption: Preemption | None = None) -> None:
+        """The open round's outer step; returns once it is committed (retries inside).
+
+        With `preemption`, a SIGTERM while waiting for the round's quorum (a site
+        that already left is waited for up to the quorum timeout, past a scheduler's
+        grace) raises PreemptedInWait, as does one seen by an earlier attempt: each
+        attempt starts from a state a checkpoint may hold (that of the last inner
+        step, or of a heal taken whole).
+        """
         site, params = self.site, self.site.params
         inner = fleet_step - site.round_start_step
         if inner > 0:
@@ -113,7 +122,8 @@ class OuterRounds:
             attempts += 1
             round_before = site.round
             try:
-                self.link.join()  # heals the outer state when the others moved on
+                with self._cut_short(preemption):
+                    self.link.join()  # heals the outer state when the others moved on
             except OuterQuorumUnavailable as away:
                 waited_s = time.monotonic() - waited_t0
                 if waited_s > self.give_up_s:
@@ -161,6 +171,12 @@ class OuterRounds:
         self._round_began_s = time.monotonic()
 
     # ------------------------------------------------------------------ parts
+    def _cut_short(self, preemption: Preemption | None) -> AbstractContextManager[None]:
+        """Around the quorum wait: a SIGTERM may end it while it is still a wait."""
+        if preemption is None:
+            return nullcontext()
+        return preemption.cut_short_while(self.link.quorum_pending)
+
     def _upload(self, delta: list[torch.Tensor], samples: int, fleet_step: int) -> WireUpload:
         site = self.site
         total = samples + site.pending_samples
