@@ -84,7 +84,12 @@ def main() -> None:
     if args.replica_copy and trainer.holds_final_model:
         state = {k: v.contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(trainer.out_dir / f"replica-{os.getpid()}.safetensors"))
-    print(f"final loss {summary['final_loss']:.4f} after {summary['steps']} steps")
+    loss = summary["final_loss"]  # None: this host trained no step (the fleet finished first)
+    print(
+        f"final loss {loss:.4f} after {summary['steps']} steps"
+        if loss is not None
+        else "no step trained here"
+    )
 
 
 if __name__ == "__main__":

@@ -65,7 +65,12 @@ def main() -> None:
         # also the mean over its samples, which the fleet's weighting needs.
         loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
         loop.backward(loss)
-    print(f"final loss {loop.summary['final_loss']:.4f} after {loop.summary['steps']} steps")
+    loss = loop.summary["final_loss"]  # None: this host trained no step (the fleet finished first)
+    print(
+        f"final loss {loss:.4f} after {loop.summary['steps']} steps"
+        if loss is not None
+        else "no step trained here"
+    )
 
 
 if __name__ == "__main__":

@@ -103,7 +103,12 @@ def main() -> None:
         from safetensors.torch import save_model
 
         save_model(model, str(trainer.out_dir / f"replica-{os.getpid()}.safetensors"))
-    print(f"final loss {summary['final_loss']:.4f} after {summary['steps']} steps")
+    loss = summary["final_loss"]  # None: this host trained no step (the fleet finished first)
+    print(
+        f"final loss {loss:.4f} after {summary['steps']} steps"
+        if loss is not None
+        else "no step trained here"
+    )
 
 
 if __name__ == "__main__":

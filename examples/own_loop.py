@@ -51,7 +51,12 @@ def main() -> None:
         if loop.step != last_step and loop.step % 20 == 0:
             last_step = loop.step
             print(f"step {loop.step}: loss {loss.item():.4f}", flush=True)
-    print(f"final loss {loop.summary['final_loss']:.4f} after {loop.summary['steps']} steps")
+    loss = loop.summary["final_loss"]  # None: this host trained no step (the fleet finished first)
+    print(
+        f"final loss {loss:.4f} after {loop.summary['steps']} steps"
+        if loss is not None
+        else "no step trained here"
+    )
 
 
 if __name__ == "__main__":

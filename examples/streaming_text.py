@@ -124,7 +124,12 @@ def main() -> None:
         checkpoint_every=args.checkpoint_every or None,
     )
     summary = trainer.fit()
-    print(f"final loss {summary['final_loss']:.4f} after {summary['steps']} steps")
+    loss = summary["final_loss"]  # None: this host trained no step (the fleet finished first)
+    print(
+        f"final loss {loss:.4f} after {summary['steps']} steps"
+        if loss is not None
+        else "no step trained here"
+    )
 
 
 if __name__ == "__main__":

@@ -38,6 +38,18 @@ def _steps(run) -> list[int]:
     return [e["step"] for e in events(run) if e["kind"] == "step"]
 
 
+def _steps_together(run) -> int:
+    """The newest step both hosts committed together (-1: none yet), as `run` saw it."""
+    if not (run / "events.jsonl").exists():
+        return -1
+    together = [
+        e["step"]
+        for e in events(run)
+        if e["kind"] == "step" and {"h0-r0", "h1-r0"} <= set(e["participants"])
+    ]
+    return max(together, default=-1)
+
+
 def test_a_host_back_after_the_fleet_finished_does_not_train_again(tmp_path, reference_run):
     secret = tmp_path / "fleet.secret"
     service, address = lighthouse_service(secret, tmp_path / "lighthouse.out")
@@ -45,12 +57,15 @@ def test_a_host_back_after_the_fleet_finished_does_not_train_again(tmp_path, ref
     try:
         runs = [tmp_path / f"h{i}" for i in range(2)]
         for i, run in enumerate(runs):
+            # Paced chips (a step ~50 ms): the two hosts' processes start up to seconds
+            # apart on a loaded machine, and at full speed the first one in trained all
+            # 100 steps alone before the other joined (a flake hunt under load).
             argv = ["run", str(MLP), "--out", str(run), "--lighthouse", address,
-                    "--host-id", f"h{i}", "--secret-file", str(secret), "--emulate", "1",
+                    "--host-id", f"h{i}", "--secret-file", str(secret), "--emulate", "0.2",
                     "--", *EXACT_ARGS]  # fmt: skip
             hosts.append(spawn_phalanx(argv, tmp_path / f"h{i}.out"))
         h0, h1 = hosts
-        wait_for(lambda: any(s >= 3 for s in _steps(runs[1])), 180, "h1 to commit step 3")
+        wait_for(lambda: _steps_together(runs[1]) >= 3, 180, "h1 to commit step 3 with h0")
         (worker_pid,) = {
             e["pid"] for e in events(runs[1]) if e["kind"] == "worker_start"
         }  # its first and only worker so far

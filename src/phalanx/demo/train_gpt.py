@@ -43,7 +43,8 @@ def main() -> None:
         checkpoint_every=20,
     )
     summary = trainer.fit()
-    print(f"final loss {summary['final_loss']:.3f}")
+    if summary["final_loss"] is not None:  # None: this replica trained no step
+        print(f"final loss {summary['final_loss']:.3f}")
 
 
 if __name__ == "__main__":
