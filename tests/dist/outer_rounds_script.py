@@ -1,6 +1,7 @@
 """One replica of a two-site run driving `OuterRounds` (sites/outer_round.py) itself.
 
-python outer_rounds_script.py SITE REPLICA LIGHTHOUSE OUT [--late]
+python outer_rounds_script.py SITE REPLICA LIGHTHOUSE OUT [--late | --after-refusal]
+    [--site-replicas N]
 
 Sites a (replicas r0, r1) and b (r0). Inner steps are plain float64 SGD on data
 keyed by the global-stream step, so a site's replicas hold the same parameters
@@ -8,7 +9,10 @@ after the same steps. `--late`: this replica opens its outer link only once its
 site's peer has applied round 0 without it, as a replica whose link was made too
 late did (the race of stop 30): it enters the outer quorum one round behind its
 peer, which has trained on since. It stops after its first outer round; in a
-real run its next inner step would heal it from that peer.
+real run its next inner step would heal it from that peer. `--after-refusal`: this
+replica opens its outer link only once a/r0 was refused round 0 for coming without
+it, then trains every round. `--site-replicas N`: how many replicas this replica's
+site must bring to each round (what a real run takes from its last inner step).
 """
 
 from __future__ import annotations
@@ -84,6 +88,8 @@ def main() -> None:
     parser.add_argument("lighthouse")
     parser.add_argument("out", type=Path)
     parser.add_argument("--late", action="store_true")
+    parser.add_argument("--after-refusal", action="store_true")
+    parser.add_argument("--site-replicas", type=int, default=0)
     args = parser.parse_args()
     name = f"{args.site}/{args.replica}"
     settings = SiteRunSettings(args.site, SITES, args.lighthouse.split("//")[-1], OUTER_EVERY,
@@ -97,6 +103,16 @@ def main() -> None:
                          state.load_outer_state_dict, timeout_s=20.0, quorum_timeout_s=60.0)  # fmt: skip
 
     rounds = OuterRounds(state, make_link, events, name, BATCH)
+    rounds.site_replicas = args.site_replicas
+    rounds.site_whole_grace_s = 120.0  # the test waits for the late one, however loaded
+    if args.after_refusal:
+        refused = re.compile(r'"kind":\s*"outer_retry".*came with 1 of its 2 replicas')
+        peer_log = args.out / "a-r0.jsonl"
+        deadline = time.monotonic() + 120
+        while not (peer_log.exists() and refused.search(peer_log.read_text())):
+            if time.monotonic() > deadline:
+                raise SystemExit("a/r0 was never refused a round without this replica")
+            time.sleep(0.05)  # polling a file another process writes, with a deadline
     if not args.late:
         rounds.open_link()
     peer_ahead = args.out / "a-r1-applied-round-0"
@@ -112,7 +128,7 @@ def main() -> None:
             _ = rounds.link  # heartbeats from here on
             lighthouse_says(args.lighthouse, rf'class="heartbeat\s*">\s*{name}:')
             late_heard.write_text(name)
-        elif state.round == 1:
+        elif state.round == 1 and not args.site_replicas:  # the --late scenario's
             # The others ask for round 1 only once the late replica has: a lighthouse
             # forms a quorum of the last one's members at once when they all ask.
             wait_for_file(late_heard)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from phalanx.sites.compression import Codec, ErrorFeedback
-from phalanx.sites.outer_link import senders_by_site
+from phalanx.sites.outer_link import senders_by_site, sites_short_of_replicas
 from phalanx.sites.outer_step import SiteUpload, prepare_upload
 from phalanx.sites.wire import HEADER_BYTES, WireUpload, pack, pad, unpack
 
@@ -74,3 +74,24 @@ def test_a_follower_says_so_and_a_present_peer_of_its_site_sends_for_it():
     # Followers alone: their site sends nothing this round (it trains the round later).
     assert senders_by_site([follower, other_site]) == {1: 1}
     assert senders_by_site([peer, follower]) == {0: 0}
+
+
+def test_a_site_short_of_the_replicas_of_its_last_inner_step_is_named():
+    codec = Codec("none")
+    wire = WireUpload(SiteUpload(0, 8, ()), True, 0.0, site_replicas=2)
+    assert unpack(pack(wire), codec, [4], [torch.float32]).site_replicas == 2
+
+    def header(site: int, replicas: int) -> WireUpload:
+        return WireUpload(SiteUpload(site, 8, ()), False, 0.0, site_replicas=replicas)
+
+    # Site 0 trained its last inner step with two replicas and came with one; one of
+    # them saying so is enough (the other may be the one missing).
+    assert sites_short_of_replicas([header(0, 2), header(1, 1)]) == {0: (1, 2)}
+    assert sites_short_of_replicas([header(0, 2), header(1, 1), header(0, 2)]) == {}
+    # 0: the replica stopped waiting for a missing peer (gone since that step), or
+    # knows no inner step (a script driving the rounds itself): nobody is waited for.
+    assert sites_short_of_replicas([header(0, 0), header(1, 0)]) == {}
+    assert sites_short_of_replicas([header(0, 3), header(0, 0), header(1, 2)]) == {
+        0: (2, 3),
+        1: (1, 2),
+    }

@@ -118,6 +118,8 @@ class SiteRun:
         """
         if report.committed and self.rounds is not None:
             self.rounds.open_link()
+            # Those who trained this step must meet in the site's next outer round.
+            self.rounds.site_replicas = len(report.members)
 
     def due(self, fleet_step: int) -> bool:
         return self.state.outer_due(fleet_step)

@@ -300,6 +300,11 @@ class OuterLink:
                 f"only sites {sorted(present)} are present, fewer than a majority "
                 f"of the {sites} sites"
             )
+        elif short := sites_short_of_replicas(headers):
+            came = "; ".join(
+                f"site {s} came with {n} of its {m} replicas" for s, (n, m) in short.items()
+            )
+            why = f"{came}: asking again, so that a site's replicas meet in one round"
         elif len({h.anchor_checksum for h in headers}) > 1:
             if rounds == [0]:
                 raise AnchorsDiffer(
@@ -339,6 +344,29 @@ def senders_by_site(headers: Sequence[WireUpload]) -> dict[int, int]:
         if not header.follower:
             senders.setdefault(header.upload.site, index)
     return senders
+
+
+def sites_short_of_replicas(headers: Sequence[WireUpload]) -> dict[int, tuple[int, int]]:
+    """Sites present with fewer replicas than one of them says trained with it: site ->
+    (present, expected).
+
+    A site's replicas must meet in one outer round, or none of them take part in it.
+    torchft's lighthouse forms a quorum as soon as every member of the last one has
+    asked ("fast quorum"), without a replica it hears but which asked a moment later:
+    a site's restarted replica, at its first round, in step with its peer. The peer
+    then applied the round alone, and waited for the restarted one in the site's next
+    inner quorum while that one waited in the outer quorum for a round the other sites
+    had already applied (a sites run hung for 300 s). Refused, the round is asked for
+    again, and the late replica, whose request the lighthouse holds, is in the next
+    quorum. Every participant reads the same headers: the same verdict everywhere.
+    """
+    present: dict[int, int] = {}
+    expected: dict[int, int] = {}
+    for header in headers:
+        site = header.upload.site
+        present[site] = present.get(site, 0) + 1
+        expected[site] = max(expected.get(site, 0), header.site_replicas)
+    return {s: (present[s], expected[s]) for s in sorted(present) if present[s] < expected[s]}
 
 
 def _packed_bytes(header: WireUpload, codec: Codec, numels: Sequence[int]) -> int:

@@ -37,6 +37,10 @@ from phalanx.sites.schedule import plan_counts, round_budget
 from phalanx.sites.site_state import SiteState
 from phalanx.sites.wire import WireUpload
 
+# How long a replica's site must come whole to an outer round (every replica of its last
+# inner step present): past it, one missing is taken for gone (died since that step),
+# and the round goes on without it. A late but live one is in the next quorum at once.
+SITE_WHOLE_GRACE_S = 5.0
 RETRY_PAUSE_S = 0.2  # between failed exchanges: the next quorum leaves the dead out
 GIVE_UP_S = 600.0  # a site alone at an outer step this long stops (the others are gone)
 
@@ -66,6 +70,10 @@ class OuterRounds:
         self.give_up_s = GIVE_UP_S
         self._round_began_s = time.monotonic()
         self._last_step_time_s: float | None = None
+        # How many replicas trained this site's last inner step (runtime/site_run.py
+        # `after_step`); 0: unknown, no replica of the site is waited for.
+        self.site_replicas = 0
+        self.site_whole_grace_s = SITE_WHOLE_GRACE_S
 
     @property
     def link(self) -> OuterLink:
@@ -138,7 +146,9 @@ class OuterRounds:
                 )
                 follower = follower or peers_went_on
             residuals = site.feedback.state_dict()
-            wire = replace(self._upload(delta, samples, fleet_step), follower=follower)
+            whole = time.monotonic() - waited_t0 < self.site_whole_grace_s
+            wire = replace(self._upload(delta, samples, fleet_step), follower=follower,
+                           site_replicas=self.site_replicas if whole else 0)  # fmt: skip
             try:
                 exchanged = self.link.exchange(
                     wire, site.settings.codec, [p.numel() for p in params],

@@ -2,10 +2,11 @@
 
 Layout (little-endian, as torch lays tensors out on every platform phalanx runs on):
 
-    int64[6]   site, samples, tensor count, flags (1: this copy counts; 2: the sender's
+    int64[7]   site, samples, tensor count, flags (1: this copy counts; 2: the sender's
                outer state is sound, e.g. its heal did not fail; 4: a follower, whose
                site's peers went on without it), the outer round the sender is in, the
-               site's inner steps so far (how far its work is counted)
+               site's inner steps so far (how far its work is counted), how many
+               replicas the sender's site must bring to this round (0: any)
     float64[2] the site's inner-step time this round, seconds (plans the next counts),
                and a checksum of the sender's anchor (every participant must hold the same)
     then, per parameter tensor (none when samples == 0):
@@ -26,7 +27,7 @@ import torch
 from phalanx.sites.compression import SCALE_BYTES, Codec, Encoded
 from phalanx.sites.outer_step import SiteUpload
 
-HEADER_INTS = 6
+HEADER_INTS = 7
 HEADER_BYTES = HEADER_INTS * 8 + 2 * 8
 
 
@@ -47,6 +48,10 @@ class WireUpload:
     # (sites/outer_round.py): it holds none of their later work, so a peer of its site
     # that is present speaks for the site instead of it.
     follower: bool = False
+    # How many replicas trained the sender's site's last inner step: the site must come
+    # to the round with all of them (sites/outer_link.py `sites_short_of_replicas`);
+    # 0 once the sender stopped waiting for a missing one (it may have died).
+    site_replicas: int = 0
 
 
 def pack(wire: WireUpload) -> torch.Tensor:
@@ -55,7 +60,7 @@ def pack(wire: WireUpload) -> torch.Tensor:
         [
             upload.site, upload.samples, len(upload.payloads),
             int(wire.sender) | 2 * int(wire.sound) | 4 * int(wire.follower),
-            wire.round, wire.inner_steps,
+            wire.round, wire.inner_steps, wire.site_replicas,
         ],
         dtype=torch.int64,
     )  # fmt: skip
@@ -73,7 +78,7 @@ def unpack(
     """The upload packed in `data` (padding after it is ignored)."""
     ints = HEADER_INTS * 8
     header = data[:ints].clone().view(torch.int64).tolist()
-    site, samples, count, flags, round_index, inner_steps = (int(v) for v in header)
+    site, samples, count, flags, round_index, inner_steps, site_replicas = (int(v) for v in header)
     step_time_s, checksum = data[ints:HEADER_BYTES].clone().view(torch.float64).tolist()
     if count not in (0, len(numels)):
         raise ValueError(f"site {site} sent {count} tensors, the model has {len(numels)}")
@@ -90,6 +95,7 @@ def unpack(
     return WireUpload(
         upload, bool(flags & 1), step_time_s, sound=bool(flags & 2), round=round_index,
         inner_steps=inner_steps, anchor_checksum=checksum, follower=bool(flags & 4),
+        site_replicas=site_replicas,
     )  # fmt: skip
 
 
