@@ -12,61 +12,19 @@ sites' anchors differed for good). Now a/r1 speaks for the site and a/r0 votes n
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
 import torch
 
-from phalanx.launch.lighthouse import Lighthouse, LighthouseSettings
-from phalanx.sites.outer_link import outer_quorum_size
-from tests.dist import outer_rounds_script as script
+from tests.dist.outer_rounds_fleet import replica_events as _events
+from tests.dist.outer_rounds_fleet import run_replicas
 
 pytestmark = [pytest.mark.dist, pytest.mark.timeout(180)]
 
-SCRIPT = Path(script.__file__)
-ROOT = SCRIPT.parents[2]
-REPLICAS = (("a", "r1", False), ("b", "r0", False), ("a", "r0", True))
-
-
-def _start(site: str, replica: str, late: bool, lighthouse: str, out: Path) -> subprocess.Popen:
-    log = (out / f"{site}-{replica}.log").open("ab")
-    return subprocess.Popen(
-        [sys.executable, str(SCRIPT), site, replica, lighthouse, str(out),
-         *(["--late"] if late else [])],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env={**__import__("os").environ, "PYTHONPATH": f"{ROOT}/src:{ROOT}"},
-    )  # fmt: skip
-
-
-def _events(out: Path, site: str, replica: str) -> list[dict]:
-    lines = (out / f"{site}-{replica}.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines]
+REPLICAS = [("a", "r1", []), ("b", "r0", []), ("a", "r0", ["--late"])]
 
 
 def test_a_replica_a_round_behind_its_peer_follows_and_the_sites_keep_one_anchor(tmp_path):
-    lighthouse = Lighthouse(
-        LighthouseSettings(min_replicas=outer_quorum_size(2), heartbeat_timeout_ms=1000)
-    )
-    processes = {}
-    try:
-        for site, replica, late in REPLICAS:
-            processes[(site, replica)] = _start(site, replica, late, lighthouse.address, tmp_path)
-        deadline = time.monotonic() + 150
-        while any(p.poll() is None for p in processes.values()):
-            if time.monotonic() > deadline:
-                logs = {k: (tmp_path / f"{k[0]}-{k[1]}.log").read_text()[-1500:] for k in processes}
-                pytest.fail(f"the replicas did not finish: {logs}")
-            time.sleep(0.1)  # polling the processes, with a deadline
-        assert {k: p.returncode for k, p in processes.items()} == {k: 0 for k in processes}
-    finally:
-        for process in processes.values():
-            if process.poll() is None:
-                process.kill()
-        lighthouse.shutdown()
+    run_replicas(REPLICAS, tmp_path)
     # The two sites applied the same rounds to the same uploads: one anchor, bit for bit.
     records = {}
     for site, replica in (("a", "r1"), ("b", "r0")):
