@@ -146,7 +146,13 @@ def _through(tunnel: AdmissionTunnel, payload: bytes) -> bytes:
 def _closed_without_data(port: int) -> bool:
     with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE_S) as conn:
         conn.sendall(b"hello")
-        return conn.recv(4096) == b""
+        try:
+            return conn.recv(4096) == b""
+        except ConnectionResetError:
+            # Closed with our bytes unread: the kernel answers them with a reset, not an
+            # end of stream (a CI run of the 3.10 check). Linux hands over whatever was
+            # received before a reset first, so a reset here means nothing was sent.
+            return True
 
 
 def test_right_secret_is_piped_through_both_ways(gate):
