@@ -11,11 +11,10 @@ start it (the script's directory first on `sys.path`, `__main__`, stdin from
 /dev/null), and the launcher starts the next spare. First launches stay
 cold: they start together anyway.
 
-Its imports run at the lowest CPU priority (nice 19): they take only the time
-the workers leave idle, so a spare costs a fleet that fills its host's cores
-(a 2-core machine running four chips) nothing, and the spare is on there too.
-When it becomes a worker, every thread of it goes back to the priority the
-launcher gave (`--priority`), the one a cold worker would have started with.
+With `--priority N` (a spare forced on where the workers fill the cores,
+launch/spare_pool.py) its imports run at the lowest CPU priority (nice 19), so
+they take only the time the workers leave idle; when it becomes a worker, every
+thread of it goes back to N, the priority a cold worker would have started with.
 
 Run as `python -m phalanx.launch.warm_spare [--priority N]`.
 """
