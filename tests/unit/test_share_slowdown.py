@@ -73,3 +73,21 @@ def test_every_replica_derives_the_same_shares_from_the_same_exchange():
     a = SharePolicy(50, {}, {}, 2.0).shares(_learnt_fleet(), MEMBERS, measured)
     b = SharePolicy(50, {}, {}, 2.0).shares(_learnt_fleet(), MEMBERS, dict(measured))
     assert a == b
+
+
+def test_known_speed_ratios_set_the_first_shares():
+    from phalanx.runtime.state import FleetState
+    from phalanx.shares.learning import SharePolicy
+
+    names = ["r0", "r1", "r2", "r3"]
+    ratios = dict(zip(names, [1.0, 0.5, 0.25, 0.25]))
+    policy = SharePolicy(64, {}, {}, relative_speeds=ratios)
+    fleet = FleetState()
+    assert policy.shares(fleet, names) == [32, 16, 8, 8]  # nothing measured yet
+    assert SharePolicy(64, {}, {}).shares(fleet, names) == [16, 16, 16, 16]
+    # Two chips measured (at twice the nominal rate per unit of speed): the others
+    # are estimated at the same rate per unit, not at the measured chips' median.
+    fleet.throughput_sps = {"r0": 200.0, "r1": 100.0}
+    assert policy.shares(fleet, names) == [32, 16, 8, 8]
+    # A chip of no known ratio with nothing measured: no guessing, an equal split.
+    assert policy.shares(FleetState(), [*names[:3], "gpu"]) == [16, 16, 16, 16]

@@ -57,3 +57,40 @@ def test_estimates():
     assert record_measurement([], 10.0) == ([10.0], 10.0)
     history, estimate = record_measurement([1.0, 100.0, 3.0], 2.0, window=3)
     assert history == [100.0, 3.0, 2.0] and estimate == 3.0  # the median shrugs off an outlier
+
+
+def _step_s(shares: list[int], costs: list[tuple[float, float]]) -> float:
+    return max(a + b * n for n, (a, b) in zip(shares, costs) if n > 0)
+
+
+def test_a_leftover_sample_goes_where_it_costs_least():
+    # Measured rates of chips 1, 0.5, 0.25, 0.25 in a bench run: the equal-time split
+    # is 33.2, 16.3, 7.3, 7.3. Largest remainder gave a 0.25 chip its 8th sample
+    # (45 ms more); the fast chip's 34th costs 10 ms.
+    names = ["r0", "r1", "r2", "r3"]
+    costs = [(0.0, 1 / 100), (0.0, 1 / 49), (0.0, 1 / 22), (0.0, 1 / 22.5)]
+    shares = choose_shares(names, 64, {}, {}, costs=dict(zip(names, costs)))
+    assert shares == [34, 16, 7, 7]
+    assert _step_s(shares, costs) < _step_s([33, 16, 7, 8], costs)
+
+
+@given(
+    st.lists(st.tuples(st.floats(0.0, 0.05), st.floats(0.001, 0.1)), min_size=1, max_size=6),
+    st.integers(0, 200),
+)
+def test_min_time_rounding_is_no_worse_than_any_one_sample_move(costs, extra):
+    # Optimal integer shares: moving one sample from any chip to any other never
+    # shortens the predicted step.
+    names = [f"r{i}" for i in range(len(costs))]
+    total = len(costs) + extra
+    shares = choose_shares(names, total, {}, {}, costs=dict(zip(names, costs)))
+    assert sum(shares) == total and min(shares) >= 0
+    best = _step_s(shares, costs)
+    for give in range(len(costs)):
+        for take in range(len(costs)):
+            if give == take or shares[give] == 0:
+                continue
+            moved = list(shares)
+            moved[give] -= 1
+            moved[take] += 1
+            assert _step_s(moved, costs) >= best - 1e-12

@@ -378,9 +378,8 @@ class Launcher:
     def _make_slots(self, lighthouse: str, barrier: str) -> list[WorkerSlot]:
         plan = self.plan
         limits = plan.power_limits_w or [None] * len(plan.speeds)
-        scale = plan.time_scale or emulation_time_scale(
-            effective_speeds(plan.speeds, plan.device_tables, limits)
-        )
+        effective = effective_speeds(plan.speeds, plan.device_tables, limits)
+        scale = plan.time_scale or emulation_time_scale(effective)
         tables = plan.device_tables or [{} for _ in plan.names]
         max_shares = plan.max_shares or [None for _ in plan.names]
         kinds = plan.kinds or [None for _ in plan.names]
@@ -393,13 +392,16 @@ class Launcher:
                 "hint_sps": table["hint_sps"] * scale
                 if table.get("hint_sps") and not plan.lighthouse
                 else None,
+                # An emulated chip's speed relative to the others: its first shares
+                # follow it instead of an equal split (one host only, as the hints).
+                "relative_speed": relative if not plan.lighthouse else None,
                 "max_share": max_share,
                 "device": table.get("id"),
                 # What rounds alike: parameter fingerprints are compared within a kind.
                 "kind": kind or _device_kind(table, emulated=speed is not None),
             }
-            for name, table, max_share, kind, speed in zip(
-                plan.names, tables, max_shares, kinds, plan.speeds
+            for name, table, max_share, kind, speed, relative in zip(
+                plan.names, tables, max_shares, kinds, plan.speeds, effective
             )
         }
         placements = [t.get("placement") or {} for t in tables]

@@ -107,6 +107,9 @@ def build_context(
         {n: v.get("max_share") for n, v in fleet_info.items()},
         collective_timeout_s=worker.timeout_s if worker else None,
         unit=run.share_unit,
+        relative_speeds={
+            n: v["relative_speed"] for n, v in fleet_info.items() if v.get("relative_speed")
+        },
     )
     watch = FleetWatch(
         sync, events, run.name, run.out_dir, bool(worker and worker.many_hosts),

@@ -93,10 +93,13 @@ class SharePolicy:
         caps: Mapping[str, int | None],
         collective_timeout_s: float | None = None,
         unit: int = 1,
+        relative_speeds: Mapping[str, float] | None = None,
     ) -> None:
         self.global_batch_size = global_batch_size
         self.unit = unit  # shares are whole multiples of it (Trainer(aligned_microbatch=...))
         self.hints_sps = dict(hints_sps)
+        # Known speed ratios (emulated chips): a chip not measured yet is estimated from them.
+        self.relative_speeds = {n: v for n, v in (relative_speeds or {}).items() if v > 0}
         self.caps = dict(caps)
         self.collective_timeout_s = collective_timeout_s
 
@@ -160,7 +163,7 @@ class SharePolicy:
             self.global_batch_size,
             fleet.throughput_sps,
             fleet.shares,
-            self.hints_sps,
+            self._hints(fleet.throughput_sps, active),
             caps,
             costs=fleet.costs,
             derates=fleet.derates,
@@ -170,6 +173,32 @@ class SharePolicy:
                 if name in fleet.timings and name in fleet.costs
             },
         )
+
+    def _hints(self, measured_sps: Mapping[str, float], active: Sequence[str]) -> dict[str, float]:
+        """Rates for chips not measured yet: the given hints, else their known speed ratio
+        times the rate per unit of speed that the measured chips show (the median).
+
+        Before anything is measured the ratios alone are the estimates (only their
+        proportions matter then): a fleet of chips 4x apart starts on shares 4x apart,
+        not on an equal split that keeps the fast chips waiting for its first steps.
+        """
+        hints = dict(self.hints_sps)
+        ratios = self.relative_speeds
+        unknown = [m for m in active if m in ratios and m not in hints]
+        if not unknown:
+            return hints
+        # What is known of each chip's rate: measured, else its hint (same units).
+        known = {m: r for m, r in measured_sps.items() if r > 0 and math.isfinite(r)}
+        known.update({m: h for m, h in hints.items() if m not in known and h > 0})
+        per_speed = sorted(known[m] / ratios[m] for m in ratios if m in known)
+        if not per_speed and any(m in known for m in active):
+            return hints  # rates known only for chips of no known ratio: nothing relates them
+        if not per_speed and any(m not in ratios for m in active):
+            return hints  # nothing measured, and a chip of no known ratio to compare with
+        scale = per_speed[len(per_speed) // 2] if per_speed else 1.0
+        for member in unknown:
+            hints[member] = ratios[member] * scale
+        return hints
 
 
 class _Overlay:
