@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+from bench.fault_ceiling import goodput_ceiling
 from bench.timeline import spread
 
 Record = dict[str, Any]
@@ -219,6 +220,7 @@ def _fault_table(records: list[Record]) -> list[dict[str, Any]]:
                         bottom_config=clean,
                     )
                 ),
+                "ceiling": _maybe_spread(_ceilings(faulted, clean_runs, name)),
                 "wall_s": _maybe_spread([r["wall_s"] for r in faulted]),
                 "fault_free_wall_s": _maybe_spread([r["wall_s"] for r in clean_runs]),
                 "goodput_sps": _maybe_spread([r["goodput_sps"] for r in faulted]),
@@ -234,6 +236,30 @@ def _fault_table(records: list[Record]) -> list[dict[str, Any]]:
             }
         rows.append({"config": config, "contenders": contenders})
     return rows
+
+
+def _ceilings(faulted: list[Record], clean_runs: list[Record], name: str) -> list[float]:
+    """Per repeat: the goodput ratio the fault schedule itself allows (bench/fault_ceiling.py),
+    from the fault-free run of the same repeat; phalanx's runs only (they carry the schedule)."""
+    if name != "phalanx":
+        return []
+    clean_by_repeat = {r["repeat"]: r for r in clean_runs if r.get("goodput_sps")}
+    out = []
+    for run in faulted:
+        clean = clean_by_repeat.get(run["repeat"])
+        schedule = run.get("schedule")
+        if clean is None or not schedule:
+            continue
+        step_s = _batch_of(run) / clean["goodput_sps"]
+        out.append(
+            goodput_ceiling(schedule["speeds"], schedule["faults"], schedule["steps"], step_s)
+        )
+    return out
+
+
+def _batch_of(run: Record) -> int:
+    """The global batch, from the config text ('B=64')."""
+    return int(run["config"].split("B=", 1)[1].split(",", 1)[0])
 
 
 def _recovery(records: list[Record]) -> dict[str, Any]:

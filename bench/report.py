@@ -81,6 +81,20 @@ def headline_rows(figures: dict[str, Any]) -> list[list[str]]:
                 _verdict(c.get("phalanx", {}).get("goodput_over_fault_free"), GOALS["goodput"]),
             ]
         )
+        ceiling = c.get("phalanx", {}).get("ceiling")
+        if ceiling:
+            rows.append(
+                [
+                    "2 goodput under faults",
+                    row["config"],
+                    "ceiling of the fault schedule: chips away only for the scheduled time, "
+                    "faults noticed at once (bench/fault_ceiling.py)",
+                    fmt(ceiling),
+                    "",
+                    "",
+                    "",
+                ]
+            )
         rows.append(
             [
                 "2 goodput under faults",

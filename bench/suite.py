@@ -159,7 +159,11 @@ def _fault_runs(runner: Runner, suite: Suite, fleet: Fleet, faults: list[str], r
             config,
             "phalanx",
             repeat,
-            lambda d: contenders.run_phalanx(work, fleet, d, faults, suite.checkpoint_every),
+            lambda d: {
+                **contenders.run_phalanx(work, fleet, d, faults, suite.checkpoint_every),
+                # What the fault schedule itself allows (bench/fault_ceiling.py).
+                "schedule": {"speeds": list(fleet.speeds), "faults": faults, "steps": work.steps},
+            },
         )
     for every in suite.restart_intervals:
         runner.run(

@@ -60,25 +60,31 @@ def test_survivors_of_a_freeze_go_on_without_waiting_for_it(tmp_path):
         assert reasons.get(survivor, "").startswith("r2 stopped heartbeating"), reasons
 
 
-def test_a_replica_that_wakes_after_its_peers_went_on_does_not_commit_the_step(tmp_path):
+@pytest.mark.parametrize("phase", ["allreduce", "compute"])
+def test_a_replica_that_wakes_after_its_peers_went_on_does_not_commit_the_step(tmp_path, phase):
     # r2 freezes for 3 s under a 60 s collective timeout. Its peers give up on it after
     # the lighthouse's heartbeat timeout and commit step 3 without it, but the collective
     # they left is still open in gloo: when r2 wakes it completes, and r2 would commit
     # step 3 a second time. r2 notices it stood still and does not; it heals and trains
     # on. The result is exactly the one-process run's.
+    # Frozen in `compute`, r2 may not even be in step 3's quorum: a steady step computes
+    # before its quorum is confirmed (runtime/sync_fleet.py), and its request may not
+    # have left. Then the peers' quorum forms without it and nothing of theirs is open;
+    # r2 wakes to a quorum that moved, and heals. Either way: exact, and no second step 3.
     args = ["--dtype", "float64", "--steps", "40", "--batch", "32", "--samples", "256"]
     reference = local_run(MLP, tmp_path / "reference", args)
     run = tmp_path / "run"
     result = phalanx(
         "run", str(MLP), "--out", str(run), "--emulate", "0.05x4", "--timeout-s", "60",
-        "--quiet", "--fault", "hang:replica=2,step=3,seconds=3,phase=compute", "--", *args,
+        "--quiet", "--fault", f"hang:replica=2,step=3,seconds=3,phase={phase}", "--", *args,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert max_param_diff(run, reference) < 1e-9
     all_events = events(run)
     assert _participants(all_events, 3) == {("r0", "r1", "r3")}
-    vetoes = [e for e in all_events if e["kind"] == "retry" and e["replica"] == "r2"]
-    assert any(e["step"] == 3 and "stood still" in e["reason"] for e in vetoes), vetoes
+    if phase == "allreduce":  # r2's sum was launched: it completes when r2 wakes
+        vetoes = [e for e in all_events if e["kind"] == "retry" and e["replica"] == "r2"]
+        assert any(e["step"] == 3 and "stood still" in e["reason"] for e in vetoes), vetoes
     assert summary(run)["data"]["duplicates"] == 0
 
 

@@ -160,3 +160,14 @@ def test_equal_chips_on_a_noisy_host_keep_equal_shares():
                 seen = _noisy_fleet_run([1.0] * count, noise, seed, steps=150)
                 worst = max(max(s) / max(1, min(s)) for s in seen[20:])
                 assert worst <= 1.1, (noise, seed, count, worst)
+
+
+def test_nearby_sizes_do_not_make_a_chip_of_fixed_cost():
+    # A chip that ran 8 and then 9 samples (a fleet that lost a member), one step slow:
+    # the least-squares line through them is mostly fixed cost, and would hand the chip
+    # far more samples than it computes in time. Sizes that close fit no line.
+    history: list = []
+    for n, t in [(8, 0.362), (8, 0.431), (8, 0.362), (9, 0.391), (9, 0.393), (9, 0.391)]:
+        history = record_timing(history, n, t)
+    fixed, per_sample = fit_cost(history, None)
+    assert fixed == 0.0 and abs(per_sample - 0.391 / 9) < 1e-3

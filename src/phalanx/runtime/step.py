@@ -182,6 +182,9 @@ class RoundResult:
     # A fingerprint tie left to the vetoes: no majority vouched for any state this step.
     tie_to_vetoes: bool = False
     all_excluded: bool = False
+    # The quorum this step speculated on formed otherwise: nothing was summed, and the
+    # step begins again from the quorum that formed.
+    moved: bool = False
     # Samples/s each member measured in its last attempt, exchanged after a failed commit.
     measured_sps: dict[str, float] = field(default_factory=dict)
     global_norm: float = math.nan  # of the summed gradient, unscaled
@@ -221,9 +224,10 @@ def take_step(ctx: StepContext) -> StepReport:
         report.leave = True
         return report
     ctx.injector.at("start", state.fleet.step)
-    # 1: quorum (a replica that is behind heals here, from a live peer).
+    # 1: quorum (a replica that is behind heals here, from a live peer). In a steady
+    # fleet it is confirmed only at the step's first collective (speculation).
     step_before, quorum_t0 = state.fleet.step, time.time()
-    members = ctx.sync.begin_step()
+    members = ctx.sync.begin_step(speculate=_may_speculate(ctx, first_quorum, step_before))
     if state.fleet.step != step_before:
         ctx.events.emit(
             "heal",
@@ -262,6 +266,10 @@ def take_step(ctx: StepContext) -> StepReport:
     # 2-6: the attempts.
     report.trained = True
     report.round = run_round(ctx, members, step, healed=state.fleet.step != step_before)
+    if report.round.moved:  # the quorum formed otherwise: nothing was summed
+        ctx.events.emit("quorum_moved", replica=ctx.name, step=step)
+        discard(ctx)
+        return take_step(ctx)  # from the quorum that formed (collected, no speculation)
     ctx.injector.at("commit", step)
     # 7: commit.
     if report.round.tie:
@@ -288,6 +296,26 @@ def take_step(ctx: StepContext) -> StepReport:
         report.reason = ctx.sync.last_error or report.reason
         discard(ctx)
     return report
+
+
+def _may_speculate(ctx: StepContext, first_quorum: bool, step: int) -> bool:
+    """May this step compute before its quorum is confirmed (runtime/sync_fleet.py)?
+
+    Only where nothing but the step's own sums needs the quorum, and an attempt can
+    be dropped without a trace: not the first quorum, not a replica group (its ranks'
+    quorums come from rank 0), no layer that issues collectives inside forward (exact
+    BatchNorm), no trained buffers (a heal served to a joining peer while this
+    replica computes would carry running statistics mid-update), not while waiting
+    for the fleet, and not at a step an injected gradient fault is due (it fires once).
+    """
+    return (
+        not first_quorum
+        and ctx.group is None
+        and isinstance(ctx.layer_stats, NoLayerStats)
+        and ctx.model_buffers.numel == 0
+        and not ctx.watch.waiting()
+        and not ctx.injector.gradient_fault_due(step)
+    )
 
 
 # ----------------------------------------------------------------- 2-6: the attempts
@@ -404,6 +432,11 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
             ctx.group.sum_(ctx.buffer.control)
         result.allreduce_s += time.perf_counter() - reduce_t0
         result.compute_s += compute_s
+        if ctx.sync.moved():
+            result.moved = True
+            result.reason = "the quorum formed otherwise than speculated"
+            ctx.reduction.release()
+            break
         if ctx.sync.errored():
             result.reason = "collective failed"
             ctx.reduction.release()

@@ -42,8 +42,17 @@ class Sync(ABC):
         """Request the next step's quorum early, while this step is applied (optional)."""
 
     @abstractmethod
-    def begin_step(self) -> list[str]:
-        """Join the next quorum (healing first if behind); the ordered participants."""
+    def begin_step(self, speculate: bool = False) -> list[str]:
+        """Join the next quorum (healing first if behind); the ordered participants.
+
+        `speculate`: the caller can take the last quorum's members on trust and
+        start computing; the quorum is then confirmed before the first collective,
+        and `moved()` says when it formed otherwise (the attempt is discarded).
+        """
+
+    def moved(self) -> bool:
+        """Did the quorum speculated on form otherwise (nothing was summed)?"""
+        return False
 
     def quorum_changed(self) -> bool:
         """Is this quorum another than the last one (a failed commit makes a new one)?

@@ -11,6 +11,16 @@ travels while this replica applies the step, writes events and checkpoints;
 `begin_step` then only collects it, applies a heal at once and restores
 synchronous participation (runtime/torchft_access.py). A state served to a
 healing peer meanwhile waits until the step is applied (runtime/state.py).
+
+When the step may *speculate* (runtime/step.py says when), `begin_step` does
+not even wait for that answer: it returns the last quorum's members, and the
+replica computes its slice while the round trip travels. The answer is
+collected at the first collective of the step (`allreduce`), by then long
+arrived. If it is the same quorum (same id, same members, no state to heal),
+the step goes on as if it had waited; if not, no collective is issued, the
+attempt's gradients are dropped (`moved`), and the step begins again from
+the quorum that formed, synchronously. The members cannot be wrong at a sum:
+every collective is confirmed first.
 """
 
 from __future__ import annotations
@@ -35,12 +45,14 @@ from phalanx.runtime.freeze_watch import (
 from phalanx.runtime.liveness import stood_still_limit_s
 from phalanx.runtime.stall_clock import StallClock
 from phalanx.runtime.state import TrainState
-from phalanx.runtime.sync import FleetProgress, Sync, Work
+from phalanx.runtime.sync import DoneWork, FleetProgress, Sync, Work
 from phalanx.runtime.torchft_access import (
     close_failed_group,
     current_quorum_id,
     finish_quorum_as_synchronous,
     forget_failed_quorum,
+    heal_pending,
+    quorum_pending,
     record_quorums,
     settle_reaper,
     stable_name,
@@ -150,6 +162,13 @@ class FleetSync(Sync):
         self._fleet_size = config.fleet_size
         self._last_error = ""
         self._early = False  # the next quorum was requested right after the last commit
+        # This step computes on the last quorum's members, taken on trust (begin_step);
+        # the first collective confirms them. `_moved`: it formed otherwise.
+        self._speculating = False
+        self._moved = False
+        self._fresh_request = False  # the early request is new (not one collected already)
+        self._last_committed = False  # a failed commit makes a new quorum: no speculating
+        self._may_speculate = group_size == 1  # a group's ranks take quorums from rank 0
         self._abandoned = False  # this attempt left a collective running (a frozen peer)
         self._timeout_s = config.timeout_s
         self._attempt_works: list[WatchedWork] = []  # this attempt's collectives
@@ -203,15 +222,32 @@ class FleetSync(Sync):
             forget_failed_quorum(self.manager)
             return
         self._early = True
+        self._fresh_request = True
         self._requested_at = time.monotonic()
 
-    def begin_step(self) -> list[str]:
+    def begin_step(self, speculate: bool = False) -> list[str]:
         """Join the next quorum (healing first if behind); return the ordered participants."""
         early, self._early = self._early, False
+        fresh, self._fresh_request = self._fresh_request, False
         self._abandoned = False
+        self._moved = False
         self._attempt_works = []
         self._left_open = [end for end in self._left_open if not end.ended.is_set()]
         step_t0 = self._requested_at if early else time.monotonic()
+        if (
+            speculate
+            and fresh
+            and early
+            and self._last_committed
+            and self._may_speculate
+            and self._last_quorum is not None
+            and quorum_pending(self.manager)  # an answer already here: just take it
+        ):
+            # The same members as the last quorum, confirmed at the first collective.
+            self._speculating = True
+            self._quorum_changed = False
+            self._step_t0 = step_t0
+            return sorted(self._last_members, key=_natural_key)
         try:
             if not early:
                 raise _NotRequested()
@@ -327,10 +363,42 @@ class FleetSync(Sync):
                 print(f"{self.name}: a quorum again after {waited_s:.2f} s", flush=True)
             return
 
+    def _confirm(self) -> bool:
+        """Collect the quorum speculated on; True when it is the one assumed.
+
+        Called at the step's first collective, possibly inside backward (a gradient
+        bucket's hook): so a heal is never applied here, where the parameters are in
+        use. A quorum that brings one, or other members, or a new id (a failed commit
+        elsewhere) is left collected for `begin_step`, which applies it.
+        """
+        self._speculating = False
+        try:
+            self.manager.wait_quorum()
+        except Exception:  # begin_step asks again, as for any failed quorum
+            self._moved = True
+            return False
+        result = self._recorder.last
+        if heal_pending(self.manager) or self._last_quorum != (
+            result.quorum_id,
+            tuple(result.replica_ids),
+        ):
+            self._early = True  # collected: the next begin_step takes it from here
+            self._moved = True
+            return False
+        finish_quorum_as_synchronous(self.manager, result)
+        return True
+
+    def moved(self) -> bool:
+        return self._moved
+
     def quorum_changed(self) -> bool:
         return self._quorum_changed
 
     def allreduce(self, tensor: torch.Tensor) -> Work:
+        if self._speculating:
+            self._confirm()
+        if self._moved:  # nothing is summed in a quorum that formed otherwise
+            return DoneWork()
         work = self.manager.allreduce(tensor, reduce_op=ReduceOp.SUM)
         watched = WatchedWork(work, self._freeze_watch, self)
         self._attempt_works.append(watched)
@@ -347,6 +415,12 @@ class FleetSync(Sync):
         return self._abandoned
 
     def commit(self, local_ok: bool, reason: str = "") -> bool:
+        if self._speculating:  # a step that issued no collective: confirm before voting
+            self._confirm()
+        if self._moved:
+            self._last_error = "the quorum formed with other members than assumed"
+            self._last_committed = False
+            return False
         collective_failed = self.manager.errored() is not None
         if local_ok and not collective_failed:
             behind = self._left_behind()
@@ -366,6 +440,7 @@ class FleetSync(Sync):
             self._last_error = f"the commit vote failed ({err})"
             committed = False
         self._attempt_works = []  # references to its works would keep a dead group open
+        self._last_committed = committed
         if collective_failed:
             close_failed_group(self.manager)
         return committed

@@ -16,7 +16,7 @@ class LocalSync(Sync):
     def set_step(self, step: int) -> None:
         pass  # nobody else to tell
 
-    def begin_step(self) -> list[str]:
+    def begin_step(self, speculate: bool = False) -> list[str]:
         return [self.name]
 
     def allreduce(self, tensor: torch.Tensor) -> DoneWork:

@@ -10,7 +10,9 @@ here and nowhere else, so a torchft upgrade is checked in one file:
   one is still waiting (a SIGTERM may cut that wait short);
 - an asynchronous quorum (requested early, to take its round trip off the
   critical path) must end as a synchronous one would: a healing replica
-  applies the state it received at once, and takes part in the step;
+  applies the state it received at once, and takes part in the step; a
+  quorum collected while a backward runs (speculation, runtime/sync_fleet.py)
+  must say whether it brought a heal without applying it;
 - a process group whose collective failed must close its connections at
   once (peers blocked in it fail instead of waiting out their timeout), and
   gloo closes them only when the group is destroyed;
@@ -106,6 +108,15 @@ def quorum_pending(manager: Any) -> bool:
     """
     future = manager._quorum_future
     return future is not None and not future.done()
+
+
+def heal_pending(manager: Any) -> bool:
+    """Did the collected quorum bring this replica a state to load (it was behind)?
+
+    torchft's quorum thread receives it into `Manager._pending_state_dict` and sets
+    `Manager._healing`; nothing of it is applied until `finish_quorum_as_synchronous`.
+    """
+    return bool(manager._healing)
 
 
 def forget_failed_quorum(manager: Any) -> None:

@@ -27,6 +27,11 @@ PRIOR_WEIGHT = 2
 # A fitted per-sample cost below this fraction of the plain t/n is noise (two
 # nearby sizes, one slow step), not a chip made of fixed cost: do not trust it.
 _MIN_SLOPE_FRACTION = 0.25
+# A line is fitted only through sizes this far apart (largest / smallest). Between
+# nearby sizes the slope is the timings' noise over a small difference: a chip that ran
+# 8 and 9 samples (a fleet that lost a member) was fitted 75% fixed cost, given 12,
+# and took 30% longer than predicted (bench, 4 emulated chips, a kill).
+_MIN_SIZE_SPREAD = 1.5
 
 
 def record_timing(history: list[list[float]], samples: int, seconds: float) -> list[list[float]]:
@@ -36,7 +41,7 @@ def record_timing(history: list[list[float]], samples: int, seconds: float) -> l
 def fit_cost(history: list[list[float]], previous: Sequence[float] | None) -> tuple[float, float]:
     """(fixed_s, per_sample_s) from a chip's recent timings.
 
-    Two or more distinct sizes and a sane slope: a least-squares line (a >= 0).
+    Sizes far enough apart and a sane slope: a least-squares line (a >= 0).
     Otherwise keep the previous fixed cost and rescale the per-sample cost to
     the recent times (a chip that slowed down shows up at once). Nothing known
     yet: a proportional model, a = 0.
@@ -46,7 +51,8 @@ def fit_cost(history: list[list[float]], previous: Sequence[float] | None) -> tu
         raise ValueError("no timings")
     recent_n = points[-1][0]
     slope: float | None = None
-    if len({n for n, _ in points}) >= 2:
+    sizes = [n for n, _ in points]
+    if max(sizes) >= _MIN_SIZE_SPREAD * min(sizes):
         mean_n = statistics.fmean(n for n, _ in points)
         mean_t = statistics.fmean(t for _, t in points)
         var_n = sum((n - mean_n) ** 2 for n, _ in points)

@@ -1,0 +1,57 @@
+"""The best goodput a fault schedule allows: what is lost while a chip is really away.
+
+Scenario 2's goal (goodput / fault-free rate) mixes two things: what the faults
+themselves take (a killed chip is gone until its scheduled restart; a hung one for
+its hang) and what the runtime adds (noticing, the retried step, the restarted
+process's start, its heal, the shares settling). Only the second is the runtime's.
+This module computes the first, as the goodput an oracle would reach: it knows
+each fault the moment it happens, and the fleet trains at full speed with the
+chips present (throughput in proportion to their summed speed; the fault-free
+run's step time with all of them), so the number is a ceiling, not a prediction.
+
+    ceiling = fault-free time of the steps / the oracle's time of the same steps
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from phalanx.faults.spec import parse_faults
+
+
+def _away_spans(faults: Sequence[str], size: int) -> list[tuple[int, int, float]]:
+    """(replica, step it starts at, seconds away) for every fault that takes a chip away."""
+    spans = []
+    for fault in parse_faults(list(faults), size):
+        if fault.kind == "kill":
+            spans.append((fault.replica, fault.step, float(fault.params.get("restart_s", 0.0))))
+        elif fault.kind == "hang":
+            spans.append((fault.replica, fault.step, float(fault.params.get("seconds", 0.0))))
+    return spans
+
+
+def goodput_ceiling(
+    speeds: Sequence[float], faults: Sequence[str], steps: int, fault_free_step_s: float
+) -> float:
+    """The oracle's goodput over the fault-free rate, for steps 1..steps-1 (the bench's
+    goodput window starts at the commit of step 0).
+
+    A chip is away from the start of its fault's step for the fault's seconds (a kill's
+    `restart_s`, a hang's `seconds`); a step's time is the fault-free step time scaled
+    by the speed present when it starts over the whole fleet's.
+    """
+    total_speed = sum(speeds)
+    spans = _away_spans(faults, len(speeds))
+    away_until: dict[int, float] = {}
+    clock_s = 0.0
+    oracle_s = 0.0
+    for step in range(steps):
+        for replica, at_step, seconds in spans:
+            if at_step == step:
+                away_until[replica] = max(away_until.get(replica, 0.0), clock_s + seconds)
+        present = sum(s for i, s in enumerate(speeds) if away_until.get(i, 0.0) <= clock_s)
+        step_s = fault_free_step_s * total_speed / max(present, 1e-9)
+        clock_s += step_s
+        if step >= 1:
+            oracle_s += step_s
+    return (steps - 1) * fault_free_step_s / oracle_s

@@ -1,0 +1,25 @@
+"""The goodput a fault schedule itself allows (bench/fault_ceiling.py)."""
+
+import pytest
+from bench.fault_ceiling import goodput_ceiling
+
+SPEEDS = [1.0, 0.5, 0.25, 0.25]
+
+
+def test_no_fault_or_an_instant_restart_loses_nothing():
+    assert goodput_ceiling(SPEEDS, [], 40, 0.4) == pytest.approx(1.0)
+    assert goodput_ceiling(SPEEDS, ["kill:replica=1,step=4,restart_s=0"], 40, 0.4) == (
+        pytest.approx(1.0)
+    )
+
+
+def test_a_chip_away_for_the_rest_of_the_run_costs_its_share_of_the_speed():
+    # r2 (0.25 of 2.0) hangs from step 1 for longer than the run: 7/8 of the speed.
+    ceiling = goodput_ceiling(SPEEDS, ["hang:replica=2,step=1,seconds=1000"], 40, 0.4)
+    assert ceiling == pytest.approx(1.75 / 2.0)
+
+
+def test_the_bench_schedule_leaves_room_above_its_goal():
+    faults = ["kill:replica=1,step=4,restart_s=1", "hang:replica=2,step=30,seconds=6"]
+    ceiling = goodput_ceiling(SPEEDS, faults, 40, 0.36)
+    assert 0.90 < ceiling < 0.97  # the faults alone cost 3-10% of this 14 s run

@@ -1,0 +1,137 @@
+"""A steady fleet computes before its quorum is confirmed; the first collective confirms it.
+
+FleetSync's decisions only, on a stand-in for torchft's Manager: which calls it makes
+(wait for the quorum, sum, apply a heal) and in which order. The fleets of
+tests/dist (kills, restarts, joins, exactness against one process) run the real thing.
+"""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from phalanx.runtime import sync_fleet
+from phalanx.runtime.sync_fleet import FleetSync
+
+
+class FakeFuture:
+    def __init__(self) -> None:
+        self.answered = False
+
+    def done(self) -> bool:
+        return self.answered
+
+
+class FakeManager:
+    """What FleetSync calls on torchft's Manager, recorded."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self._quorum_future: FakeFuture | None = None
+        self._healing = False
+        self._participating_replica_rank: int | None = None
+        self._participating_replica_world_size = 0
+
+    def start_quorum(self) -> None:
+        self.calls.append("start_quorum")
+        self._quorum_future = FakeFuture()
+
+    def wait_quorum(self) -> None:
+        self.calls.append("wait_quorum")
+        assert self._quorum_future is not None
+        self._quorum_future.answered = True
+
+    def _apply_pending_state_dict(self) -> None:
+        self.calls.append("heal")
+
+    def allreduce(self, tensor: torch.Tensor, reduce_op: object) -> object:
+        self.calls.append("allreduce")
+        return SimpleNamespace(wait=lambda: True)
+
+    def errored(self) -> None:
+        return None
+
+
+def _quorum(number: int, *names: str) -> SimpleNamespace:
+    return SimpleNamespace(
+        quorum_id=number,
+        replica_ids=[f"{n}:uuid-{n}" for n in names],
+        replica_rank=0,
+        replica_world_size=len(names),
+    )
+
+
+def _steady_sync(monkeypatch: pytest.MonkeyPatch) -> tuple[FleetSync, FakeManager]:
+    """A replica that trained the last step in quorum 5 of r0, r1 and committed it."""
+    monkeypatch.setattr(sync_fleet, "WatchedWork", lambda work, watch, fleet: work)
+    sync = FleetSync.__new__(FleetSync)  # no torchft: the decisions only
+    manager = FakeManager()
+    last = _quorum(5, "r0", "r1")
+    sync.name, sync.manager = "r0", manager
+    sync._recorder = SimpleNamespace(last=last)
+    sync._freeze_watch = SimpleNamespace(set_quorum=lambda ids: None)
+    sync._early = sync._fresh_request = sync._speculating = sync._moved = False
+    sync._abandoned, sync._attempt_works, sync._left_open = False, [], []
+    sync._may_speculate, sync._last_committed = True, True
+    sync._first_quorum, sync._restarted, sync._fleet_size = False, False, 2
+    sync._settled_epoch, sync.quorum_id, sync._raw_quorum_id = None, 5, 5
+    sync._last_quorum = (5, tuple(last.replica_ids))
+    sync._last_members = {"r0", "r1"}
+    sync._quorum_changed = False
+    sync.prepare_next()  # right after the last commit
+    return sync, manager
+
+
+def test_the_same_quorum_is_confirmed_at_the_first_sum_not_before_compute(monkeypatch):
+    sync, manager = _steady_sync(monkeypatch)
+    assert sync.begin_step(speculate=True) == ["r0", "r1"]
+    assert manager.calls == ["start_quorum"]  # nothing waited for: compute starts now
+    sync.allreduce(torch.zeros(2))
+    sync.allreduce(torch.zeros(2))
+    assert manager.calls == ["start_quorum", "wait_quorum", "allreduce", "allreduce"]
+    assert not sync.moved()
+    # The next step may speculate again once this one committed and asked early.
+    sync.prepare_next()
+    assert sync.begin_step(speculate=True) == ["r0", "r1"]
+
+
+def test_a_quorum_that_formed_otherwise_sums_nothing_and_the_step_begins_again(monkeypatch):
+    sync, manager = _steady_sync(monkeypatch)
+    assert sync.begin_step(speculate=True) == ["r0", "r1"]
+    sync._recorder.last = _quorum(6, "r0", "r1", "r2")  # r2 joined meanwhile
+    sync.allreduce(torch.zeros(2))  # the first bucket, inside backward
+    sync.allreduce(torch.zeros(2))
+    assert sync.moved()
+    assert "allreduce" not in manager.calls  # no sum with the wrong members
+    # The step begins again: the quorum already collected is taken as it is, at once
+    # (no new request, no speculation on it).
+    assert sync.begin_step(speculate=True) == ["r0", "r1", "r2"]
+    assert manager.calls.count("start_quorum") == 1
+    assert not sync.moved() and sync.quorum_changed()
+    sync.allreduce(torch.zeros(2))
+    assert manager.calls[-1] == "allreduce"
+
+
+def test_a_heal_is_never_applied_while_the_speculative_backward_runs(monkeypatch):
+    sync, manager = _steady_sync(monkeypatch)
+    sync.begin_step(speculate=True)
+    manager._healing = True  # the fleet went on without this replica: a state arrived
+    sync.allreduce(torch.zeros(2))
+    assert sync.moved() and "heal" not in manager.calls
+    sync.begin_step(speculate=True)  # outside backward: now it is applied
+    assert "heal" in manager.calls
+
+
+def test_no_speculation_after_a_failed_commit_or_with_the_answer_already_here(monkeypatch):
+    sync, manager = _steady_sync(monkeypatch)
+    sync._last_committed = False  # a failed commit: the next quorum gets a new id
+    sync.begin_step(speculate=True)
+    assert manager.calls == ["start_quorum", "wait_quorum"]
+    sync, manager = _steady_sync(monkeypatch)
+    assert manager._quorum_future is not None
+    manager._quorum_future.answered = True
+    sync.begin_step(speculate=True)
+    assert manager.calls == ["start_quorum", "wait_quorum"]
+    sync, manager = _steady_sync(monkeypatch)
+    sync.begin_step(speculate=False)  # the step says no (a layer with collectives, ...)
+    assert manager.calls == ["start_quorum", "wait_quorum"]
