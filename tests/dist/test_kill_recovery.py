@@ -81,8 +81,15 @@ def test_a_replica_that_wakes_after_its_peers_went_on_does_not_commit_the_step(t
     assert result.returncode == 0, result.stdout + result.stderr
     assert max_param_diff(run, reference) < 1e-9
     all_events = events(run)
-    assert _participants(all_events, 3) == {("r0", "r1", "r3")}
-    if phase == "allreduce":  # r2's sum was launched: it completes when r2 wakes
+    committed = _participants(all_events, 3)
+    if phase == "compute":  # r2 froze before its first sum: the step went on without it
+        assert committed == {("r0", "r1", "r3")}
+    elif committed != {("r0", "r1", "r2", "r3")}:
+        # Frozen after launching its sum, r2 usually holds the ring up: the peers go on
+        # without it, and when r2 wakes its sum completes. It must veto its own commit.
+        # (Under load the whole sum can finish before the freeze lands: then step 3 is
+        # one ordinary step of all four, which the exactness check above covers.)
+        assert committed == {("r0", "r1", "r3")}
         vetoes = [e for e in all_events if e["kind"] == "retry" and e["replica"] == "r2"]
         assert any(e["step"] == 3 and "stood still" in e["reason"] for e in vetoes), vetoes
     assert summary(run)["data"]["duplicates"] == 0
