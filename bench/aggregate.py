@@ -250,7 +250,7 @@ def _ceilings(faulted: list[Record], clean_runs: list[Record], name: str) -> lis
         schedule = run.get("schedule")
         if clean is None or not schedule:
             continue
-        step_s = _batch_of(run) / clean["goodput_sps"]
+        step_s = schedule.get("batch", _batch_of(run)) / clean["goodput_sps"]
         out.append(
             goodput_ceiling(schedule["speeds"], schedule["faults"], schedule["steps"], step_s)
         )
@@ -258,7 +258,8 @@ def _ceilings(faulted: list[Record], clean_runs: list[Record], name: str) -> lis
 
 
 def _batch_of(run: Record) -> int:
-    """The global batch, from the config text ('B=64')."""
+    """The global batch, from the config text ('B=64'): results saved before the
+    schedule carried it."""
     return int(run["config"].split("B=", 1)[1].split(",", 1)[0])
 
 

@@ -162,7 +162,12 @@ def _fault_runs(runner: Runner, suite: Suite, fleet: Fleet, faults: list[str], r
             lambda d: {
                 **contenders.run_phalanx(work, fleet, d, faults, suite.checkpoint_every),
                 # What the fault schedule itself allows (bench/fault_ceiling.py).
-                "schedule": {"speeds": list(fleet.speeds), "faults": faults, "steps": work.steps},
+                "schedule": {
+                    "speeds": list(fleet.speeds),
+                    "faults": faults,
+                    "steps": work.steps,
+                    "batch": work.batch,
+                },
             },
         )
     for every in suite.restart_intervals:

@@ -135,3 +135,26 @@ def test_no_speculation_after_a_failed_commit_or_with_the_answer_already_here(mo
     sync, manager = _steady_sync(monkeypatch)
     sync.begin_step(speculate=False)  # the step says no (a layer with collectives, ...)
     assert manager.calls == ["start_quorum", "wait_quorum"]
+
+
+def test_a_moved_quorum_stops_the_speculative_compute_as_soon_as_it_is_seen(monkeypatch):
+    sync, manager = _steady_sync(monkeypatch)
+    sync.begin_step(speculate=True)
+    assert not sync.moved_already()  # no answer yet: compute goes on, nothing waited for
+    assert manager.calls == ["start_quorum"]
+    sync._recorder.last = _quorum(6, "r0", "r1", "r2")  # r2 joined
+    assert manager._quorum_future is not None
+    manager._quorum_future.answered = True
+    assert sync.moved_already() and sync.moved()
+    assert "allreduce" not in manager.calls and "heal" not in manager.calls
+    assert sync.begin_step(speculate=True) == ["r0", "r1", "r2"]
+
+
+def test_the_same_quorum_seen_early_is_confirmed_once(monkeypatch):
+    sync, manager = _steady_sync(monkeypatch)
+    sync.begin_step(speculate=True)
+    assert manager._quorum_future is not None
+    manager._quorum_future.answered = True
+    assert not sync.moved_already()
+    sync.allreduce(torch.zeros(2))
+    assert manager.calls == ["start_quorum", "wait_quorum", "allreduce"]

@@ -114,21 +114,24 @@ class _Slot:
         self.parts = [None] * parts
 
 
-def test_a_spare_only_where_a_core_is_free_unless_asked(monkeypatch):
+def test_a_spare_where_a_core_is_free_or_its_imports_can_wait_for_idle_time(monkeypatch):
     monkeypatch.delenv("PHALANX_WARM_SPARE", raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(spare_pool, "may_raise_priority_back", lambda nice: True)
+    # A core free: it imports at the workers' priority.
     assert pool_for([_Slot(1), _Slot(1), _Slot(1)]) is not None
     assert pool_for([_Slot(1), _Slot(1), _Slot(1)]).worker_priority is None
-    assert pool_for([_Slot(2), _Slot(2)]) is None
-    assert pool_for([_Slot(1, parts=3), _Slot(1)]) is None  # a group runs a process per rank
     assert pool_for([_Slot(1, parts=2)]) is None  # groups restart cold: no use for one
-    # Forced on where the cores are full: it imports at the lowest priority and goes
-    # back, where this host lets it.
-    monkeypatch.setenv("PHALANX_WARM_SPARE", "1")
-    monkeypatch.setattr(spare_pool, "may_raise_priority_back", lambda nice: True)
-    forced = pool_for([_Slot(4)])
-    assert forced is not None and forced.worker_priority == LAUNCHER_NICE
+    # The cores full (a group runs a process per rank): it imports at the lowest
+    # priority and goes back to the workers' own.
+    full = pool_for([_Slot(1, parts=3), _Slot(1)])
+    assert full is not None and full.worker_priority == LAUNCHER_NICE
+    assert pool_for([_Slot(2), _Slot(2)]).worker_priority == LAUNCHER_NICE
+    # Where this host does not let a priority go back up: off, unless forced on.
     monkeypatch.setattr(spare_pool, "may_raise_priority_back", lambda nice: False)
+    assert pool_for([_Slot(4)]) is None
+    assert pool_for([_Slot(1)]) is not None  # a core free: no priority change needed
+    monkeypatch.setenv("PHALANX_WARM_SPARE", "1")
     assert pool_for([_Slot(4)]).worker_priority is None
     monkeypatch.setenv("PHALANX_WARM_SPARE", "0")
     assert pool_for([_Slot(1)]) is None

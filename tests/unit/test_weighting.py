@@ -80,3 +80,39 @@ def test_control_block_carries_named_fields():
     assert control.read("throughput_sps") == [0.0, 123.0, 0.0]
     assert control.fingerprints() == [(0.0, 0.0), (0.0, 0.0), (7.0, 9.0)]
     assert float(control.tensor[-4:].sum()) == 12.0
+
+
+def test_a_stop_asked_before_backward_leaves_no_gradient_and_arms_nothing():
+    from torch.utils.data import default_collate
+
+    from phalanx.data.feed import MicroBatch
+    from phalanx.runtime.compute import ComputeStopped, batches_gradient
+
+    data, model, loss_fn = _setup()
+    buffer = GradBuffer(trainable_parameters(model), control_numel=4)
+    work = Workload(model, loss_fn, data, 64, 48, 8, torch.device("cpu"), 0)
+    batches = [
+        MicroBatch(n, 8, default_collate([data[i] for i in range(n, n + 8)])) for n in (0, 8)
+    ]
+    asked: list[str] = []
+    armed: list[bool] = []
+
+    def stop_at_second_question() -> bool:
+        asked.append("?")
+        return len(asked) == 2  # before the first backward
+
+    buffer.zero_()
+    try:
+        batches_gradient(work, batches, lambda: armed.append(True), stop=stop_at_second_question)
+        raise AssertionError("not stopped")
+    except ComputeStopped:
+        pass
+    assert all(float(b.grads.abs().sum()) == 0.0 for b in buffer.buckets)
+    assert not armed
+    # Never stopped: the same gradient as without the question.
+    buffer.zero_()
+    batches_gradient(work, batches, stop=lambda: False)
+    with_question = torch.cat([b.grads.clone() for b in buffer.buckets])
+    buffer.zero_()
+    batches_gradient(work, batches)
+    assert torch.equal(with_question, torch.cat([b.grads.clone() for b in buffer.buckets]))

@@ -298,6 +298,10 @@ class Launcher:
         try:
             for slot in slots:
                 slot.launch(restarted=False)
+            if self.spares is not None and self.spares.worker_priority is not None:
+                # At the lowest priority its imports take only what the workers leave,
+                # from now on: a kill in the first seconds of training finds it ready.
+                self.spares.start()
             code = self._supervise(slots)
         except KeyboardInterrupt:
             # A second Ctrl-C must not cut the shutdown short: the summary and the report
@@ -473,7 +477,9 @@ class Launcher:
         for event in self.tail.read_new():
             self.view.apply(event)
             if event.get("kind") == "step" and self.spares is not None:
-                self.spares.start()  # once the fleet trains; a no-op while one is waiting
+                # Once the fleet trains (a spare at the workers' priority must not slow
+                # their start); after a hand-out, the next; a no-op while one is waiting.
+                self.spares.start()
             if self.trackers is not None:
                 self.trackers.event(event, self.view)
             self._note_lighthouse(event)

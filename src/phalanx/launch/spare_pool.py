@@ -2,25 +2,24 @@
 
 When: a spare imports torch (about 2 s of a core) and then waits in memory
 (a few hundred MB). On a host with a core to spare beyond its workers' threads
-that costs the fleet nothing, and it is on; on a host whose cores the workers
-already fill (a 2-core machine running 2-4 chips) it is off. `PHALANX_WARM_SPARE=1`
-forces it on, `=0` off. Forced on where the cores are full, it imports at the
-lowest CPU priority and becomes a worker at the launcher's own (where this
-process may raise a priority back: root, CAP_SYS_NICE or a RLIMIT_NICE that
-allows it, probed once in a thread of its own), so its imports take only the
-time the workers leave idle.
+that costs the fleet nothing: it imports at the workers' priority. On a host
+whose cores the workers already fill (a 2-core machine running 2-4 chips) it
+imports at the lowest CPU priority and becomes a worker at the launcher's own,
+so its imports take only the time the workers leave idle; that needs this
+process to be allowed to raise a priority back (root, CAP_SYS_NICE or a
+RLIMIT_NICE that allows it, probed once in a thread of its own). Where it is
+not, the spare is off: importing at the workers' priority would take a core
+from them, and one left at the lowest would make a slow worker.
+`PHALANX_WARM_SPARE=0` turns it off, `=1` forces it on even then.
 
-Why not on by default where the cores are full (measured 2026-12-04, 2-core
-host, 4 emulated chips): restarted from a spare, a killed replica is back in
-0.55 s instead of 2.5 s and the bench's goodput under kill + hang rose from
-0.84 to 0.91-0.93 (one run each), the fault-free rate unchanged. But a sites
-run's restarted replica then reaches its first outer round in step with its
-site peer, and torchft's lighthouse may form the round's quorum with the peer
-alone (its "fast quorum": every member of the last quorum asked); the peer
-applies the round, waits for the restarted replica in the site's next inner
-quorum while that one waits in the outer quorum (tests/e2e/test_sites_run.py
-hung for 300 s). That race exists with a cold restart too, rarer; its cure (a
-site's replicas enter an outer round whole, or not at all) comes first.
+Measured (2026-12-04, 2-core host, 4 emulated chips, spare forced on): a killed
+replica was back in 0.55 s instead of 2.5 s and the bench's goodput under kill
++ hang rose from 0.84 to 0.91-0.93 (one run each), the fault-free rate
+unchanged. It was off by default where the cores are full until a site's
+replicas met their outer round whole or not at all (sites/outer_link.py): a
+restarted replica back this fast reached its first outer round in step with
+its site peer, and torchft's lighthouse could form the round's quorum with the
+peer alone (tests/e2e/test_sites_run.py hung for 300 s).
 
 A spare is handed out only once it said "ready" (its imports are done); one
 that is still importing, or died, is passed over and the worker starts cold,
@@ -161,17 +160,19 @@ def pool_for(slots: Sequence[Any]) -> SparePool | None:
     if all(getattr(s, "parts", None) for s in slots):
         return None  # a group's ranks restart together, cold: a spare would go unused
     forced = os.environ.get("PHALANX_WARM_SPARE")
-    if forced is not None:
-        if forced == "0":
-            return None
-        priority = os.getpriority(os.PRIO_PROCESS, 0)  # what a cold worker starts with
-        return SparePool(priority if may_raise_priority_back(priority) else None)
+    if forced == "0":
+        return None
     # A group slot runs one process per rank.
     busy_threads = sum(
         max(1, int(getattr(s.config, "threads", 1) or 1)) * max(1, len(getattr(s, "parts", ())))
         for s in slots
     )
-    return SparePool() if (os.cpu_count() or 1) > busy_threads else None
+    if (os.cpu_count() or 1) > busy_threads:
+        return SparePool()  # a core is free: it imports at the workers' priority
+    priority = os.getpriority(os.PRIO_PROCESS, 0)  # what a cold worker starts with
+    if may_raise_priority_back(priority):
+        return SparePool(priority)  # imports in the workers' idle time, then runs as one
+    return SparePool() if forced == "1" else None
 
 
 def may_raise_priority_back(priority: int) -> bool:

@@ -11,10 +11,16 @@ start it (the script's directory first on `sys.path`, `__main__`, stdin from
 /dev/null), and the launcher starts the next spare. First launches stay
 cold: they start together anyway.
 
-With `--priority N` (a spare forced on where the workers fill the cores,
-launch/spare_pool.py) its imports run at the lowest CPU priority (nice 19), so
-they take only the time the workers leave idle; when it becomes a worker, every
-thread of it goes back to N, the priority a cold worker would have started with.
+With `--priority N` (where the workers fill the cores, launch/spare_pool.py)
+its imports run at the lowest CPU priority (nice 19), so they take only the
+time the workers leave idle; when it becomes a worker, every thread of it goes
+back to N, the priority a cold worker would have started with. A thread's nice
+alone is not enough where the kernel groups tasks by session (autogroup, on in
+most desktop and cloud kernels): the spare runs in a session of its own, like
+every worker, and the scheduler shares the CPU between sessions first, so a
+nice-19 spare still took a whole worker's share (the bench's first steps took
+0.9 s instead of 0.4). So the session's group is lowered too, and raised back
+to a new session's default when the spare becomes a worker.
 
 Run as `python -m phalanx.launch.warm_spare [--priority N]`.
 """
@@ -22,13 +28,20 @@ Run as `python -m phalanx.launch.warm_spare [--priority N]`.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import runpy
 import sys
+import time
 from pathlib import Path
 
 IMPORT_PRIORITY = 19  # nice: the lowest, the imports run in the workers' idle time
+SESSION_DEFAULT_NICE = 0  # a new session's autogroup: what a cold worker gets
+AUTOGROUP = Path("/proc/self/autogroup")
+# The kernel lets a process without CAP_SYS_ADMIN change a group's nice once per
+# 100 ms (system-wide; EAGAIN before): retry for this long.
+_GROUP_RETRY_S = 2.0
 
 
 def _warm_up() -> None:
@@ -49,10 +62,30 @@ def _set_priority(nice: int) -> None:
             os.setpriority(os.PRIO_PROCESS, int(task.name), nice)
 
 
+def _set_group_nice(nice: int) -> None:
+    """`nice` for this session's scheduling group, where the kernel has them (autogroup).
+
+    Raises if the group exists and refuses for longer than the kernel's rate limit: a
+    worker must not run in a group at nice 19.
+    """
+    if not AUTOGROUP.exists():
+        return  # no autogroup: the threads' own nice is what counts
+    deadline = time.monotonic() + _GROUP_RETRY_S
+    while True:
+        try:
+            AUTOGROUP.write_text(f"{nice}\n")
+            return
+        except OSError as err:
+            if err.errno != errno.EAGAIN or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)  # the kernel's rate limit, not synchronisation
+
+
 def _become(job: dict, priority: int | None) -> None:
     """Turn this process into the worker `job` describes, then run its script."""
     if priority is not None:
         _set_priority(priority)  # raises if it cannot: a worker must not run at nice 19
+        _set_group_nice(SESSION_DEFAULT_NICE)
     os.environ.clear()
     os.environ.update(job["env"])
     devnull = os.open(os.devnull, os.O_RDONLY)
@@ -70,6 +103,8 @@ def main() -> None:
     priority = int(sys.argv[sys.argv.index("--priority") + 1]) if "--priority" in sys.argv else None
     if priority is not None:
         os.setpriority(os.PRIO_PROCESS, 0, IMPORT_PRIORITY)
+        with contextlib.suppress(OSError):  # a spare in a normal group only imports slower
+            _set_group_nice(IMPORT_PRIORITY)
     _warm_up()
     print("ready", flush=True)  # the launcher hands out only a spare that said so
     line = sys.stdin.readline()

@@ -83,21 +83,30 @@ def slice_gradient(
     return batches_gradient(work, batches, before_last_backward, loss_scale)
 
 
+class ComputeStopped(Exception):
+    """`stop()` said the work is no longer wanted (a speculative step's quorum moved)."""
+
+
 def batches_gradient(
     work: Workload,
     batches: Sequence[MicroBatch],
     before_last_backward: Callable[[], None] | None = None,
     loss_scale: float = 1.0,
+    stop: Callable[[], bool] | None = None,
 ) -> float:
     """Add the weighted gradient of `batches` to `.grad`, multiplied by `loss_scale`
     (fp16-mixed); return the weighted loss.
 
     `before_last_backward` runs before the last micro-batch's backward (the
     step engine arms its overlap hooks there). The forward runs under the
-    workload's autocast; the backward outside it, as autocast asks.
+    workload's autocast; the backward outside it, as autocast asks. `stop` is
+    asked before each forward and each backward (before the hooks are armed):
+    True raises ComputeStopped, leaving `.grad` partial (the caller discards it).
     """
     weighted_loss = 0.0
     for number, micro in enumerate(batches):
+        if stop is not None and stop():
+            raise ComputeStopped()
         # A retried step re-seeds identically, so any randomness not keyed by sample
         # (exact/) at least repeats itself on the same split.
         torch.manual_seed(work.seed * 1_000_003 + micro.position)
@@ -106,6 +115,8 @@ def batches_gradient(
             with work.precision.autocast(work.device), _memory_guard(work, micro.count):
                 loss = work.loss_fn(work.model, batch)
             weight = micro.count / work.global_batch_size
+            if stop is not None and stop():
+                raise ComputeStopped()
             if number == len(batches) - 1 and before_last_backward is not None:
                 before_last_backward()
             if loss.element_size() < 4:  # a half-precision loss: scale it in float32

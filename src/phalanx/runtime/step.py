@@ -47,7 +47,7 @@ from phalanx.guard.fingerprint import WIDTH, fingerprint_chunks
 from phalanx.guard.kinds import check_replicas
 from phalanx.guard.slice_check import SliceVerdict
 from phalanx.observe.events import EventLog
-from phalanx.runtime.compute import Workload, batches_gradient
+from phalanx.runtime.compute import ComputeStopped, Workload, batches_gradient
 from phalanx.runtime.control import (
     AGREES,
     DIFFERS,
@@ -302,15 +302,15 @@ def _may_speculate(ctx: StepContext, first_quorum: bool, step: int) -> bool:
     """May this step compute before its quorum is confirmed (runtime/sync_fleet.py)?
 
     Only where nothing but the step's own sums needs the quorum, and an attempt can
-    be dropped without a trace: not the first quorum, not a replica group (its ranks'
-    quorums come from rank 0), no layer that issues collectives inside forward (exact
-    BatchNorm), no trained buffers (a heal served to a joining peer while this
+    be dropped without a trace: not the first quorum, no layer that issues collectives
+    inside forward (exact BatchNorm), no trained buffers (a heal served to a joining peer while this
     replica computes would carry running statistics mid-update), not while waiting
     for the fleet, and not at a step an injected gradient fault is due (it fires once).
+    The sync adds its own conditions (a replica group's ranks never speculate: their
+    quorums come from rank 0; FleetSync.begin_step).
     """
     return (
         not first_quorum
-        and ctx.group is None
         and isinstance(ctx.layer_stats, NoLayerStats)
         and ctx.model_buffers.numel == 0
         and not ctx.watch.waiting()
@@ -377,7 +377,13 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
         if share:
             start, end = ranges[active.index(ctx.name)]
             overlap = ctx.overlap and not ctx.injector.gradient_fault_due(step)
-            loss, compute_s = _compute(ctx, start, end, overlap, result.loss_scale)
+            try:
+                loss, compute_s = _compute(ctx, start, end, overlap, result.loss_scale)
+            except ComputeStopped:  # the quorum it speculated on moved: no sum, no verdict
+                result.moved = True
+                result.reason = "the quorum formed otherwise than speculated"
+                ctx.reduction.release()
+                break
             if ctx.group is not None:  # a rank computed its part of the group's share
                 part = ctx.group.sub_range(start, end)
                 share_computed = part[1] - part[0]
@@ -610,7 +616,10 @@ def _compute(
     ctx.pacer.begin(units=end - start)
     with ctx.layer_stats.live():
         arm = ctx.reduction.arm if overlap else None
-        loss = batches_gradient(work, batches, arm, loss_scale)
+        # A speculative step stops at the next micro-batch or backward once its quorum
+        # is known to have moved: on a host whose cores are full, computing on would
+        # take them from the replica that just joined.
+        loss = batches_gradient(work, batches, arm, loss_scale, stop=ctx.sync.moved_already)
     return loss, ctx.pacer.end()
 
 

@@ -54,6 +54,15 @@ class Sync(ABC):
         """Did the quorum speculated on form otherwise (nothing was summed)?"""
         return False
 
+    def moved_already(self) -> bool:
+        """Is the quorum speculated on known to have formed otherwise, by now?
+
+        A look that never waits: the step asks between micro-batches and before
+        backward, so a change of members stops the speculative compute there
+        instead of at the first collective.
+        """
+        return False
+
     def quorum_changed(self) -> bool:
         """Is this quorum another than the last one (a failed commit makes a new one)?
 

@@ -391,6 +391,12 @@ class FleetSync(Sync):
     def moved(self) -> bool:
         return self._moved
 
+    def moved_already(self) -> bool:
+        # Collected here when it has come: between micro-batches, not inside backward.
+        if self._speculating and not quorum_pending(self.manager):
+            self._confirm()
+        return self._moved
+
     def quorum_changed(self) -> bool:
         return self._quorum_changed
 

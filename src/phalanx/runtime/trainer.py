@@ -34,6 +34,7 @@ from phalanx.runtime.profile_mode import ProfileRequest, run_profile
 from phalanx.runtime.setup import announce, restore_newest, start_barrier
 from phalanx.runtime.state import TrainState
 from phalanx.runtime.sync import Sync
+from phalanx.runtime.warm_up import warm_up_if_restarted
 from phalanx.runtime.worker_config import WorkerConfig, from_environment
 
 OptimizerFactory = Callable[[Any], torch.optim.Optimizer]
@@ -205,6 +206,7 @@ class Trainer:
         restore_newest(self.name, self.state, self.out_dir, events, sync)
         announce(events, self.name, self.worker, self)
         start_barrier(self.worker)
+        warm_up_if_restarted(ctx, self.worker)  # its cold first step, before it joins
         if preemption is None:
             preemption = Preemption()
             preemption.install()

@@ -122,7 +122,7 @@ def apportion_min_time(
         fixed, per_sample = costs[i]
         return fixed + per_sample * n if n > 0 else 0.0
 
-    while sum(shares) > total:  # never expected (the weights sum to `total`): be safe
+    while sum(shares) > total:  # float slop: floor(w + 1e-9) may lift several 7.999... to 8
         latest = max(range(count), key=lambda i: (finish_s(i, shares[i]), -i))
         shares[latest] -= 1
     for _ in range(total - sum(shares)):

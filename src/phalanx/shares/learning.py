@@ -184,11 +184,11 @@ class SharePolicy:
         """
         hints = dict(self.hints_sps)
         ratios = self.relative_speeds
-        unknown = [m for m in active if m in ratios and m not in hints]
-        if not unknown:
-            return hints
         # What is known of each chip's rate: measured, else its hint (same units).
         known = {m: r for m, r in measured_sps.items() if r > 0 and math.isfinite(r)}
+        unknown = [m for m in active if m in ratios and m not in hints and m not in known]
+        if not unknown:
+            return hints  # the steady state: every chip measured, nothing to estimate
         known.update({m: h for m, h in hints.items() if m not in known and h > 0})
         per_speed = sorted(known[m] / ratios[m] for m in ratios if m in known)
         if not per_speed and any(m in known for m in active):
