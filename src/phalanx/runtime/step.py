@@ -303,9 +303,9 @@ def _may_speculate(ctx: StepContext, first_quorum: bool, step: int) -> bool:
 
     Only where nothing but the step's own sums needs the quorum, and an attempt can
     be dropped without a trace: not the first quorum, no layer that issues collectives
-    inside forward (exact BatchNorm), no trained buffers (a heal served to a joining peer while this
-    replica computes would carry running statistics mid-update), not while waiting
-    for the fleet, and not at a step an injected gradient fault is due (it fires once).
+    inside forward (exact BatchNorm), no trained buffers (a heal served to a joining
+    peer while this replica computes would carry running statistics mid-update), not
+    while waiting for the fleet, and not at a step an injected gradient fault is due (it fires once).
     The sync adds its own conditions (a replica group's ranks never speculate: their
     quorums come from rank 0; FleetSync.begin_step).
     """
@@ -380,9 +380,7 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
             try:
                 loss, compute_s = _compute(ctx, start, end, overlap, result.loss_scale)
             except ComputeStopped:  # the quorum it speculated on moved: no sum, no verdict
-                result.moved = True
-                result.reason = "the quorum formed otherwise than speculated"
-                ctx.reduction.release()
+                _drop_moved_attempt(ctx, result)
                 break
             if ctx.group is not None:  # a rank computed its part of the group's share
                 part = ctx.group.sub_range(start, end)
@@ -439,9 +437,7 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
         result.allreduce_s += time.perf_counter() - reduce_t0
         result.compute_s += compute_s
         if ctx.sync.moved():
-            result.moved = True
-            result.reason = "the quorum formed otherwise than speculated"
-            ctx.reduction.release()
+            _drop_moved_attempt(ctx, result)
             break
         if ctx.sync.errored():
             result.reason = "collective failed"
@@ -598,6 +594,13 @@ def _say_if_slowed(
         f"learnt: its share of step {step} is cut to what it computes in time",
         flush=True,
     )
+
+
+def _drop_moved_attempt(ctx: StepContext, result: RoundResult) -> None:
+    """The quorum speculated on formed otherwise: nothing was summed, the attempt ends."""
+    result.moved = True
+    result.reason = "the quorum formed otherwise than speculated"
+    ctx.reduction.release()
 
 
 def _compute(
