@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from bench.fault_ceiling import goodput_ceiling
+from bench.fault_ceiling import goodput_ceiling, heartbeat_detect_s
 from bench.timeline import spread
 
 Record = dict[str, Any]
@@ -111,6 +111,9 @@ def _fleet_table(records: list[Record], scenario: str) -> list[dict[str, Any]]:
                 "phalanx_phases": _median_phases([r for r in mine if r["contender"] == "phalanx"]),
                 "ddp_phases": _median_phases([r for r in mine if r["contender"] == "ddp"]),
                 **_step_and_memory_figures(index, mine, scenario, config),
+                "whole_sample_ceiling": next(
+                    (r["whole_sample_ceiling"] for r in mine if "whole_sample_ceiling" in r), None
+                ),
                 # A row's goals come with its runs (scenario 4); None: the report's defaults.
                 "goals": next((r["goals"] for r in mine if r.get("goals")), None),
                 "failures": [
@@ -221,6 +224,9 @@ def _fault_table(records: list[Record]) -> list[dict[str, Any]]:
                     )
                 ),
                 "ceiling": _maybe_spread(_ceilings(faulted, clean_runs, name)),
+                "ceiling_heartbeat": _maybe_spread(
+                    _ceilings(faulted, clean_runs, name, heartbeat_detect_s())
+                ),
                 "wall_s": _maybe_spread([r["wall_s"] for r in faulted]),
                 "fault_free_wall_s": _maybe_spread([r["wall_s"] for r in clean_runs]),
                 "goodput_sps": _maybe_spread([r["goodput_sps"] for r in faulted]),
@@ -238,9 +244,12 @@ def _fault_table(records: list[Record]) -> list[dict[str, Any]]:
     return rows
 
 
-def _ceilings(faulted: list[Record], clean_runs: list[Record], name: str) -> list[float]:
+def _ceilings(
+    faulted: list[Record], clean_runs: list[Record], name: str, detect_s: float = 0.0
+) -> list[float]:
     """Per repeat: the goodput ratio the fault schedule itself allows (bench/fault_ceiling.py),
-    from the fault-free run of the same repeat; phalanx's runs only (they carry the schedule)."""
+    each fault noticed `detect_s` after it happens, from the fault-free run of the same
+    repeat; phalanx's runs only (they carry the schedule)."""
     if name != "phalanx":
         return []
     clean_by_repeat = {r["repeat"]: r for r in clean_runs if r.get("goodput_sps")}
@@ -252,7 +261,9 @@ def _ceilings(faulted: list[Record], clean_runs: list[Record], name: str) -> lis
             continue
         step_s = schedule.get("batch", _batch_of(run)) / clean["goodput_sps"]
         out.append(
-            goodput_ceiling(schedule["speeds"], schedule["faults"], schedule["steps"], step_s)
+            goodput_ceiling(
+                schedule["speeds"], schedule["faults"], schedule["steps"], step_s, detect_s
+            )
         )
     return out
 

@@ -10,6 +10,13 @@ chips present (throughput in proportion to their summed speed; the fault-free
 run's step time with all of them), so the number is a ceiling, not a prediction.
 
     ceiling = fault-free time of the steps / the oracle's time of the same steps
+
+A second ceiling keeps the oracle but lets it notice each fault only when a
+heartbeat-based detector can: the lighthouse gives up on a killed or frozen
+replica after its heartbeat timeout, and until then no step can commit (the
+step in flight waits for the missing member). That wait is the price of telling
+a dead chip from a slow one by heartbeats, whatever runs the steps; it is what
+separates the first ceiling from anything torchft's lighthouse can reach.
 """
 
 from __future__ import annotations
@@ -17,6 +24,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from phalanx.faults.spec import parse_faults
+from phalanx.runtime.liveness import HEARTBEAT_INTERVAL_MS, RUN_HEARTBEAT_TIMEOUT_MS
+
+
+def heartbeat_detect_s() -> float:
+    """How long after a fault `phalanx run`'s lighthouse gives up on the replica, on
+    average: its timeout from the last heartbeat, which left up to one interval before."""
+    return (RUN_HEARTBEAT_TIMEOUT_MS - HEARTBEAT_INTERVAL_MS / 2) / 1000
 
 
 def _away_spans(faults: Sequence[str], size: int) -> list[tuple[int, int, float]]:
@@ -31,14 +45,19 @@ def _away_spans(faults: Sequence[str], size: int) -> list[tuple[int, int, float]
 
 
 def goodput_ceiling(
-    speeds: Sequence[float], faults: Sequence[str], steps: int, fault_free_step_s: float
+    speeds: Sequence[float],
+    faults: Sequence[str],
+    steps: int,
+    fault_free_step_s: float,
+    detect_s: float = 0.0,
 ) -> float:
     """The oracle's goodput over the fault-free rate, for steps 1..steps-1 (the bench's
     goodput window starts at the commit of step 0).
 
     A chip is away from the start of its fault's step for the fault's seconds (a kill's
     `restart_s`, a hang's `seconds`); a step's time is the fault-free step time scaled
-    by the speed present when it starts over the whole fleet's.
+    by the speed present when it starts over the whole fleet's. Each fault stalls the
+    fleet `detect_s` before that step (0: noticed at once).
     """
     total_speed = sum(speeds)
     spans = _away_spans(faults, len(speeds))
@@ -49,6 +68,9 @@ def goodput_ceiling(
         for replica, at_step, seconds in spans:
             if at_step == step:
                 away_until[replica] = max(away_until.get(replica, 0.0), clock_s + seconds)
+                clock_s += detect_s  # nobody commits until the fault is noticed
+                if step >= 1:
+                    oracle_s += detect_s
         present = sum(s for i, s in enumerate(speeds) if away_until.get(i, 0.0) <= clock_s)
         step_s = fault_free_step_s * total_speed / max(present, 1e-9)
         clock_s += step_s

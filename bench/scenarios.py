@@ -8,7 +8,11 @@ from bench.fleet import Fleet
 from bench.workload import Workload
 
 FLEET_4 = Fleet("4 chips: 1, 0.5, 0.25, 0.25", (1.0, 0.5, 0.25, 0.25))
-FLEET_8 = Fleet("8 chips: 1x2, 0.5x2, 0.25x2, 0.125x2", (1, 1, 0.5, 0.5, 0.25, 0.25, 0.125, 0.125))
+FLEET_8 = Fleet(
+    "8 chips: 1x2, 0.5x2, 0.25x2, 0.125x2",
+    (1, 1, 0.5, 0.5, 0.25, 0.25, 0.125, 0.125),
+    efficiency_goal=0.85,
+)
 FLEET_EQUAL = Fleet("4 equal chips", (1.0, 1.0, 1.0, 1.0))
 FLEET_EQUAL_2 = Fleet("2 equal chips", (1.0, 1.0))
 

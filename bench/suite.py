@@ -34,6 +34,7 @@ from bench.scenarios import (
     FleetCase,
     Suite,
 )
+from bench.share_ceiling import whole_sample_ceiling
 from bench.workload import Workload, heads, parameter_count
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,14 +95,23 @@ def _fleet_runs(
     """One repeat of the fault-free contenders on one fleet, interleaved, one at a time."""
     fleet, work = case.fleet, case.work
     config = f"{fleet.name} | {_describe(work)}"
-    goals = asdict(case.goals) if scenario == "homogeneous" else None
+    goals = (
+        asdict(case.goals)
+        if scenario == "homogeneous"
+        else {"phalanx_over_ideal": fleet.efficiency_goal}
+    )
     options = [] if case.timeout_s is None else ["--timeout-s", f"{case.timeout_s:g}"]
+    # What whole samples leave of the ideal (bench/share_ceiling.py), beside the runs.
+    ceiling = {"whole_sample_ceiling": whole_sample_ceiling(fleet.speeds, work.batch)}
     runner.run(
         scenario,
         config,
         "phalanx",
         repeat,
-        lambda d: contenders.run_phalanx(work, fleet, d, [], suite.checkpoint_every, options),
+        lambda d: {
+            **contenders.run_phalanx(work, fleet, d, [], suite.checkpoint_every, options),
+            **ceiling,
+        },
         goals,
     )
     runner.run(

@@ -23,3 +23,14 @@ def test_the_bench_schedule_leaves_room_above_its_goal():
     faults = ["kill:replica=1,step=4,restart_s=1", "hang:replica=2,step=30,seconds=6"]
     ceiling = goodput_ceiling(SPEEDS, faults, 40, 0.36)
     assert 0.90 < ceiling < 0.97  # the faults alone cost 3-10% of this 14 s run
+
+
+def test_noticing_each_fault_late_stalls_the_fleet_that_long():
+    faults = ["kill:replica=1,step=4,restart_s=0", "hang:replica=2,step=30,seconds=0"]
+    # Chips back at once: only the two detections are lost, 0.5 s each, over 39 steps.
+    ceiling = goodput_ceiling(SPEEDS, faults, 40, 0.4, detect_s=0.5)
+    assert ceiling == pytest.approx(39 * 0.4 / (39 * 0.4 + 1.0))
+    # A fault at step 0 stalls before the goodput window opens: not counted.
+    assert goodput_ceiling(SPEEDS, ["kill:replica=1,step=0,restart_s=0"], 40, 0.4, 0.5) == (
+        pytest.approx(1.0)
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -155,3 +156,28 @@ def test_a_restart_waits_only_for_a_spare_importing_at_the_workers_priority(monk
         finally:
             pool.close()
         assert not pool.worth_waiting()  # none left to wait for
+
+
+def test_a_workers_setup_imports_nothing_the_spare_left_out():
+    # What a worker's setup touches first (an optimizer's constructor imports the
+    # compiler stack, 0.5 s) must already be loaded in a spare, or every restart pays it.
+    probe = textwrap.dedent(
+        """
+        import sys
+        from phalanx.launch.warm_spare import _warm_up
+        _warm_up()
+        before = set(sys.modules)
+        import torch
+        model = torch.nn.Linear(4, 2)
+        optimizer = torch.optim.AdamW(model.parameters())
+        model(torch.zeros(3, 4)).sum().backward()
+        optimizer.step()
+        heavy = ("torch._dynamo", "torch._inductor", "torch.fx", "torch._functorch")
+        late = sorted(m for m in set(sys.modules) - before if m.startswith(heavy))
+        print(len(late), late[:5])
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.startswith("0 "), out.stdout

@@ -46,7 +46,8 @@ _GROUP_RETRY_S = 2.0
 
 def _warm_up() -> None:
     # What every worker imports before its first step, in the order a worker does.
-    import torch  # noqa: F401
+    import torch
+    import torch._dynamo  # noqa: F401  (every optimizer's constructor imports it: 0.5 s)
     import torchft  # noqa: F401
 
     import phalanx
