@@ -114,7 +114,8 @@ def _fleet_table(records: list[Record], scenario: str) -> list[dict[str, Any]]:
                 "whole_sample_ceiling": next(
                     (r["whole_sample_ceiling"] for r in mine if "whole_sample_ceiling" in r), None
                 ),
-                # A row's goals come with its runs (scenario 4); None: the report's defaults.
+                # A row's goals come with its runs (scenario 1: the fleet's efficiency goal;
+                # scenario 4: bench/scenarios.py Goals); None: the report's defaults.
                 "goals": next((r["goals"] for r in mine if r.get("goals")), None),
                 "failures": [
                     r["contender"]

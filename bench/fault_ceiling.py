@@ -33,14 +33,20 @@ def heartbeat_detect_s() -> float:
     return (RUN_HEARTBEAT_TIMEOUT_MS - HEARTBEAT_INTERVAL_MS / 2) / 1000
 
 
-def _away_spans(faults: Sequence[str], size: int) -> list[tuple[int, int, float]]:
-    """(replica, step it starts at, seconds away) for every fault that takes a chip away."""
+def _away_spans(
+    faults: Sequence[str], size: int, detect_s: float
+) -> list[tuple[int, int, float, float]]:
+    """(replica, step it starts at, seconds away, seconds the fleet stalls first) for every
+    fault that takes a chip away. A killed process never answers again: the fleet waits
+    until it is noticed. A hang shorter than that ends first, and the step goes on."""
     spans = []
     for fault in parse_faults(list(faults), size):
         if fault.kind == "kill":
-            spans.append((fault.replica, fault.step, float(fault.params.get("restart_s", 0.0))))
+            away_s = float(fault.params.get("restart_s", 0.0))
+            spans.append((fault.replica, fault.step, away_s, detect_s))
         elif fault.kind == "hang":
-            spans.append((fault.replica, fault.step, float(fault.params.get("seconds", 0.0))))
+            away_s = float(fault.params.get("seconds", 0.0))
+            spans.append((fault.replica, fault.step, away_s, min(detect_s, away_s)))
     return spans
 
 
@@ -56,24 +62,24 @@ def goodput_ceiling(
 
     A chip is away from the start of its fault's step for the fault's seconds (a kill's
     `restart_s`, a hang's `seconds`); a step's time is the fault-free step time scaled
-    by the speed present when it starts over the whole fleet's. Each fault stalls the
-    fleet `detect_s` before that step (0: noticed at once).
+    by the speed present when it starts over the whole fleet's. A step with faults
+    first stalls until they are noticed, `detect_s` after they happen (0: at once).
     """
     total_speed = sum(speeds)
-    spans = _away_spans(faults, len(speeds))
+    spans = _away_spans(faults, len(speeds), detect_s)
     away_until: dict[int, float] = {}
     clock_s = 0.0
     oracle_s = 0.0
     for step in range(steps):
-        for replica, at_step, seconds in spans:
+        stall_s = 0.0  # faults of one step are noticed together
+        for replica, at_step, away_s, fault_stall_s in spans:
             if at_step == step:
-                away_until[replica] = max(away_until.get(replica, 0.0), clock_s + seconds)
-                clock_s += detect_s  # nobody commits until the fault is noticed
-                if step >= 1:
-                    oracle_s += detect_s
+                away_until[replica] = max(away_until.get(replica, 0.0), clock_s + away_s)
+                stall_s = max(stall_s, fault_stall_s)
+        clock_s += stall_s  # nobody commits until the faults are noticed
         present = sum(s for i, s in enumerate(speeds) if away_until.get(i, 0.0) <= clock_s)
-        step_s = fault_free_step_s * total_speed / max(present, 1e-9)
-        clock_s += step_s
+        step_s = stall_s + fault_free_step_s * total_speed / max(present, 1e-9)
+        clock_s += step_s - stall_s
         if step >= 1:
             oracle_s += step_s
     return (steps - 1) * fault_free_step_s / oracle_s

@@ -30,7 +30,10 @@ def _efficiency(figures: dict[str, Any], path: Path) -> None:
     for i, row in enumerate(rows):
         _bar(ax, i - 0.18, row["phalanx_over_ideal"], "phalanx" if i == 0 else "", "tab:blue")
         _bar(ax, i + 0.18, row["ddp_over_ideal"], "DDP equal split" if i == 0 else "", "tab:gray")
-    ax.axhline(0.90, color="tab:red", linestyle="--", linewidth=1, label="goal 0.90")
+    for i, row in enumerate(figures["efficiency"]):  # each fleet's own goal (issue 14)
+        goal = (row.get("goals") or {}).get("phalanx_over_ideal", 0.90)
+        ax.hlines(goal, i - 0.4, i + 0.4, color="tab:red", linestyle="--", linewidth=1,
+                  label="goal" if i == 0 else None)  # fmt: skip
     ax.axhline(0.95, color="tab:green", linestyle=":", linewidth=1, label="target 0.95")
     ax.set_xticks(range(len(rows)), [_label(r["config"]) for r in rows], fontsize=7)
     ax.set_ylabel("throughput / ideal")

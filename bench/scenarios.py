@@ -90,7 +90,7 @@ class Goals:
 class FleetCase:
     """One fleet and workload, fault-free: phalanx against DDP (and the ideal), one at a time.
 
-    Scenario 4's rows carry their goals; scenario 1's goals are the same for every fleet.
+    Scenario 4's rows carry their goals; scenario 1's goal is its fleet's (Fleet.efficiency_goal).
     """
 
     fleet: Fleet

@@ -17,14 +17,19 @@ _EPS = 1e-9
 
 
 def whole_sample_ceiling(speeds: Sequence[float], batch: int) -> float:
-    """Throughput / ideal of the best integer split of `batch` over chips of `speeds`."""
-    if batch <= 0 or not speeds or min(speeds) <= 0:
-        raise ValueError("a positive batch and positive speeds are needed")
-    even_s = batch / sum(speeds)  # every chip busy for the same time (split samples)
+    """Throughput / ideal of the best integer split of `batch` over chips of `speeds`,
+    each chip holding at least one sample (as phalanx gives every participant).
+
+    Times are in sample-times of a speed-1 chip (a chip of speed s takes 1/s each).
+    """
+    if batch < len(speeds) or not speeds or min(speeds) <= 0:
+        raise ValueError("positive speeds and at least one sample per chip are needed")
+    even_time = batch / sum(speeds)  # every chip busy for the same time (split samples)
     # The step lasts as long as its slowest chip: the least such time that whole
     # samples can fill is one of the chips' n / speed.
     candidates = sorted({n / s for s in speeds for n in range(1, batch + 1)})
-    for step_s in candidates:
-        if step_s + _EPS >= even_s and sum(math.floor(step_s * s + _EPS) for s in speeds) >= batch:
-            return even_s / step_s
+    for step_time in candidates:
+        holds = [math.floor(step_time * s + _EPS) for s in speeds]
+        if min(holds) >= 1 and sum(holds) >= batch:
+            return even_time / step_time
     raise AssertionError("unreachable: the batch on the fastest chip alone always fits")

@@ -26,10 +26,20 @@ def test_the_bench_schedule_leaves_room_above_its_goal():
 
 
 def test_noticing_each_fault_late_stalls_the_fleet_that_long():
-    faults = ["kill:replica=1,step=4,restart_s=0", "hang:replica=2,step=30,seconds=0"]
-    # Chips back at once: only the two detections are lost, 0.5 s each, over 39 steps.
-    ceiling = goodput_ceiling(SPEEDS, faults, 40, 0.4, detect_s=0.5)
-    assert ceiling == pytest.approx(39 * 0.4 / (39 * 0.4 + 1.0))
+    faults = ["kill:replica=1,step=4,restart_s=0", "hang:replica=2,step=30,seconds=5"]
+    # Chips back at once after the kill, the hang longer than the detection: only the
+    # two detections are lost, 0.5 s each, over 39 steps (and the hung chip's absence).
+    without_hang = goodput_ceiling(SPEEDS, faults[:1], 40, 0.4, detect_s=0.5)
+    assert without_hang == pytest.approx(39 * 0.4 / (39 * 0.4 + 0.5))
+    both = goodput_ceiling(SPEEDS, faults, 40, 0.4, detect_s=0.5)
+    at_once = goodput_ceiling(SPEEDS, faults, 40, 0.4)
+    assert 39 * 0.4 / both - 39 * 0.4 / at_once == pytest.approx(1.0)  # seconds lost
+    # A hang shorter than the detection ends first: the fleet waits only for it.
+    short = goodput_ceiling(SPEEDS, ["hang:replica=2,step=30,seconds=0.2"], 40, 0.4, 0.5)
+    assert short == pytest.approx(39 * 0.4 / (39 * 0.4 + 0.2))
+    # Two faults of one step are noticed together, once.
+    two = ["kill:replica=1,step=4,restart_s=0", "kill:replica=2,step=4,restart_s=0"]
+    assert goodput_ceiling(SPEEDS, two, 40, 0.4, 0.5) == pytest.approx(without_hang)
     # A fault at step 0 stalls before the goodput window opens: not counted.
     assert goodput_ceiling(SPEEDS, ["kill:replica=1,step=0,restart_s=0"], 40, 0.4, 0.5) == (
         pytest.approx(1.0)

@@ -18,6 +18,13 @@ def test_an_odd_batch_on_two_equal_chips_waits_for_the_extra_sample():
     assert whole_sample_ceiling([1.0, 1.0], 3) == pytest.approx(1.5 / 2)
 
 
+def test_every_chip_holds_a_sample_even_when_it_is_too_slow_for_one():
+    # Alone, the fast chip would take all 4 (4 time units); the 0.1 chip needs 10 for one.
+    assert whole_sample_ceiling([1.0, 0.1], 4) == pytest.approx((4 / 1.1) / 10)
+
+
 def test_nonsense_is_refused():
     with pytest.raises(ValueError):
         whole_sample_ceiling([1.0, 0.0], 4)
+    with pytest.raises(ValueError):
+        whole_sample_ceiling([1.0, 1.0, 1.0], 2)

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from phalanx.runtime import sync_fleet
+from phalanx.runtime.joiner_watch import JoinerWatch
 from phalanx.runtime.sync_fleet import FleetSync
 
 
@@ -61,7 +62,9 @@ def _quorum(number: int, *names: str) -> SimpleNamespace:
     )
 
 
-def _steady_sync(monkeypatch: pytest.MonkeyPatch) -> tuple[FleetSync, FakeManager]:
+def _steady_sync(
+    monkeypatch: pytest.MonkeyPatch, fleet_size: int = 2, lighthouse: str = "unused"
+) -> tuple[FleetSync, FakeManager]:
     """A replica that trained the last step in quorum 5 of r0, r1 and committed it."""
     monkeypatch.setattr(sync_fleet, "WatchedWork", lambda work, watch, fleet: work)
     sync = FleetSync.__new__(FleetSync)  # no torchft: the decisions only
@@ -73,7 +76,8 @@ def _steady_sync(monkeypatch: pytest.MonkeyPatch) -> tuple[FleetSync, FakeManage
     sync._early = sync._fresh_request = sync._speculating = sync._moved = False
     sync._abandoned, sync._attempt_works, sync._left_open = False, [], []
     sync._may_speculate, sync._last_committed = True, True
-    sync._first_quorum, sync._restarted, sync._fleet_size = False, False, 2
+    sync._first_quorum, sync._restarted, sync._fleet_size = False, False, fleet_size
+    sync._joiners = JoinerWatch(lighthouse)
     sync._settled_epoch, sync.quorum_id, sync._raw_quorum_id = None, 5, 5
     sync._last_quorum = (5, tuple(last.replica_ids))
     sync._last_members = {"r0", "r1"}
@@ -158,3 +162,44 @@ def test_the_same_quorum_seen_early_is_confirmed_once(monkeypatch):
     assert not sync.moved_already()
     sync.allreduce(torch.zeros(2))
     assert manager.calls == ["start_quorum", "wait_quorum", "allreduce"]
+
+
+def _heartbeat(address: str, replica_id: str) -> None:
+    from datetime import timedelta
+
+    from torchft._torchft import LighthouseClient
+
+    LighthouseClient(address, timedelta(seconds=5)).heartbeat(replica_id)
+
+
+def test_a_restart_heard_by_the_lighthouse_is_waited_for_not_speculated_past(monkeypatch):
+    from phalanx.launch.lighthouse import Lighthouse, LighthouseSettings
+
+    server = Lighthouse(LighthouseSettings(heartbeat_timeout_ms=30_000))
+    try:
+        for name in ("r0", "r1"):
+            _heartbeat(server.address, f"{name}:uuid-{name}")
+        # r2 is away: the fleet of 3 is short, and asks whom the lighthouse hears.
+        sync, manager = _steady_sync(monkeypatch, 3, server.address)
+        assert sync.begin_step(speculate=True) == ["r0", "r1"]
+        assert manager.calls == ["start_quorum"]  # nobody else heard: speculate
+        _heartbeat(server.address, "r2:uuid-new")  # r2's restart, before it asks to join
+        sync, manager = _steady_sync(monkeypatch, 3, server.address)
+        sync.begin_step(speculate=True)
+        assert manager.calls == ["start_quorum", "wait_quorum"]  # its join would move it
+        # Heard for longer than a restart takes to ask: not waited for any more.
+        watch = JoinerWatch(server.address, patience_s=0.0)
+        watch.ask()
+        assert not watch.joining(["r0:uuid-r0", "r1:uuid-r1"])
+    finally:
+        server.shutdown()
+
+
+def test_a_whole_fleet_never_asks_the_lighthouse_before_speculating(monkeypatch):
+    asked: list[str] = []
+    monkeypatch.setattr(JoinerWatch, "ask", lambda self: asked.append("ask"))
+    monkeypatch.setattr(JoinerWatch, "joining", lambda self, members: asked.append("joining"))
+    sync, manager = _steady_sync(monkeypatch)  # quorum r0, r1 of a fleet of 2
+    assert sync.begin_step(speculate=True) == ["r0", "r1"]
+    assert manager.calls == ["start_quorum"]  # speculated, without asking
+    assert asked == []

@@ -181,3 +181,11 @@ def test_a_workers_setup_imports_nothing_the_spare_left_out():
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
     )
     assert out.stdout.startswith("0 "), out.stdout
+
+
+def test_only_a_spare_importing_at_the_lowest_priority_starts_at_launch(monkeypatch):
+    started: list[int | None] = []
+    monkeypatch.setattr(SparePool, "start", lambda self: started.append(self.worker_priority))
+    SparePool().start_at_launch()  # at the workers' priority: waits for the first step
+    SparePool(worker_priority=0).start_at_launch()
+    assert started == [0]

@@ -298,10 +298,8 @@ class Launcher:
         try:
             for slot in slots:
                 slot.launch(restarted=False)
-            if self.spares is not None and self.spares.worker_priority is not None:
-                # At the lowest priority its imports take only what the workers leave,
-                # from now on: a kill in the first seconds of training finds it ready.
-                self.spares.start()
+            if self.spares is not None:
+                self.spares.start_at_launch()
             code = self._supervise(slots)
         except KeyboardInterrupt:
             # A second Ctrl-C must not cut the shutdown short: the summary and the report

@@ -88,6 +88,13 @@ class SparePool:
             preexec_fn=die_with_parent,
         )
 
+    def start_at_launch(self) -> None:
+        """Start now if this spare imports at the lowest priority: it takes only what the
+        workers leave, and a kill in the first seconds of training finds it ready. One at
+        the workers' priority waits for the first step (it would slow their start)."""
+        if self.worker_priority is not None:
+            self.start()
+
     def _is_ready(self) -> bool:
         spare = self._spare
         if spare is None or spare.poll() is not None or spare.stdout is None:

@@ -20,7 +20,10 @@ arrived. If it is the same quorum (same id, same members, no state to heal),
 the step goes on as if it had waited; if not, no collective is issued, the
 attempt's gradients are dropped (`moved`), and the step begins again from
 the quorum that formed, synchronously. The members cannot be wrong at a sum:
-every collective is confirmed first.
+every collective is confirmed first. While the lighthouse hears a replica
+outside the last quorum (a restart about to ask to join), a step does not
+speculate: the join would move the quorum and every member's step would be
+computed twice (runtime/joiner_watch.py).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from phalanx.runtime.freeze_watch import (
     WatchedWork,
     describe,
 )
+from phalanx.runtime.joiner_watch import JoinerWatch
 from phalanx.runtime.liveness import stood_still_limit_s
 from phalanx.runtime.stall_clock import StallClock
 from phalanx.runtime.state import TrainState
@@ -144,6 +148,8 @@ class FleetSync(Sync):
         )
         # The lighthouse (through our tunnel, if any) tells which peers it gave up on.
         self._freeze_watch = FreezeWatch(lighthouse_addr, config.replica)
+        # ... and whom it hears outside our quorum: a restart about to join.
+        self._joiners = JoinerWatch(lighthouse_addr)
         tunnel = self._tunnel
         # A group's ranks past the first get their quorums from rank 0, never from the
         # lighthouse: their tunnels learn no incarnation, so they number quorums raw
@@ -224,6 +230,8 @@ class FleetSync(Sync):
         self._early = True
         self._fresh_request = True
         self._requested_at = time.monotonic()
+        if self._short():  # the answer travels while the step is applied
+            self._joiners.ask()
 
     def begin_step(self, speculate: bool = False) -> list[str]:
         """Join the next quorum (healing first if behind); return the ordered participants."""
@@ -242,6 +250,7 @@ class FleetSync(Sync):
             and self._may_speculate
             and self._last_quorum is not None
             and quorum_pending(self.manager)  # an answer already here: just take it
+            and not (self._short() and self._joiners.joining(self._last_quorum[1]))
         ):
             # The same members as the last quorum, confirmed at the first collective.
             self._speculating = True
@@ -295,6 +304,10 @@ class FleetSync(Sync):
                 "give every host its own --host-id"
             )
         return sorted(names, key=_natural_key)
+
+    def _short(self) -> bool:
+        """Is the last quorum smaller than the fleet this launcher started (a restart may come)?"""
+        return self._last_quorum is not None and len(self._last_quorum[1]) < self._fleet_size
 
     def _from_a_restarted_lighthouse(self, result: Any) -> bool:
         """Did another lighthouse incarnation (the quorum id's upper bits) give this quorum?

@@ -20,7 +20,8 @@ here and nowhere else, so a torchft upgrade is checked in one file:
   would hold us for the whole timeout): the work's future, not its `wait`;
 - the quorum's process group, for the outer all-gather between sites (the
   Manager offers all-reduce only; sites/outer_link.py);
-- which replicas the lighthouse considers dead: its status page, the only
+- which replicas the lighthouse considers dead, and which it hears from
+  outside the quorum (a restart about to join): its status page, the only
   place torchft exposes its heartbeat view.
 
 (Healing uses phalanx's own transport, runtime/heal_transport.py, through
@@ -248,8 +249,8 @@ def _status_page(lighthouse: str, timeout_s: float) -> str | None:
         return None
 
 
-def expired_heartbeats(lighthouse: str, timeout_s: float) -> set[str] | None:
-    """Raw replica ids whose heartbeats the lighthouse has given up on; None: unreachable.
+def _heartbeats(lighthouse: str, timeout_s: float) -> dict[str, bool] | None:
+    """Raw replica id -> whether the lighthouse has given up on it; None: unreachable.
 
     The lighthouse's own verdict (its heartbeat timeout), from its HTTP status
     page on the gRPC port: torchft 0.2.0 exposes its heartbeat view nowhere
@@ -259,7 +260,19 @@ def expired_heartbeats(lighthouse: str, timeout_s: float) -> set[str] | None:
     page = _status_page(lighthouse, timeout_s)
     if page is None:
         return None
-    return {replica for old, replica in _HEARTBEAT.findall(page) if old}
+    return {replica: bool(old) for old, replica in _HEARTBEAT.findall(page)}
+
+
+def expired_heartbeats(lighthouse: str, timeout_s: float) -> set[str] | None:
+    """Raw replica ids whose heartbeats the lighthouse has given up on; None: unreachable."""
+    seen = _heartbeats(lighthouse, timeout_s)
+    return None if seen is None else {replica for replica, old in seen.items() if old}
+
+
+def live_heartbeats(lighthouse: str, timeout_s: float) -> set[str] | None:
+    """Raw replica ids the lighthouse hears from (quorum members or not); None: unreachable."""
+    seen = _heartbeats(lighthouse, timeout_s)
+    return None if seen is None else {replica for replica, old in seen.items() if not old}
 
 
 def current_quorum_id(lighthouse: str, timeout_s: float) -> int | None:
