@@ -172,6 +172,13 @@ def _heartbeat(address: str, replica_id: str) -> None:
     LighthouseClient(address, timedelta(seconds=5)).heartbeat(replica_id)
 
 
+def _answered(watch: JoinerWatch) -> None:
+    """Wait for the lighthouse's answer to the watch's question (a busy host may take
+    longer than the step waits for it: then the step speculates, as without the watch)."""
+    assert watch._query is not None
+    watch._query.join(30)
+
+
 def test_a_restart_heard_by_the_lighthouse_is_waited_for_not_speculated_past(monkeypatch):
     from phalanx.launch.lighthouse import Lighthouse, LighthouseSettings
 
@@ -181,16 +188,22 @@ def test_a_restart_heard_by_the_lighthouse_is_waited_for_not_speculated_past(mon
             _heartbeat(server.address, f"{name}:uuid-{name}")
         # r2 is away: the fleet of 3 is short, and asks whom the lighthouse hears.
         sync, manager = _steady_sync(monkeypatch, 3, server.address)
+        _answered(sync._joiners)
         assert sync.begin_step(speculate=True) == ["r0", "r1"]
         assert manager.calls == ["start_quorum"]  # nobody else heard: speculate
         _heartbeat(server.address, "r2:uuid-new")  # r2's restart, before it asks to join
         sync, manager = _steady_sync(monkeypatch, 3, server.address)
+        _answered(sync._joiners)
         sync.begin_step(speculate=True)
         assert manager.calls == ["start_quorum", "wait_quorum"]  # its join would move it
         # Heard for longer than a restart takes to ask: not waited for any more.
-        watch = JoinerWatch(server.address, patience_s=0.0)
+        watch = JoinerWatch(server.address, patience_s=3600.0)
         watch.ask()
-        assert not watch.joining(["r0:uuid-r0", "r1:uuid-r1"])
+        _answered(watch)
+        members = ["r0:uuid-r0", "r1:uuid-r1"]
+        assert watch.joining(members)
+        watch._patience_s = 0.0  # as if an hour had passed
+        assert not watch.joining(members)
     finally:
         server.shutdown()
 
