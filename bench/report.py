@@ -50,6 +50,11 @@ def _verdict(
     return f"missed by {scale * abs(median - goal):.{digits}f}"
 
 
+def _ceiling_row(scenario: str, config: str, figure: str, value: str) -> list[str]:
+    """A bound on a figure (no contender, no goal): what the setup itself allows."""
+    return [scenario, config, figure, value, "", "", ""]
+
+
 def headline_rows(figures: dict[str, Any]) -> list[list[str]]:
     """[scenario, configuration, figure, phalanx, baseline, goal, verdict] rows."""
     rows = []
@@ -75,16 +80,13 @@ def headline_rows(figures: dict[str, Any]) -> list[list[str]]:
         whole = row.get("whole_sample_ceiling")
         if whole is not None and whole < 0.995:
             rows.append(
-                [
+                _ceiling_row(
                     "1 heterogeneous efficiency",
                     row["config"],
                     "ceiling of whole samples: the best integer split of the batch over these "
                     "speeds, against the ideal of split samples (bench/share_ceiling.py)",
                     f"{whole:.2f}",
-                    "",
-                    "",
-                    "",
-                ]
+                )
             )
     for row in figures["faults"]:
         c = row["contenders"]
@@ -100,35 +102,19 @@ def headline_rows(figures: dict[str, Any]) -> list[list[str]]:
                 _verdict(c.get("phalanx", {}).get("goodput_over_fault_free"), GOALS["goodput"]),
             ]
         )
-        ceiling = c.get("phalanx", {}).get("ceiling")
-        if ceiling:
-            rows.append(
-                [
-                    "2 goodput under faults",
-                    row["config"],
-                    "ceiling of the fault schedule: chips away only for the scheduled time, "
-                    "faults noticed at once (bench/fault_ceiling.py)",
-                    fmt(ceiling),
-                    "",
-                    "",
-                    "",
-                ]
-            )
-        heartbeat = c.get("phalanx", {}).get("ceiling_heartbeat")
-        if heartbeat:
-            rows.append(
-                [
-                    "2 goodput under faults",
-                    row["config"],
-                    "ceiling when each fault is noticed at the lighthouse's heartbeat timeout "
-                    f"({heartbeat_detect_s():.2f} s on average): how a dead chip is told from "
-                    "a slow one (bench/fault_ceiling.py)",
-                    fmt(heartbeat),
-                    "",
-                    "",
-                    "",
-                ]
-            )
+        ceilings = {
+            "ceiling": "ceiling of the fault schedule: chips away only for the scheduled time, "
+            "faults noticed at once (bench/fault_ceiling.py)",
+            "ceiling_heartbeat": "ceiling when each fault is noticed at the lighthouse's "
+            f"heartbeat timeout ({heartbeat_detect_s():.2f} s on average): how a dead chip is "
+            "told from a slow one (bench/fault_ceiling.py)",
+        }
+        for key, figure in ceilings.items():
+            value = c.get("phalanx", {}).get(key)
+            if value:
+                rows.append(
+                    _ceiling_row("2 goodput under faults", row["config"], figure, fmt(value))
+                )
         rows.append(
             [
                 "2 goodput under faults",
