@@ -78,8 +78,8 @@ def goodput_ceiling(
                 stall_s = max(stall_s, fault_stall_s)
         clock_s += stall_s  # nobody commits until the faults are noticed
         present = sum(s for i, s in enumerate(speeds) if away_until.get(i, 0.0) <= clock_s)
-        step_s = stall_s + fault_free_step_s * total_speed / max(present, 1e-9)
-        clock_s += step_s - stall_s
+        compute_s = fault_free_step_s * total_speed / max(present, 1e-9)
+        clock_s += compute_s
         if step >= 1:
-            oracle_s += step_s
+            oracle_s += stall_s + compute_s
     return (steps - 1) * fault_free_step_s / oracle_s

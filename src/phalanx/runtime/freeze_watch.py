@@ -29,11 +29,10 @@ from phalanx.runtime.torchft_access import expired_heartbeats, stable_name, when
 
 GRACE_S = 0.25  # a collective pending this long starts the lighthouse queries
 # Between queries (one page each, 2-6 ms through the fleet's gate on one host; asked only
-# while a collective waits, by the replicas that wait, so the lighthouse sees at most
-# ten a second from each). The
-# lighthouse gives up on a frozen peer at a moment no replica knows in advance, and every
-# survivor idles until its next query sees it, half a period on average: at 0.25 s the
-# bench's survivors saw it 0.12-0.24 s late.
+# while a collective waits, by the replicas that wait, so the lighthouse sees at most ten
+# a second from each). The lighthouse gives up on a frozen peer at a moment no replica
+# knows in advance, and every survivor idles until its next query sees it, half a period
+# on average: at 0.25 s the bench's survivors saw it 0.12-0.24 s late.
 POLL_S = 0.1
 QUERY_TIMEOUT_S = 0.5
 
