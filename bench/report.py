@@ -105,9 +105,9 @@ def headline_rows(figures: dict[str, Any]) -> list[list[str]]:
         ceilings = {
             "ceiling": "ceiling of the fault schedule: chips away only for the scheduled time, "
             "faults noticed at once (bench/fault_ceiling.py)",
-            "ceiling_heartbeat": "ceiling when each fault is noticed at the lighthouse's "
-            f"heartbeat timeout ({heartbeat_detect_s():.2f} s on average): how a dead chip is "
-            "told from a slow one (bench/fault_ceiling.py)",
+            "ceiling_heartbeat": "ceiling with the lighthouse's heartbeat timeout "
+            f"({heartbeat_detect_s():.2f} s on average): a hang is noticed only then, a kill's "
+            "survivors recompute meanwhile (bench/fault_ceiling.py)",
         }
         for key, figure in ceilings.items():
             value = c.get("phalanx", {}).get(key)

@@ -47,6 +47,34 @@ def test_survivors_of_a_kill_go_on_without_waiting_out_the_timeout(tmp_path):
     assert _participants(all_events, 3) == {("r0", "r2", "r3")}
 
 
+def test_survivors_of_a_kill_compute_its_step_while_the_lighthouse_decides_and_stay_exact(
+    tmp_path,
+):
+    # r1 dies as it reaches its first sum of step 3: the others' sums fail at once, but
+    # the lighthouse forms their quorum only after r1's heartbeat timeout. Its port
+    # refuses meanwhile, so the survivors compute step 3 on themselves right away
+    # (runtime/gone_peers.py, sync_fleet.py); the quorum that forms is theirs, and the
+    # result is exactly the one-process run's. r1 comes back and heals.
+    args = ["--dtype", "float64", "--steps", "24", "--batch", "32", "--samples", "256"]
+    reference = local_run(MLP, tmp_path / "reference", args)
+    run = tmp_path / "run"
+    result = phalanx(
+        "run", str(MLP), "--out", str(run), "--emulate", "0.25x4", "--timeout-s", "60",
+        "--quiet", "--fault", "kill:replica=1,step=3,restart_s=1,phase=allreduce", "--", *args,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert max_param_diff(run, reference) < 1e-9
+    all_events = events(run)
+    assert _participants(all_events, 3) == {("r0", "r2", "r3")}
+    quorums = [e for e in all_events if e["kind"] == "quorum" and e["step"] == 3]
+    # Each survivor that saw the refusal in time speculated (a busy host may make one
+    # late: it then waits for the quorum, as before); the three never all miss it.
+    assert any(q["speculated"] and q["participants"] == ["r0", "r2", "r3"] for q in quorums), (
+        quorums
+    )
+    assert summary(run)["data"]["duplicates"] == 0
+
+
 def test_survivors_of_a_freeze_go_on_without_waiting_for_it(tmp_path):
     # r2 freezes (SIGSTOP) in the middle of step 3's compute, for 12 s, under a 60 s
     # collective timeout. Its sockets stay open, so gloo alone would hold the others

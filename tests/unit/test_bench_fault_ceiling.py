@@ -25,15 +25,18 @@ def test_the_bench_schedule_leaves_room_above_its_goal():
     assert 0.90 < ceiling < 0.97  # the faults alone cost 3-10% of this 14 s run
 
 
-def test_noticing_each_fault_late_stalls_the_fleet_that_long():
+def test_a_hang_noticed_late_stalls_the_fleet_and_a_kill_only_delays_the_commit():
     faults = ["kill:replica=1,step=4,restart_s=0", "hang:replica=2,step=30,seconds=5"]
-    # Chips back at once after the kill, the hang longer than the detection: only the
-    # two detections are lost, 0.5 s each, over 39 steps (and the hung chip's absence).
+    # Chips back at once after the kill, the hang longer than the detection. The kill's
+    # survivors compute its step (0.4 s) while the lighthouse decides (0.5 s): 0.1 s lost.
     without_hang = goodput_ceiling(SPEEDS, faults[:1], 40, 0.4, detect_s=0.5)
-    assert without_hang == pytest.approx(39 * 0.4 / (39 * 0.4 + 0.5))
+    assert without_hang == pytest.approx(39 * 0.4 / (39 * 0.4 + 0.1))
+    # A decision quicker than the step costs nothing.
+    assert goodput_ceiling(SPEEDS, faults[:1], 40, 0.4, detect_s=0.3) == pytest.approx(1.0)
+    # The hang is waited for whole (0.5 s), then its step computed.
     both = goodput_ceiling(SPEEDS, faults, 40, 0.4, detect_s=0.5)
     at_once = goodput_ceiling(SPEEDS, faults, 40, 0.4)
-    assert 39 * 0.4 / both - 39 * 0.4 / at_once == pytest.approx(1.0)  # seconds lost
+    assert 39 * 0.4 / both - 39 * 0.4 / at_once == pytest.approx(0.6)  # seconds lost
     # A hang shorter than the detection ends first: the fleet waits only for it.
     short = goodput_ceiling(SPEEDS, ["hang:replica=2,step=30,seconds=0.2"], 40, 0.4, 0.5)
     assert short == pytest.approx(39 * 0.4 / (39 * 0.4 + 0.2))

@@ -82,7 +82,31 @@ def _steady_sync(
     sync._last_quorum = (5, tuple(last.replica_ids))
     sync._last_members = {"r0", "r1"}
     sync._quorum_changed = False
+    sync._guess, sync._lost_peers, sync._frozen = None, False, set()
+    sync._lighthouse_addr = lighthouse
     sync.prepare_next()  # right after the last commit
+    return sync, manager
+
+
+def _after_a_lost_peer(
+    monkeypatch: pytest.MonkeyPatch, gone: set[str], fleet: tuple[str, ...] = ("r0", "r1", "r2")
+) -> tuple[FleetSync, FakeManager]:
+    """A replica of quorum 5 (`fleet`) whose last commit failed in a collective; the
+    raw ids in `gone` refuse connections (their processes died)."""
+    sync, manager = _steady_sync(monkeypatch, len(fleet))
+    last = _quorum(5, *fleet)
+    sync._recorder.last = last
+    sync._last_quorum = (5, tuple(last.replica_ids))
+    sync._last_members = set(fleet)
+    sync._last_committed, sync._lost_peers = False, True
+    probed: list[list[str]] = []
+
+    def gone_members(lighthouse: str, members: list[str]) -> set[str]:
+        probed.append(list(members))
+        return gone & set(members)
+
+    monkeypatch.setattr(sync_fleet, "gone_members", gone_members)
+    sync.probed = probed  # type: ignore[attr-defined]
     return sync, manager
 
 
@@ -162,6 +186,65 @@ def test_the_same_quorum_seen_early_is_confirmed_once(monkeypatch):
     assert not sync.moved_already()
     sync.allreduce(torch.zeros(2))
     assert manager.calls == ["start_quorum", "wait_quorum", "allreduce"]
+
+
+def test_after_a_kill_the_retry_is_computed_on_the_survivors_while_the_lighthouse_decides(
+    monkeypatch,
+):
+    sync, manager = _after_a_lost_peer(monkeypatch, {"r2:uuid-r2"})
+    assert sync.begin_step(speculate=True) == ["r0", "r1"]
+    assert manager.calls == ["start_quorum"]  # nothing waited for: compute starts now
+    assert sync.unconfirmed() and sync.quorum_changed() and sync.quorum_id is None
+    assert sync.probed == [["r1:uuid-r1", "r2:uuid-r2"]]  # every other member, not itself
+    # The lighthouse gives up on r2 and forms the survivors' quorum, under a new id.
+    sync._recorder.last = _quorum(6, "r0", "r1")
+    sync.allreduce(torch.zeros(2))  # the late rate exchange: the first collective
+    assert manager.calls == ["start_quorum", "wait_quorum", "allreduce"]
+    assert not sync.moved() and not sync.unconfirmed()
+    assert sync.quorum_id == 6 and sync.quorum_changed()
+    assert sync._last_quorum == (6, ("r0:uuid-r0", "r1:uuid-r1"))
+    assert sync._last_members == {"r0", "r1"}
+
+
+def test_a_survivors_quorum_that_formed_otherwise_sums_nothing(monkeypatch):
+    # The lighthouse kept r2 (the probe was wrong: a restart took its place, ...).
+    sync, manager = _after_a_lost_peer(monkeypatch, {"r2:uuid-r2"})
+    sync.begin_step(speculate=True)
+    sync._recorder.last = _quorum(6, "r0", "r1", "r2")
+    sync.allreduce(torch.zeros(2))
+    assert sync.moved() and "allreduce" not in manager.calls
+    assert sync.begin_step(speculate=True) == ["r0", "r1", "r2"]
+    # A quorum of the survivors that brings this replica a heal is not speculated on either.
+    sync, manager = _after_a_lost_peer(monkeypatch, {"r2:uuid-r2"})
+    sync.begin_step(speculate=True)
+    sync._recorder.last = _quorum(6, "r0", "r1")
+    manager._healing = True
+    sync.allreduce(torch.zeros(2))
+    assert sync.moved() and "heal" not in manager.calls
+
+
+def test_no_survivors_speculation_without_a_peer_gone_for_certain(monkeypatch):
+    # Every peer answers (a timeout, a veto, a slow chip): wait for the quorum as before.
+    sync, manager = _after_a_lost_peer(monkeypatch, set())
+    assert sync.begin_step(speculate=True) == ["r0", "r1", "r2"]
+    assert manager.calls == ["start_quorum", "wait_quorum"]
+    # A failed commit without a failed collective (a veto) never probes.
+    sync, manager = _after_a_lost_peer(monkeypatch, {"r2:uuid-r2"})
+    sync._lost_peers = False
+    sync.begin_step(speculate=True)
+    assert manager.calls == ["start_quorum", "wait_quorum"] and sync.probed == []
+    # Nor a step that may not speculate.
+    sync, manager = _after_a_lost_peer(monkeypatch, {"r2:uuid-r2"})
+    sync.begin_step(speculate=False)
+    assert manager.calls == ["start_quorum", "wait_quorum"]
+
+
+def test_a_peer_the_freeze_watch_gave_up_on_is_left_out_without_probing(monkeypatch):
+    sync, manager = _after_a_lost_peer(monkeypatch, set())
+    sync._frozen = {"r1:uuid-r1"}  # the lighthouse gave up on r1 during the failed attempt
+    assert sync.begin_step(speculate=True) == ["r0", "r2"]
+    assert sync.probed == [["r2:uuid-r2"]]
+    assert manager.calls == ["start_quorum"]
 
 
 def _heartbeat(address: str, replica_id: str) -> None:

@@ -243,7 +243,8 @@ def take_step(ctx: StepContext) -> StepReport:
             replica=ctx.name,
             step=state.fleet.step,
             participants=members,
-            quorum_id=ctx.sync.quorum_id,
+            quorum_id=ctx.sync.quorum_id,  # None until confirmed, when speculated on
+            speculated=ctx.sync.unconfirmed(),
         )
         ctx.members = members
     progress = ctx.watch.ask(state.fleet.step) if changed or ctx.watch.waiting() else None
@@ -341,11 +342,16 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
     own_kind = kind_code(ctx.kinds.get(ctx.name, ""))
     result.guard_s += time.perf_counter() - started
     ctx.model_buffers.snapshot()
-    if ctx.sync.quorum_changed():
+    # Speculating on a changed quorum (peers gone after a failed commit): the rate
+    # exchange that begins a changed quorum waits until the slice is computed, so
+    # that the compute overlaps the lighthouse's decision (runtime/sync_fleet.py).
+    late_exchange = ctx.sync.quorum_changed() and ctx.sync.unconfirmed()
+    rate_before_sps = ctx.last_rate_sps  # what the exchange tells, early or late
+    if ctx.sync.quorum_changed() and not late_exchange:
         # After a failed commit (or a member joining or leaving): if a chip slowed down
         # past the collective timeout, the same shares would fail the same way again.
         # Everyone learns every chip's latest rate (one small sum).
-        result.measured_sps = _exchange_rates(ctx, members, slot, healed)
+        result.measured_sps = _exchange_rates(ctx, members, slot, healed, rate_before_sps)
         if ctx.sync.errored():
             result.reason = "collective failed"
             return result
@@ -354,7 +360,8 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
     pending: list[Vetoed] = []
     waive_allowance = False  # every slice vetoed and finite: a data-wide spike, accept it
     result.loss_scale = fleet.loss_scale or initial_scale(work.precision)
-    for attempt in range(len(members) + 2 + MAX_OVERFLOW_RETRIES):  # last ones: nobody left
+    first_sum = True  # the attempt's first reduce carries the fingerprints
+    for _attempt in range(len(members) + 3 + MAX_OVERFLOW_RETRIES):  # last ones: nobody left
         active = [m for m in members if m not in excluded]
         if not active:
             result.reason = "every participant was excluded"
@@ -376,12 +383,27 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
         compute_s, loss, overflow = 0.0, 0.0, False
         if share:
             start, end = ranges[active.index(ctx.name)]
-            overlap = ctx.overlap and not ctx.injector.gradient_fault_due(step)
+            overlap = (
+                ctx.overlap and not ctx.injector.gradient_fault_due(step) and not late_exchange
+            )
             try:
                 loss, compute_s = _compute(ctx, start, end, overlap, result.loss_scale)
             except ComputeStopped:  # the quorum it speculated on moved: no sum, no verdict
                 _drop_moved_attempt(ctx, result)
                 break
+        if late_exchange:
+            late_exchange = False
+            result.measured_sps = _exchange_rates(ctx, members, slot, healed, rate_before_sps)
+            if ctx.sync.moved():  # the quorum formed otherwise: nothing was summed
+                _drop_moved_attempt(ctx, result)
+                break
+            if ctx.sync.errored():
+                result.reason = "collective failed"
+                break
+            _say_if_slowed(ctx, fleet, result.measured_sps, step)
+            if ctx.shares.shares(fleet, active, result.measured_sps) != shares:
+                continue  # a chip slowed down: compute again with the shares everyone derives
+        if share:
             if ctx.group is not None:  # a rank computed its part of the group's share
                 part = ctx.group.sub_range(start, end)
                 share_computed = part[1] - part[0]
@@ -401,6 +423,7 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
         else:
             with ctx.layer_stats.phantom():
                 pass  # a participant without samples still joins the layers' collectives
+        # (A participant without samples issued the late exchange above, like the others.)
         throughput = ctx.last_rate_sps if share else 0.0
         warming = ctx.steps_computed < WARMUP_STEPS
         control.put_loss(loss)
@@ -416,7 +439,7 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
             control.put("kind", slot, own_kind)
             control.put("plan", slot, plan)
             control.put("outer_round", slot, float(ctx.outer_round()))
-        if fingerprint is not None and attempt == 0:
+        if fingerprint is not None and first_sum:
             control.put_fingerprint(slot, fingerprint)
             if coarse is not None:
                 control.put("coarse_sum", slot, coarse[0])
@@ -436,6 +459,7 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
             ctx.group.sum_(ctx.buffer.control)
         result.allreduce_s += time.perf_counter() - reduce_t0
         result.compute_s += compute_s
+        first, first_sum = first_sum, False
         if ctx.sync.moved():
             _drop_moved_attempt(ctx, result)
             break
@@ -456,9 +480,7 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
             result.overflows += 1
             continue
         diverged: set[str] = set()
-        behind = (
-            _behind_outer_round(members, control.read("outer_round")) if attempt == 0 else set()
-        )
+        behind = _behind_outer_round(members, control.read("outer_round")) if first else set()
         if behind:
             # A site's replica that missed an outer round its peers applied holds the old
             # anchor: not a chip's fault, and no tie (two replicas would otherwise restore
@@ -472,7 +494,7 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
                 }
             )
             result.diverged_self = result.outer_behind_self = ctx.name in behind
-        if fingerprint is not None and attempt == 0:
+        if fingerprint is not None and first:
             summaries = {
                 m: s
                 for m, s in zip(
@@ -565,15 +587,17 @@ def _check_plans(control: Control, members: list[str], plan: float, step: int) -
 
 
 def _exchange_rates(
-    ctx: StepContext, members: list[str], slot: int, healed: bool
+    ctx: StepContext, members: list[str], slot: int, healed: bool, rate_sps: float
 ) -> dict[str, float]:
     """One small sum: every member's samples/s in its last attempt (0: none to tell).
 
+    `rate_sps`: this replica's, from before the step (a late exchange comes after
+    its slice is computed, and must tell what an early one would have).
     A replica that healed in this quorum was away (frozen, cut off): its last rate
     is from a stall the fleet already stepped past, not from its chip.
     """
     rates = torch.zeros(len(members), dtype=torch.float64)
-    rates[slot] = 0.0 if healed else ctx.last_rate_sps
+    rates[slot] = 0.0 if healed else rate_sps
     ctx.sync.allreduce(rates).wait()
     if ctx.group is not None:  # each rank sent its own part's rate: the group's is the sum
         ctx.group.sum_(rates)

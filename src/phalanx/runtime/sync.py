@@ -63,6 +63,15 @@ class Sync(ABC):
         """
         return False
 
+    def unconfirmed(self) -> bool:
+        """Does this step compute on members whose quorum is not known yet?
+
+        (A speculative step, before its first collective.) A step that speculates
+        on a *new* membership (peers gone after a failed commit) still owes the
+        collectives a changed quorum begins with: it issues them once computed.
+        """
+        return False
+
     def quorum_changed(self) -> bool:
         """Is this quorum another than the last one (a failed commit makes a new one)?
 

@@ -24,6 +24,17 @@ every collective is confirmed first. While the lighthouse hears a replica
 outside the last quorum (a restart about to ask to join), a step does not
 speculate: the join would move the quorum and every member's step would be
 computed twice (runtime/joiner_watch.py).
+
+After a failed commit the next quorum is new, and it forms only once the
+lighthouse gives up on the replica that failed it (its heartbeat timeout).
+If that replica's process is gone for certain (its ManagerServer refuses a
+connection, runtime/gone_peers.py), or the freeze watch saw the lighthouse
+give up on it, the step speculates on the *rest* of the last quorum: it
+recomputes the retried step on them while the lighthouse decides, instead of
+after. The quorum that forms is accepted only if it has exactly those
+members and brings no heal, under any id; the rate exchange a changed quorum
+begins with is issued once the slice is computed (runtime/step.py), so every
+member issues the same collectives in the same order.
 """
 
 from __future__ import annotations
@@ -45,6 +56,7 @@ from phalanx.runtime.freeze_watch import (
     WatchedWork,
     describe,
 )
+from phalanx.runtime.gone_peers import gone_members
 from phalanx.runtime.joiner_watch import JoinerWatch
 from phalanx.runtime.liveness import stood_still_limit_s
 from phalanx.runtime.stall_clock import StallClock
@@ -172,6 +184,11 @@ class FleetSync(Sync):
         # the first collective confirms them. `_moved`: it formed otherwise.
         self._speculating = False
         self._moved = False
+        # Speculating on the last quorum without these members (names): gone after a
+        # failed commit. None: on the last quorum as it was.
+        self._guess: set[str] | None = None
+        self._lost_peers = False  # the last failed commit: a collective failed (a peer gone?)
+        self._frozen: set[str] = set()  # raw ids the freeze watch gave up on in that attempt
         self._fresh_request = False  # the early request is new (not one collected already)
         self._last_committed = False  # a failed commit makes a new quorum: no speculating
         self._may_speculate = group_size == 1  # a group's ranks take quorums from rank 0
@@ -241,15 +258,20 @@ class FleetSync(Sync):
         self._moved = False
         self._attempt_works = []
         self._left_open = [end for end in self._left_open if not end.ended.is_set()]
+        self._speculating, self._guess = False, None
+        frozen, self._frozen = self._frozen, set()
         step_t0 = self._requested_at if early else time.monotonic()
-        if (
+        may = (
             speculate
             and fresh
             and early
-            and self._last_committed
             and self._may_speculate
             and self._last_quorum is not None
             and quorum_pending(self.manager)  # an answer already here: just take it
+        )
+        if (
+            may
+            and self._last_committed
             and not (self._short() and self._joiners.joining(self._last_quorum[1]))
         ):
             # The same members as the last quorum, confirmed at the first collective.
@@ -257,6 +279,16 @@ class FleetSync(Sync):
             self._quorum_changed = False
             self._step_t0 = step_t0
             return sorted(self._last_members, key=_natural_key)
+        survivors = self._survivors(frozen) if may and self._lost_peers else None
+        if survivors:
+            # The last quorum without the members that are gone, confirmed at the first
+            # collective like any speculation; its id is known only then.
+            self._speculating = True
+            self._guess = survivors
+            self._quorum_changed = True
+            self.quorum_id = None
+            self._step_t0 = step_t0
+            return sorted(survivors, key=_natural_key)
         try:
             if not early:
                 raise _NotRequested()
@@ -285,17 +317,8 @@ class FleetSync(Sync):
                 "torchft rebuilds the process group under a new prefix",
                 flush=True,
             )
-        # torchft gives a quorum a new id after a failed commit, even with the same
-        # members, and the raw ids name processes: every member compares alike.
-        quorum = (result.quorum_id, tuple(result.replica_ids))
-        self._quorum_changed = quorum != self._last_quorum
-        self._last_quorum = quorum
-        self.quorum_id = result.quorum_id
-        self._raw_quorum_id = int(getattr(result, "raw_quorum_id", result.quorum_id))
         self._step_t0 = step_t0
-        self._freeze_watch.set_quorum(list(result.replica_ids))
-        names = {stable_name(rid) for rid in result.replica_ids}
-        self._last_members = names
+        names = self._adopt(result)
         if len(names) < len(result.replica_ids):
             # Two live replicas under one name would compute the same slice twice.
             # (A crashed predecessor still in the quorum ends the same way: the restart heals it.)
@@ -304,6 +327,34 @@ class FleetSync(Sync):
                 "give every host its own --host-id"
             )
         return sorted(names, key=_natural_key)
+
+    def _adopt(self, result: Any) -> set[str]:
+        """Make `result` the quorum this step trains in; its members' names."""
+        # torchft gives a quorum a new id after a failed commit, even with the same
+        # members, and the raw ids name processes: every member compares alike.
+        quorum = (result.quorum_id, tuple(result.replica_ids))
+        self._quorum_changed = quorum != self._last_quorum
+        self._last_quorum = quorum
+        self.quorum_id = result.quorum_id
+        self._raw_quorum_id = int(getattr(result, "raw_quorum_id", result.quorum_id))
+        self._freeze_watch.set_quorum(list(result.replica_ids))
+        names = {stable_name(rid) for rid in result.replica_ids}
+        self._last_members = names
+        return names
+
+    def _survivors(self, frozen: set[str]) -> set[str] | None:
+        """The last quorum's members without those gone for certain (names); None: none gone.
+
+        Gone: the freeze watch saw the lighthouse give up on it in the failed attempt,
+        or its ManagerServer refuses connections (its process is dead).
+        """
+        assert self._last_quorum is not None
+        others = [r for r in self._last_quorum[1] if stable_name(r) != self.name]
+        gone = {r for r in others if r in frozen}
+        gone |= gone_members(self._lighthouse_addr, [r for r in others if r not in gone])
+        if not gone:
+            return None
+        return {stable_name(r) for r in self._last_quorum[1] if r not in gone}
 
     def _short(self) -> bool:
         """Is the last quorum smaller than the fleet this launcher started (a restart may come)?"""
@@ -385,20 +436,31 @@ class FleetSync(Sync):
         elsewhere) is left collected for `begin_step`, which applies it.
         """
         self._speculating = False
+        guess, self._guess = self._guess, None
         try:
             self.manager.wait_quorum()
         except Exception:  # begin_step asks again, as for any failed quorum
             self._moved = True
             return False
         result = self._recorder.last
-        if heal_pending(self.manager) or self._last_quorum != (
-            result.quorum_id,
-            tuple(result.replica_ids),
-        ):
+        if guess is None:
+            expected = self._last_quorum == (result.quorum_id, tuple(result.replica_ids))
+        else:
+            # Any id: the one the lighthouse gives the survivors. Each member exactly
+            # once, from the same lighthouse (a restarted one settles first, begin_step).
+            names = [stable_name(r) for r in result.replica_ids]
+            expected = (
+                set(names) == guess
+                and len(names) == len(guess)
+                and not self._from_a_restarted_lighthouse(result)
+            )
+        if heal_pending(self.manager) or not expected:
             self._early = True  # collected: the next begin_step takes it from here
             self._moved = True
             return False
         finish_quorum_as_synchronous(self.manager, result)
+        if guess is not None:
+            self._adopt(result)
         return True
 
     def moved(self) -> bool:
@@ -409,6 +471,9 @@ class FleetSync(Sync):
         if self._speculating and not quorum_pending(self.manager):
             self._confirm()
         return self._moved
+
+    def unconfirmed(self) -> bool:
+        return self._speculating
 
     def quorum_changed(self) -> bool:
         return self._quorum_changed
@@ -426,6 +491,7 @@ class FleetSync(Sync):
     def peer_frozen(self, members: list[str], waited_s: float) -> None:
         """A quorum member stopped heartbeating: this attempt fails now (freeze_watch.py)."""
         self._abandoned = True  # gloo still waits, and may complete it when the peer wakes
+        self._frozen |= set(members)
         self._left_open += [work.ending() for work in self._attempt_works]
         if self.manager.errored() is None:
             self.manager.report_error(PeerFrozen(describe(members, waited_s)))
@@ -439,6 +505,7 @@ class FleetSync(Sync):
         if self._moved:
             self._last_error = "the quorum formed with other members than assumed"
             self._last_committed = False
+            self._lost_peers = False
             return False
         collective_failed = self.manager.errored() is not None
         if local_ok and not collective_failed:
@@ -460,6 +527,7 @@ class FleetSync(Sync):
             committed = False
         self._attempt_works = []  # references to its works would keep a dead group open
         self._last_committed = committed
+        self._lost_peers = collective_failed
         if collective_failed:
             close_failed_group(self.manager)
         return committed

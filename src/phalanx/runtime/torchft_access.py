@@ -20,9 +20,9 @@ here and nowhere else, so a torchft upgrade is checked in one file:
   would hold us for the whole timeout): the work's future, not its `wait`;
 - the quorum's process group, for the outer all-gather between sites (the
   Manager offers all-reduce only; sites/outer_link.py);
-- which replicas the lighthouse considers dead, and which it hears from
-  outside the quorum (a restart about to join): its status page, the only
-  place torchft exposes its heartbeat view.
+- which replicas the lighthouse considers dead, which it hears from
+  outside the quorum (a restart about to join), and where the last quorum's
+  members listen: its status page, the only place torchft exposes them.
 
 (Healing uses phalanx's own transport, runtime/heal_transport.py, through
 torchft's public `CheckpointTransport` interface.)
@@ -273,6 +273,19 @@ def live_heartbeats(lighthouse: str, timeout_s: float) -> set[str] | None:
     """Raw replica ids the lighthouse hears from (quorum members or not); None: unreachable."""
     seen = _heartbeats(lighthouse, timeout_s)
     return None if seen is None else {replica for replica, old in seen.items() if not old}
+
+
+# One member of the lighthouse's last quorum: its raw replica id and its ManagerServer.
+_MEMBER = re.compile(
+    r"<b>\s*(\S+?)\s*</b>\s*<br/>\s*Step:\s*-?\d+\s*<br/>\s*Manager:\s*(\S+)\s*<br/>"
+)
+
+
+def quorum_manager_addresses(lighthouse: str, timeout_s: float) -> dict[str, str] | None:
+    """Raw replica id -> ManagerServer address, for the lighthouse's last quorum; None:
+    unreachable. (A format change gives an empty answer, never a wrong address.)"""
+    page = _status_page(lighthouse, timeout_s)
+    return None if page is None else dict(_MEMBER.findall(page))
 
 
 def current_quorum_id(lighthouse: str, timeout_s: float) -> int | None:

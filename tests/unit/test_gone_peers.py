@@ -1,0 +1,65 @@
+"""A peer is gone for certain only when its ManagerServer's port refuses: a real lighthouse's
+page names the last quorum's addresses, and real sockets answer (or do not)."""
+
+import socket
+import threading
+from datetime import timedelta
+
+from phalanx.runtime.gone_peers import gone_members, refused
+from phalanx.runtime.torchft_access import quorum_manager_addresses
+
+
+def _closed_port() -> int:
+    """A port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_closed_port_refuses_and_a_listening_one_or_a_bad_address_says_nothing():
+    with socket.create_server(("127.0.0.1", 0)) as alive:
+        port = alive.getsockname()[1]
+        assert not refused(f"http://127.0.0.1:{port}")
+    assert refused(f"http://127.0.0.1:{_closed_port()}")
+    assert refused(f"127.0.0.1:{_closed_port()}")  # no scheme
+    assert not refused("not an address")
+
+
+def test_the_lighthouse_page_names_the_quorum_and_only_the_dead_member_is_gone():
+    from torchft._torchft import LighthouseClient
+
+    from phalanx.launch.lighthouse import Lighthouse, LighthouseSettings
+
+    server = Lighthouse(LighthouseSettings(min_replicas=2, join_timeout_ms=60_000))
+    alive = socket.create_server(("127.0.0.1", 0))
+    try:
+        members = {
+            "r0:uuid-a": f"http://127.0.0.1:{alive.getsockname()[1]}",
+            "r1:uuid-b": f"http://127.0.0.1:{_closed_port()}",
+        }
+
+        def ask(replica_id: str) -> None:
+            client = LighthouseClient(server.address, timedelta(seconds=5))
+            client.quorum(
+                replica_id=replica_id,
+                timeout=timedelta(seconds=30),
+                address=members[replica_id],
+                store_address="127.0.0.1:1",
+                step=0,
+                world_size=1,
+            )
+
+        askers = [threading.Thread(target=ask, args=(r,)) for r in members]
+        for asker in askers:
+            asker.start()
+        for asker in askers:
+            asker.join(60)
+        assert quorum_manager_addresses(server.address, 5.0) == members
+        assert gone_members(server.address, list(members)) == {"r1:uuid-b"}
+        assert gone_members(server.address, ["r0:uuid-a"]) == set()
+        assert gone_members(server.address, ["someone:else"]) == set()  # not in the quorum
+    finally:
+        alive.close()
+        server.shutdown()
+    # An unreachable lighthouse: nobody is known to be gone.
+    assert gone_members(server.address, list(members)) == set()
