@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from phalanx.launch import spare_pool
-from phalanx.launch.spare_pool import SparePool, may_raise_priority_back, pool_for
+from phalanx.launch.output_pump import OutputPump
+from phalanx.launch.spare_pool import READY, SparePool, may_raise_priority_back, pool_for
 from tests.fleet_helpers import wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -54,8 +55,10 @@ def _ready_pool() -> SparePool:
 def _run(pool: SparePool, script, args: list[str]) -> tuple[int, str]:
     env = {**os.environ, "SPARE_TEST": "yes"}
     env.pop("ONLY_IN_LAUNCH_ENV", None)
-    process = pool.take(str(script), args, env)
-    assert process is not None and process.stdout is not None
+    handout = pool.take(str(script), args, env)
+    assert handout is not None and not handout.owes_ready
+    process = handout.process
+    assert process.stdout is not None
     output = process.stdout.read().decode()
     return process.wait(timeout=60), output
 
@@ -98,15 +101,50 @@ def test_a_failing_script_exits_as_it_would_cold(tmp_path):
     assert code == 1 and "RuntimeError: the script failed" in output
 
 
-def test_a_spare_still_importing_or_dead_is_not_handed_out():
-    pool = SparePool()
+def test_a_spare_still_importing_becomes_the_worker_at_its_priority_without_its_ready_line(
+    tmp_path,
+):
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT)
+    pool = SparePool(LAUNCHER_NICE if IDLE_IMPORT else None)
     assert pool.take(sys.executable, [], {}) is None  # none started
+    pool.start()
+    try:
+        handout = pool.take(str(script), ["0"], {**os.environ, "SPARE_TEST": "yes"})
+        assert handout is not None and handout.owes_ready  # taken in the middle of its imports
+        log = tmp_path / "worker.log"
+        assert handout.process.stdout is not None
+        pump = OutputPump(handout.process.stdout, log, "worker output", drop_through=READY)
+        assert handout.process.wait(timeout=90) == 0
+        pump.join(30)
+    finally:
+        pool.close()
+    lines = log.read_text().splitlines()
+    assert "ready" not in lines and lines[0] == "name __main__", lines
+    assert f"nice [{LAUNCHER_NICE}]" in lines  # raised to the workers' priority
+
+
+def test_a_dead_spare_is_not_handed_out():
+    pool = SparePool()
     pool.start()
     spare = pool._spare
     assert spare is not None
     pool.close()
     assert spare.poll() is not None
     assert pool.take(sys.executable, [], {}) is None
+
+
+def test_the_pump_drops_the_owed_line_and_what_came_before_it_across_reads(tmp_path):
+    read_end, write_end = os.pipe()
+    log = tmp_path / "out.log"
+    pump = OutputPump(os.fdopen(read_end, "rb"), log, "worker output", drop_through=READY)
+    for piece in (b"a warning\nalrea", b"dy\nre", b"ady\nname x\nready\n", b"tail\n"):
+        os.write(write_end, piece)
+    os.close(write_end)
+    pump.join(30)
+    # "already" is not the owed line; the first "ready" line is; a later one is the worker's.
+    assert log.read_text() == "name x\nready\ntail\n"
+    assert pump.lines() == ["name x", "ready", "tail"]
 
 
 class _Slot:
@@ -142,20 +180,6 @@ def test_the_priority_probe_leaves_the_launcher_as_it_was():
     before = os.getpriority(os.PRIO_PROCESS, 0)
     may_raise_priority_back(before)
     assert os.getpriority(os.PRIO_PROCESS, 0) == before
-
-
-def test_a_restart_waits_only_for_a_spare_importing_at_the_workers_priority(monkeypatch):
-    monkeypatch.setattr(spare_pool, "COLD_START_S", 3600.0)  # no clock in the assertion
-    # One at the import priority may take any time (the workers' idle time): a restart
-    # starts cold rather than wait for it; one at the workers' priority is nearly there.
-    for priority, worth in ((LAUNCHER_NICE, False), (None, True)):
-        pool = SparePool(priority)
-        try:
-            pool.start()
-            assert pool.worth_waiting() is worth
-        finally:
-            pool.close()
-        assert not pool.worth_waiting()  # none left to wait for
 
 
 def test_a_workers_setup_imports_nothing_the_spare_left_out():

@@ -569,8 +569,6 @@ class Launcher:
                     if any(s.finished for s in slots):
                         slot.restart_at = None  # the run is over; nothing to rejoin
                         continue
-                    if slot.spares is not None and slot.spares.worth_waiting():
-                        continue  # a spare nearly warm is sooner than a cold start
                     slot.launch(restarted=True)
                     self.events.emit(
                         "worker_restart", replica=slot.name, launch=slot.launches,

@@ -48,8 +48,13 @@ class OutputPump:
         kind: str,
         relay: Callable[[str], object] | None = None,
         shown_path: Path | None = None,
+        drop_through: bytes | None = None,
     ) -> None:
+        """`drop_through`: a line (with its newline) the child owes before its own output;
+        it and everything before it are dropped (a warm spare's "ready", launch/spare_pool.py)."""
         self.log_path = log_path
+        self._drop_through = drop_through
+        self._dropped = b""
         self._kind = kind  # what the disk warning names: `worker output`, `lighthouse log`
         self._shown_path = shown_path or log_path  # the logs folder where one line covers many
         self._pipe = pipe
@@ -74,6 +79,9 @@ class OutputPump:
         fd = self._pipe.fileno()
         try:
             while chunk := os.read(fd, CHUNK_BYTES):
+                chunk = self._past_owed_line(chunk)
+                if not chunk:
+                    continue
                 new_lines = self._remember(chunk)
                 written = self._write(chunk)
                 if self._relay is not None:
@@ -82,6 +90,21 @@ class OutputPump:
             pass  # the pipe was closed under us (the launcher is shutting down)
         finally:
             self._pipe.close()
+
+    def _past_owed_line(self, chunk: bytes) -> bytes:
+        """`chunk` without what comes up to and including the owed line (all of it, until then)."""
+        owed = self._drop_through
+        if owed is None:
+            return chunk
+        text, start = self._dropped + chunk, 0
+        while (end := text.find(b"\n", start)) != -1:
+            if text[start : end + 1] == owed:
+                self._drop_through, self._dropped = None, b""
+                return text[end + 1 :]
+            start = end + 1
+        # The line begun: its head is enough to tell (a longer line is never the owed one).
+        self._dropped = text[start:][: len(owed)]
+        return b""
 
     @staticmethod
     def _relay_warnings(lines: list[str], written: bool, relay: Callable[[str], object]) -> None:

@@ -21,9 +21,14 @@ restarted replica back this fast reached its first outer round in step with
 its site peer, and torchft's lighthouse could form the round's quorum with the
 peer alone (tests/e2e/test_sites_run.py hung for 300 s).
 
-A spare is handed out only once it said "ready" (its imports are done); one
-that is still importing, or died, is passed over and the worker starts cold,
-as it always did. The launcher stops the spare when the run ends; a spare
+A spare that said "ready" (its imports are done) becomes the worker at once.
+One still importing is handed out too, raised to the workers' priority: it
+becomes the worker as soon as its imports end, which is never later than a
+cold start beginning now, and sooner by whatever it imported in the workers'
+idle time (on a 2-core host whose chips fill both cores, a spare at the lowest
+priority was often not ready when a kill 7 s into the bench came). Its
+"ready" line, when it comes, is dropped from the worker's log. A spare that
+died is passed over and the worker starts cold, as it always did. The launcher stops the spare when the run ends; a spare
 also dies with the launcher (PDEATHSIG), like every worker.
 """
 
@@ -39,16 +44,23 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
 from phalanx.launch.orphans import die_with_parent
-from phalanx.launch.warm_spare import IMPORT_PRIORITY
+from phalanx.launch.warm_spare import IMPORT_PRIORITY, SESSION_DEFAULT_NICE
 
 READY = b"ready\n"
-# A worker's cold start, interpreter and imports, on a 2-core host (measured 2.4-2.8 s):
-# a spare that started importing less than this ago is worth waiting for.
-COLD_START_S = 2.5
 NEXT_SPARE_AFTER_S = 10.0  # after a hand-out, before the next spare starts importing
+# The kernel lets a scheduling group's nice change once per 100 ms, system-wide.
+_GROUP_RETRY_S = 0.3
+
+
+class Handout(NamedTuple):
+    """A spare turned worker; `owes_ready`: it was still importing, and will yet say so."""
+
+    process: subprocess.Popen[bytes]
+    owes_ready: bool
 
 
 class SparePool:
@@ -62,7 +74,6 @@ class SparePool:
         self._ready = False
         self._seen = b""  # what the spare wrote so far, up to its "ready"
         self._not_before_s = 0.0
-        self._started_s = 0.0
 
     def start(self) -> None:
         """Start a spare if there is none (non-blocking: it imports in the background)."""
@@ -74,7 +85,6 @@ class SparePool:
         env.setdefault("OMP_NUM_THREADS", "1")
         env.setdefault("PYTHONUNBUFFERED", "1")
         self._ready, self._seen = False, b""
-        self._started_s = time.monotonic()
         argv = [sys.executable, "-m", "phalanx.launch.warm_spare"]
         if self.worker_priority is not None:
             argv += ["--priority", str(self.worker_priority)]
@@ -111,28 +121,15 @@ class SparePool:
             self._ready = self._seen == READY or self._seen.endswith(b"\n" + READY)
         return self._ready
 
-    def worth_waiting(self) -> bool:
-        """A spare still importing that will be ready sooner than a cold start would be.
-
-        Only one importing at the workers' priority: one at the import priority takes
-        what time the workers leave, so when it will be ready is anyone's guess, and a
-        restart must never wait longer than a cold start. It stays for the next one.
-        """
-        spare = self._spare
-        if spare is None or self.worker_priority is not None:
-            return False
-        if spare.poll() is not None or self._is_ready():
-            return False
-        return time.monotonic() - self._started_s < COLD_START_S
-
-    def take(
-        self, script: str, args: list[str], env: dict[str, str]
-    ) -> subprocess.Popen[bytes] | None:
+    def take(self, script: str, args: list[str], env: dict[str, str]) -> Handout | None:
         """A process running `script` as a worker with `env`, or None (start it cold)."""
-        if not self._is_ready():
+        spare = self._spare
+        if spare is None or spare.poll() is not None or spare.stdin is None:
             return None
-        spare, self._spare, self._ready = self._spare, None, False
-        assert spare is not None and spare.stdin is not None
+        ready = self._is_ready()
+        self._spare, self._ready = None, False
+        if not ready:
+            self._promote(spare)
         job = {"script": script, "args": list(args), "env": env}
         try:
             spare.stdin.write((json.dumps(job) + "\n").encode())
@@ -143,7 +140,33 @@ class SparePool:
         # The next spare waits: its imports would take a core from the restarted worker
         # and the fleet just when they catch up.
         self._not_before_s = time.monotonic() + NEXT_SPARE_AFTER_S
-        return spare
+        return Handout(spare, owes_ready=not ready)
+
+    def _promote(self, spare: subprocess.Popen[bytes]) -> None:
+        """A spare still importing goes on at the workers' priority, as a cold worker would.
+
+        (Its own switch, when it becomes the worker, checks and completes this: launch/
+        warm_spare.py. The probe that made this pool said the kernel lets us.)
+        """
+        if self.worker_priority is None:
+            return  # it imports at the workers' priority already
+        # The main thread first: threads it starts from now on inherit its priority.
+        tids = [spare.pid]
+        with contextlib.suppress(OSError):  # it died just now: its exit is seen as a worker's
+            tids += [int(t.name) for t in Path(f"/proc/{spare.pid}/task").iterdir()]
+        for tid in tids:
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, tid, self.worker_priority)
+        group = Path(f"/proc/{spare.pid}/autogroup")
+        deadline = time.monotonic() + _GROUP_RETRY_S
+        while group.exists():
+            try:
+                group.write_text(f"{SESSION_DEFAULT_NICE}\n")
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    return  # its own switch retries, once its imports are done
+                time.sleep(0.02)  # the kernel's rate limit, not synchronisation
 
     def close(self) -> None:
         if self._spare is not None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from phalanx.fleetnet.hosts import gloo_interface
 from phalanx.launch.orphans import die_with_parent
 from phalanx.launch.output_pump import OutputPump, append_or_warn
-from phalanx.launch.spare_pool import SparePool
+from phalanx.launch.spare_pool import READY, SparePool
 from phalanx.runtime.error_line import ERROR_FILE_ENV
 from phalanx.runtime.worker_config import ENV_VAR, WorkerConfig
 
@@ -99,18 +99,22 @@ class WorkerSlot:
         # The script's own directory first on the path, as `python script.py` would have it.
         # Output goes through a pipe the launcher copies into the log: a full disk drops
         # lines instead of failing the worker's own writes (launch/output_pump.py).
-        warm = None
+        handout = None
         if restarted and self.spares is not None:
-            warm = self.spares.take(str(self.script), self.script_args, env)
-        self.warm = warm is not None
-        self.process = warm or subprocess.Popen(
-            [sys.executable, str(self.script), *self.script_args],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C reaches the launcher, which stops workers cleanly
-            preexec_fn=die_with_parent,
+            handout = self.spares.take(str(self.script), self.script_args, env)
+        self.warm = handout is not None
+        self.process = (
+            handout.process
+            if handout is not None
+            else subprocess.Popen(
+                [sys.executable, str(self.script), *self.script_args],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches the launcher, which stops workers cleanly
+                preexec_fn=die_with_parent,
+            )
         )
         assert self.process.stdout is not None
         relay, name = self.relay, self.name
@@ -120,6 +124,7 @@ class WorkerSlot:
             OUTPUT_KIND,
             (lambda line: relay(name, line)) if relay is not None else None,
             shown_path=self.log_dir,
+            drop_through=READY if handout is not None and handout.owes_ready else None,
         )
         self.launches += 1
         self.restart_at = None
