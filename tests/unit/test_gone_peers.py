@@ -5,7 +5,7 @@ import socket
 import threading
 from datetime import timedelta
 
-from phalanx.runtime.gone_peers import gone_members, refused
+from phalanx.runtime.gone_peers import QuorumAddresses, refused
 from phalanx.runtime.torchft_access import quorum_manager_addresses
 
 
@@ -55,11 +55,20 @@ def test_the_lighthouse_page_names_the_quorum_and_only_the_dead_member_is_gone()
         for asker in askers:
             asker.join(60)
         assert quorum_manager_addresses(server.address, 5.0) == members
-        assert gone_members(server.address, list(members)) == {"r1:uuid-b"}
-        assert gone_members(server.address, ["r0:uuid-a"]) == set()
-        assert gone_members(server.address, ["someone:else"]) == set()  # not in the quorum
+        # Read in the background once the quorum formed, then probed at the failure.
+        addresses = QuorumAddresses(server.address)
+        addresses.learn(list(members))
+        assert addresses._reader is not None
+        addresses._reader.join(30)
+        assert addresses._known == members
+        assert addresses.gone(list(members)) == {"r1:uuid-b"}
+        assert addresses.gone(["r0:uuid-a"]) == set()
+        assert addresses.gone(["someone:else"]) == set()  # not in the quorum
+        # Not read yet (a quorum just formed): the page is read at the failure.
+        late = QuorumAddresses(server.address)
+        assert late.gone(list(members)) == {"r1:uuid-b"}
     finally:
         alive.close()
         server.shutdown()
-    # An unreachable lighthouse: nobody is known to be gone.
-    assert gone_members(server.address, list(members)) == set()
+    # An unreachable lighthouse, nothing read: nobody is known to be gone.
+    assert QuorumAddresses(server.address).gone(list(members)) == set()

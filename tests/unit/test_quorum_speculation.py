@@ -82,8 +82,8 @@ def _steady_sync(
     sync._last_quorum = (5, tuple(last.replica_ids))
     sync._last_members = {"r0", "r1"}
     sync._quorum_changed = False
-    sync._guess, sync._lost_peers, sync._frozen = None, False, set()
-    sync._lighthouse_addr = lighthouse
+    sync._guess, sync._lost_peers, sync._frozen, sync._gone_seen = None, False, set(), set()
+    sync._addresses = SimpleNamespace(learn=lambda ids: None, gone=lambda members: set())
     sync.prepare_next()  # right after the last commit
     return sync, manager
 
@@ -100,13 +100,14 @@ def _after_a_lost_peer(
     sync._last_members = set(fleet)
     sync._last_committed, sync._lost_peers = False, True
     probed: list[list[str]] = []
+    learnt: list[list[str]] = []
 
-    def gone_members(lighthouse: str, members: list[str]) -> set[str]:
+    def gone_of(members: list[str]) -> set[str]:
         probed.append(list(members))
         return gone & set(members)
 
-    monkeypatch.setattr(sync_fleet, "gone_members", gone_members)
-    sync.probed = probed  # type: ignore[attr-defined]
+    sync._addresses = SimpleNamespace(learn=lambda ids: learnt.append(list(ids)), gone=gone_of)
+    sync.probed, sync.learnt = probed, learnt  # type: ignore[attr-defined]
     return sync, manager
 
 
@@ -204,6 +205,7 @@ def test_after_a_kill_the_retry_is_computed_on_the_survivors_while_the_lighthous
     assert sync.quorum_id == 6 and sync.quorum_changed()
     assert sync._last_quorum == (6, ("r0:uuid-r0", "r1:uuid-r1"))
     assert sync._last_members == {"r0", "r1"}
+    assert sync.learnt == [["r0:uuid-r0", "r1:uuid-r1"]]  # where the new members listen
 
 
 def test_a_survivors_quorum_that_formed_otherwise_sums_nothing(monkeypatch):
@@ -237,6 +239,30 @@ def test_no_survivors_speculation_without_a_peer_gone_for_certain(monkeypatch):
     sync, manager = _after_a_lost_peer(monkeypatch, {"r2:uuid-r2"})
     sync.begin_step(speculate=False)
     assert manager.calls == ["start_quorum", "wait_quorum"]
+
+
+def test_a_peer_that_died_before_asking_moves_the_steady_step_onto_the_survivors(monkeypatch):
+    # A steady step speculated on r0, r1, r2; r2 was killed before it asked for the
+    # quorum, which the lighthouse then forms only after r2's heartbeat timeout.
+    sync, manager = _after_a_lost_peer(monkeypatch, {"r2:uuid-r2"})
+    sync._last_committed, sync._lost_peers = True, False
+    assert sync.begin_step(speculate=True) == ["r0", "r1", "r2"]
+    assert sync.probed == []  # a steady step probes nobody
+    sync.allreduce(torch.zeros(2))  # its first sum: the answer is not here yet
+    assert sync.moved() and manager.calls == ["start_quorum"]  # no sum, no wait
+    # The step begins again at once on the survivors, the same request still in flight.
+    assert sync.begin_step(speculate=True) == ["r0", "r1"]
+    assert manager.calls == ["start_quorum"] and sync.unconfirmed()
+    sync._recorder.last = _quorum(6, "r0", "r1")
+    sync.allreduce(torch.zeros(2))
+    assert not sync.moved() and sync.quorum_id == 6
+    assert manager.calls == ["start_quorum", "wait_quorum", "allreduce"]
+    # With everyone alive, the first sum waits for the answer as before.
+    sync, manager = _after_a_lost_peer(monkeypatch, set())
+    sync._last_committed, sync._lost_peers = True, False
+    sync.begin_step(speculate=True)
+    sync.allreduce(torch.zeros(2))
+    assert not sync.moved() and manager.calls == ["start_quorum", "wait_quorum", "allreduce"]
 
 
 def test_a_peer_the_freeze_watch_gave_up_on_is_left_out_without_probing(monkeypatch):

@@ -56,7 +56,7 @@ from phalanx.runtime.freeze_watch import (
     WatchedWork,
     describe,
 )
-from phalanx.runtime.gone_peers import gone_members
+from phalanx.runtime.gone_peers import QuorumAddresses
 from phalanx.runtime.joiner_watch import JoinerWatch
 from phalanx.runtime.liveness import stood_still_limit_s
 from phalanx.runtime.stall_clock import StallClock
@@ -162,6 +162,8 @@ class FleetSync(Sync):
         self._freeze_watch = FreezeWatch(lighthouse_addr, config.replica)
         # ... and whom it hears outside our quorum: a restart about to join.
         self._joiners = JoinerWatch(lighthouse_addr)
+        # ... and where our quorum's members listen: who is gone after a failed collective.
+        self._addresses = QuorumAddresses(lighthouse_addr)
         tunnel = self._tunnel
         # A group's ranks past the first get their quorums from rank 0, never from the
         # lighthouse: their tunnels learn no incarnation, so they number quorums raw
@@ -189,6 +191,7 @@ class FleetSync(Sync):
         self._guess: set[str] | None = None
         self._lost_peers = False  # the last failed commit: a collective failed (a peer gone?)
         self._frozen: set[str] = set()  # raw ids the freeze watch gave up on in that attempt
+        self._gone_seen: set[str] = set()  # raw ids found gone while a speculative step waited
         self._fresh_request = False  # the early request is new (not one collected already)
         self._last_committed = False  # a failed commit makes a new quorum: no speculating
         self._may_speculate = group_size == 1  # a group's ranks take quorums from rank 0
@@ -259,7 +262,8 @@ class FleetSync(Sync):
         self._attempt_works = []
         self._left_open = [end for end in self._left_open if not end.ended.is_set()]
         self._speculating, self._guess = False, None
-        frozen, self._frozen = self._frozen, set()
+        known_gone = self._frozen | self._gone_seen
+        self._frozen, self._gone_seen = set(), set()
         step_t0 = self._requested_at if early else time.monotonic()
         may = (
             speculate
@@ -272,6 +276,7 @@ class FleetSync(Sync):
         if (
             may
             and self._last_committed
+            and not known_gone
             and not (self._short() and self._joiners.joining(self._last_quorum[1]))
         ):
             # The same members as the last quorum, confirmed at the first collective.
@@ -279,7 +284,8 @@ class FleetSync(Sync):
             self._quorum_changed = False
             self._step_t0 = step_t0
             return sorted(self._last_members, key=_natural_key)
-        survivors = self._survivors(frozen) if may and self._lost_peers else None
+        lost = self._lost_peers or known_gone
+        survivors = self._survivors(known_gone) if may and lost else None
         if survivors:
             # The last quorum without the members that are gone, confirmed at the first
             # collective like any speculation; its id is known only then.
@@ -338,20 +344,22 @@ class FleetSync(Sync):
         self.quorum_id = result.quorum_id
         self._raw_quorum_id = int(getattr(result, "raw_quorum_id", result.quorum_id))
         self._freeze_watch.set_quorum(list(result.replica_ids))
+        self._addresses.learn(result.replica_ids)
         names = {stable_name(rid) for rid in result.replica_ids}
         self._last_members = names
         return names
 
-    def _survivors(self, frozen: set[str]) -> set[str] | None:
+    def _survivors(self, known_gone: set[str]) -> set[str] | None:
         """The last quorum's members without those gone for certain (names); None: none gone.
 
-        Gone: the freeze watch saw the lighthouse give up on it in the failed attempt,
-        or its ManagerServer refuses connections (its process is dead).
+        Gone: known already (the freeze watch saw the lighthouse give up on it in the
+        failed attempt, or a probe while the step waited), or its ManagerServer refuses
+        connections (its process is dead).
         """
         assert self._last_quorum is not None
         others = [r for r in self._last_quorum[1] if stable_name(r) != self.name]
-        gone = {r for r in others if r in frozen}
-        gone |= gone_members(self._lighthouse_addr, [r for r in others if r not in gone])
+        gone = {r for r in others if r in known_gone}
+        gone |= self._addresses.gone([r for r in others if r not in gone])
         if not gone:
             return None
         return {stable_name(r) for r in self._last_quorum[1] if r not in gone}
@@ -437,6 +445,13 @@ class FleetSync(Sync):
         """
         self._speculating = False
         guess, self._guess = self._guess, None
+        if guess is None and quorum_pending(self.manager) and self._left_us():
+            # A member died before it asked for this quorum: the lighthouse answers only
+            # after its heartbeat timeout. Begin again on the others meanwhile (begin_step),
+            # the request still in flight.
+            self._early = self._fresh_request = True
+            self._moved = True
+            return False
         try:
             self.manager.wait_quorum()
         except Exception:  # begin_step asks again, as for any failed quorum
@@ -462,6 +477,13 @@ class FleetSync(Sync):
         if guess is not None:
             self._adopt(result)
         return True
+
+    def _left_us(self) -> bool:
+        """Is a member of the last quorum gone for certain (its process dead)? Remembered."""
+        assert self._last_quorum is not None
+        others = [r for r in self._last_quorum[1] if stable_name(r) != self.name]
+        self._gone_seen = self._addresses.gone(others)
+        return bool(self._gone_seen)
 
     def moved(self) -> bool:
         return self._moved
