@@ -50,17 +50,20 @@ def test_survivors_of_a_kill_go_on_without_waiting_out_the_timeout(tmp_path):
 def test_survivors_of_a_kill_compute_its_step_while_the_lighthouse_decides_and_stay_exact(
     tmp_path,
 ):
-    # r1 dies as it reaches its first sum of step 3: the others' sums fail at once, but
-    # the lighthouse forms their quorum only after r1's heartbeat timeout. Its port
-    # refuses meanwhile, so the survivors compute step 3 on themselves right away
-    # (runtime/gone_peers.py, sync_fleet.py); the quorum that forms is theirs, and the
-    # result is exactly the one-process run's. r1 comes back and heals.
+    # r1 dies as step 3's compute begins. If its request for step 3's quorum left
+    # before, the quorum has r1 and the others' first sum fails; if not, the others
+    # wait at their first sum for a quorum the lighthouse forms only after r1's
+    # heartbeat timeout. Either way r1's port refuses meanwhile, so the survivors
+    # compute step 3 on themselves right away (runtime/gone_peers.py, sync_fleet.py);
+    # the quorum that forms is theirs, and the result is exactly the one-process
+    # run's. (A kill in `allreduce` may land after the sum completed: then step 3 is
+    # an ordinary step of all four.) r1 comes back and heals.
     args = ["--dtype", "float64", "--steps", "24", "--batch", "32", "--samples", "256"]
     reference = local_run(MLP, tmp_path / "reference", args)
     run = tmp_path / "run"
     result = phalanx(
         "run", str(MLP), "--out", str(run), "--emulate", "0.25x4", "--timeout-s", "60",
-        "--quiet", "--fault", "kill:replica=1,step=3,restart_s=1,phase=allreduce", "--", *args,
+        "--quiet", "--fault", "kill:replica=1,step=3,restart_s=1,phase=compute", "--", *args,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert max_param_diff(run, reference) < 1e-9
@@ -73,6 +76,36 @@ def test_survivors_of_a_kill_compute_its_step_while_the_lighthouse_decides_and_s
         quorums
     )
     assert summary(run)["data"]["duplicates"] == 0
+
+
+def test_survivors_that_speculated_compute_again_when_a_peer_slowed_down_and_stay_exact(
+    tmp_path,
+):
+    # As above, and r2 slows to a quarter of its speed in the same step. The survivors
+    # that computed step 3 on the old shares learn r2's rate only at the rate exchange
+    # (which they issue after their slice): its share is cut, so they compute again on
+    # the shares everyone derives. Different shares at a sum would stop the run (plan
+    # check); the result is exactly the one-process run's.
+    args = ["--dtype", "float64", "--steps", "12", "--batch", "32", "--samples", "256"]
+    reference = local_run(MLP, tmp_path / "reference", args)
+    run = tmp_path / "run"
+    result = phalanx(
+        "run", str(MLP), "--out", str(run), "--emulate", "0.25x4", "--timeout-s", "60",
+        "--quiet", "--fault", "kill:replica=1,step=3,restart_s=1,phase=compute",
+        "--fault", "slow:replica=2,step=3,speed=0.06", "--", *args,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert max_param_diff(run, reference) < 1e-9
+    all_events = events(run)
+    steps = [e for e in all_events if e["kind"] == "step" and e["step"] == 3]
+    assert {tuple(e["participants"]) for e in steps} == {("r0", "r2", "r3")}
+    shares = {tuple(e["shares"]) for e in steps}
+    assert len(shares) == 1
+    r0_share, r2_share, _ = shares.pop()
+    assert r2_share < r0_share  # cut to what r2 computes at its new speed
+    quorums = [e for e in all_events if e["kind"] == "quorum" and e["step"] == 3]
+    assert any(q["speculated"] for q in quorums), quorums
+    assert any(e["kind"] == "slowdown" and e["step"] == 3 for e in all_events)
 
 
 def test_survivors_of_a_freeze_go_on_without_waiting_for_it(tmp_path):

@@ -25,10 +25,16 @@ def test_a_closed_port_refuses_and_a_listening_one_or_a_bad_address_says_nothing
     assert not refused("not an address")
 
 
-def test_the_lighthouse_page_names_the_quorum_and_only_the_dead_member_is_gone():
+def test_the_lighthouse_page_names_the_quorum_and_only_the_dead_member_is_gone(monkeypatch):
     from torchft._torchft import LighthouseClient
 
     from phalanx.launch.lighthouse import Lighthouse, LighthouseSettings
+    from phalanx.runtime import gone_peers
+
+    # What is checked is who is gone, not how fast a busy host answers.
+    monkeypatch.setattr(gone_peers, "PAGE_TIMEOUT_S", 30.0)
+    monkeypatch.setattr(gone_peers, "LATE_PAGE_TIMEOUT_S", 30.0)
+    monkeypatch.setattr(gone_peers, "BUDGET_S", 60.0)
 
     server = Lighthouse(LighthouseSettings(min_replicas=2, join_timeout_ms=60_000))
     alive = socket.create_server(("127.0.0.1", 0))

@@ -5,6 +5,7 @@ FleetSync's decisions only, on a stand-in for torchft's Manager: which calls it 
 tests/dist (kills, restarts, joins, exactness against one process) run the real thing.
 """
 
+import concurrent.futures
 from types import SimpleNamespace
 
 import pytest
@@ -21,6 +22,10 @@ class FakeFuture:
 
     def done(self) -> bool:
         return self.answered
+
+    def exception(self, timeout: float | None = None) -> None:
+        if not self.answered:  # (a real one would wait `timeout` first)
+            raise concurrent.futures.TimeoutError()
 
 
 class FakeManager:
@@ -195,7 +200,8 @@ def test_after_a_kill_the_retry_is_computed_on_the_survivors_while_the_lighthous
     sync, manager = _after_a_lost_peer(monkeypatch, {"r2:uuid-r2"})
     assert sync.begin_step(speculate=True) == ["r0", "r1"]
     assert manager.calls == ["start_quorum"]  # nothing waited for: compute starts now
-    assert sync.unconfirmed() and sync.quorum_changed() and sync.quorum_id is None
+    assert sync.unconfirmed() and sync.quorum_changed()
+    assert sync.quorum_id == 5  # the last one's, until the new one is confirmed
     assert sync.probed == [["r1:uuid-r1", "r2:uuid-r2"]]  # every other member, not itself
     # The lighthouse gives up on r2 and forms the survivors' quorum, under a new id.
     sync._recorder.last = _quorum(6, "r0", "r1")
@@ -223,6 +229,32 @@ def test_a_survivors_quorum_that_formed_otherwise_sums_nothing(monkeypatch):
     manager._healing = True
     sync.allreduce(torch.zeros(2))
     assert sync.moved() and "heal" not in manager.calls
+
+
+def test_a_survivors_quorum_from_a_restarted_lighthouse_is_settled_first(monkeypatch):
+    # The lighthouse restarted too (another incarnation in the id's upper bits) and formed
+    # a quorum of the two survivors before r2's replacement could reconnect: not taken,
+    # and asked again after the settle time (chaos bug 13), as without the guess.
+    monkeypatch.setattr(sync_fleet, "RESTART_SETTLE_S", 0.0)
+    sync, manager = _after_a_lost_peer(monkeypatch, {"r1:uuid-r1"})
+    assert sync.begin_step(speculate=True) == ["r0", "r2"]
+    sync._recorder.last = _quorum((7 << 32) | 1, "r0", "r2")
+    sync.allreduce(torch.zeros(2))
+    assert sync.moved() and "allreduce" not in manager.calls
+    sync.begin_step(speculate=True)
+    assert manager.calls.count("start_quorum") == 2  # asked again once settled
+
+
+def test_a_speculative_step_that_returned_before_any_sum_leaves_its_request_to_collect(
+    monkeypatch,
+):
+    # Held back (waiting for the fleet) after guessing: the request is still in flight,
+    # and the next begin_step collects it instead of asking over it.
+    sync, manager = _after_a_lost_peer(monkeypatch, {"r2:uuid-r2"})
+    sync.begin_step(speculate=True)
+    sync._recorder.last = _quorum(6, "r0", "r1")
+    assert sync.begin_step(speculate=True) == ["r0", "r1"]
+    assert manager.calls == ["start_quorum", "wait_quorum"]
 
 
 def test_no_survivors_speculation_without_a_peer_gone_for_certain(monkeypatch):

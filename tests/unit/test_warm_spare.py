@@ -147,6 +147,30 @@ def test_the_pump_drops_the_owed_line_and_what_came_before_it_across_reads(tmp_p
     assert pump.lines() == ["name x", "ready", "tail"]
 
 
+def test_the_pump_completes_a_line_begun_elsewhere_and_keeps_all_of_a_child_that_never_owed(
+    tmp_path,
+):
+    # The launcher read "rea" while the spare imported; the rest comes through the pipe.
+    read_end, write_end = os.pipe()
+    log = tmp_path / "begun.log"
+    pump = OutputPump(
+        os.fdopen(read_end, "rb"), log, "worker output", drop_through=READY, begun=b"rea"
+    )
+    os.write(write_end, b"dy\nname x\n")
+    os.close(write_end)
+    pump.join(30)
+    assert log.read_text() == "name x\n"
+    # A spare handed out mid-import that dies before its "ready": its traceback is kept.
+    read_end, write_end = os.pipe()
+    log = tmp_path / "died.log"
+    pump = OutputPump(os.fdopen(read_end, "rb"), log, "worker output", drop_through=READY)
+    os.write(write_end, b"Traceback (most recent call last):\nImportError: no torch\n")
+    os.close(write_end)
+    pump.join(30)
+    assert log.read_text() == "Traceback (most recent call last):\nImportError: no torch\n"
+    assert pump.lines()[-1] == "ImportError: no torch"
+
+
 class _Slot:
     def __init__(self, threads: int, parts: int = 0) -> None:
         self.config = type("Config", (), {"threads": threads})()

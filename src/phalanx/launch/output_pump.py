@@ -30,6 +30,7 @@ from typing import IO
 from phalanx.observe.safe_write import say_once, write_or_warn
 
 KEEP_LINES = 200
+KEEP_HELD_BYTES = 1 << 20  # a child's output held back until it says what it owes
 CHUNK_BYTES = 65536
 WARNING_PREFIX = "warning: "
 NOT_WRITTEN = " not written to "  # a child's disk warnings (safe_write.py, checkpoint.py)
@@ -49,12 +50,16 @@ class OutputPump:
         relay: Callable[[str], object] | None = None,
         shown_path: Path | None = None,
         drop_through: bytes | None = None,
+        begun: bytes = b"",
     ) -> None:
         """`drop_through`: a line (with its newline) the child owes before its own output;
-        it and everything before it are dropped (a warm spare's "ready", launch/spare_pool.py)."""
+        it and everything before it are dropped (a warm spare's "ready", launch/spare_pool.py),
+        unless the child ends without it (then it all goes to the log: a traceback).
+        `begun`: the start of the child's current line, read by someone else already."""
         self.log_path = log_path
         self._drop_through = drop_through
-        self._dropped = b""
+        self._dropped = begun  # the line begun, while the owed line has not come
+        self._held = bytearray()  # what was dropped, in case the owed line never comes
         self._kind = kind  # what the disk warning names: `worker output`, `lighthouse log`
         self._shown_path = shown_path or log_path  # the logs folder where one line covers many
         self._pipe = pipe
@@ -80,26 +85,32 @@ class OutputPump:
         try:
             while chunk := os.read(fd, CHUNK_BYTES):
                 chunk = self._past_owed_line(chunk)
-                if not chunk:
-                    continue
-                new_lines = self._remember(chunk)
-                written = self._write(chunk)
-                if self._relay is not None:
-                    self._relay_warnings(new_lines, written, self._relay)
+                if chunk:
+                    self._take(chunk)
+            if self._drop_through is not None and self._held:
+                self._take(bytes(self._held))  # it ended without the owed line: keep it all
         except OSError:
             pass  # the pipe was closed under us (the launcher is shutting down)
         finally:
             self._pipe.close()
+
+    def _take(self, chunk: bytes) -> None:
+        new_lines = self._remember(chunk)
+        written = self._write(chunk)
+        if self._relay is not None:
+            self._relay_warnings(new_lines, written, self._relay)
 
     def _past_owed_line(self, chunk: bytes) -> bytes:
         """`chunk` without what comes up to and including the owed line (all of it, until then)."""
         owed = self._drop_through
         if owed is None:
             return chunk
+        self._held += chunk
+        del self._held[:-KEEP_HELD_BYTES]
         text, start = self._dropped + chunk, 0
         while (end := text.find(b"\n", start)) != -1:
             if text[start : end + 1] == owed:
-                self._drop_through, self._dropped = None, b""
+                self._drop_through, self._dropped, self._held = None, b"", bytearray()
                 return text[end + 1 :]
             start = end + 1
         # The line begun: its head is enough to tell (a longer line is never the owed one).

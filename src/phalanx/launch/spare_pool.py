@@ -48,19 +48,23 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from phalanx.launch.orphans import die_with_parent
-from phalanx.launch.warm_spare import IMPORT_PRIORITY, SESSION_DEFAULT_NICE
+from phalanx.launch.warm_spare import IMPORT_PRIORITY, READY, SESSION_DEFAULT_NICE
 
-READY = b"ready\n"
+__all__ = ["READY", "Handout", "SparePool", "may_raise_priority_back", "pool_for"]
 NEXT_SPARE_AFTER_S = 10.0  # after a hand-out, before the next spare starts importing
 # The kernel lets a scheduling group's nice change once per 100 ms, system-wide.
 _GROUP_RETRY_S = 0.3
 
 
 class Handout(NamedTuple):
-    """A spare turned worker; `owes_ready`: it was still importing, and will yet say so."""
+    """A spare turned worker; `owes_ready`: it was still importing, and will yet say so.
+
+    `begun`: the start of a line of its output the launcher read already (the rest of
+    that line comes through the worker's pipe)."""
 
     process: subprocess.Popen[bytes]
     owes_ready: bool
+    begun: bytes = b""
 
 
 class SparePool:
@@ -140,7 +144,9 @@ class SparePool:
         # The next spare waits: its imports would take a core from the restarted worker
         # and the fleet just when they catch up.
         self._not_before_s = time.monotonic() + NEXT_SPARE_AFTER_S
-        return Handout(spare, owes_ready=not ready)
+        begun = b"" if ready else self._seen.rsplit(b"\n", 1)[-1]
+        self._seen = b""
+        return Handout(spare, owes_ready=not ready, begun=begun)
 
     def _promote(self, spare: subprocess.Popen[bytes]) -> None:
         """A spare still importing goes on at the workers' priority, as a cold worker would.

@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 IMPORT_PRIORITY = 19  # nice: the lowest, the imports run in the workers' idle time
+READY = b"ready\n"  # said once the imports are done (launch/spare_pool.py reads it)
 SESSION_DEFAULT_NICE = 0  # a new session's autogroup: what a cold worker gets
 AUTOGROUP = Path("/proc/self/autogroup")
 # The kernel lets a process without CAP_SYS_ADMIN change a group's nice once per
@@ -107,7 +108,9 @@ def main() -> None:
         with contextlib.suppress(OSError):  # a spare in a normal group only imports slower
             _set_group_nice(IMPORT_PRIORITY)
     _warm_up()
-    print("ready", flush=True)  # the launcher hands out only a spare that said so
+    # One write: the launcher may read between two (print writes the newline apart).
+    sys.stdout.flush()
+    os.write(sys.stdout.fileno(), READY)
     line = sys.stdin.readline()
     if not line.strip():  # the launcher closed our stdin without a job: it is done
         return

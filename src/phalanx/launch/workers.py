@@ -125,6 +125,7 @@ class WorkerSlot:
             (lambda line: relay(name, line)) if relay is not None else None,
             shown_path=self.log_dir,
             drop_through=READY if handout is not None and handout.owes_ready else None,
+            begun=handout.begun if handout is not None else b"",
         )
         self.launches += 1
         self.restart_at = None

@@ -78,7 +78,11 @@ class QuorumAddresses:
         """The raw ids among `members` whose process is gone for certain (empty: none known)."""
         known = self._known
         if any(m not in known for m in members):
-            known = quorum_manager_addresses(self._lighthouse, LATE_PAGE_TIMEOUT_S) or {}
+            page = quorum_manager_addresses(self._lighthouse, LATE_PAGE_TIMEOUT_S) or {}
+            wanted = self._members or frozenset(members)  # (no quorum learnt yet: these)
+            known = {m: a for m, a in page.items() if m in wanted}
+            if known:
+                self._known = known  # the next failure of this quorum need not read it
         deadline = time.monotonic() + BUDGET_S
         gone = set()
         for member in members:

@@ -243,7 +243,8 @@ def take_step(ctx: StepContext) -> StepReport:
             replica=ctx.name,
             step=state.fleet.step,
             participants=members,
-            quorum_id=ctx.sync.quorum_id,  # None until confirmed, when speculated on
+            # Speculated on (the survivors of a kill): its id is known only at the first sum.
+            quorum_id=None if ctx.sync.unconfirmed() else ctx.sync.quorum_id,
             speculated=ctx.sync.unconfirmed(),
         )
         ctx.members = members
@@ -361,7 +362,9 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
     waive_allowance = False  # every slice vetoed and finite: a data-wide spike, accept it
     result.loss_scale = fleet.loss_scale or initial_scale(work.precision)
     first_sum = True  # the attempt's first reduce carries the fingerprints
-    for _attempt in range(len(members) + 3 + MAX_OVERFLOW_RETRIES):  # last ones: nobody left
+    # The last ones: nobody left. (A late exchange's recompute takes one more, on the
+    # replicas that speculated only: every replica keeps the same number of sums.)
+    for _attempt in range(len(members) + 2 + MAX_OVERFLOW_RETRIES + int(late_exchange)):
         active = [m for m in members if m not in excluded]
         if not active:
             result.reason = "every participant was excluded"

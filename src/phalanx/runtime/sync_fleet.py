@@ -68,6 +68,7 @@ from phalanx.runtime.torchft_access import (
     finish_quorum_as_synchronous,
     forget_failed_quorum,
     heal_pending,
+    quorum_answered_within,
     quorum_pending,
     record_quorums,
     settle_reaper,
@@ -86,6 +87,10 @@ RESTART_SETTLE_S = 1.0
 # the quorum timeout, not this count, bounds each call.
 QUORUM_RETRIES = 100_000
 ADMISSION_CHECK_S = 10.0  # how long a new worker waits for its first handshake's verdict
+# A speculative step whose quorum has not answered this long after its first sum began
+# to wait looks for a member gone for certain (the lighthouse answers within a few ms of
+# the last member's request; a dead member never sends one).
+PROBE_AFTER_S = 0.05
 
 
 class _NotRequested(Exception):
@@ -255,7 +260,9 @@ class FleetSync(Sync):
 
     def begin_step(self, speculate: bool = False) -> list[str]:
         """Join the next quorum (healing first if behind); return the ordered participants."""
-        early, self._early = self._early, False
+        # A step that speculated and returned before any collective (held back, the fleet
+        # finished) left its request in flight: collect it, never ask over it.
+        early, self._early = self._early or self._speculating, False
         fresh, self._fresh_request = self._fresh_request, False
         self._abandoned = False
         self._moved = False
@@ -292,7 +299,6 @@ class FleetSync(Sync):
             self._speculating = True
             self._guess = survivors
             self._quorum_changed = True
-            self.quorum_id = None
             self._step_t0 = step_t0
             return sorted(survivors, key=_natural_key)
         try:
@@ -445,7 +451,11 @@ class FleetSync(Sync):
         """
         self._speculating = False
         guess, self._guess = self._guess, None
-        if guess is None and quorum_pending(self.manager) and self._left_us():
+        if (
+            guess is None
+            and not quorum_answered_within(self.manager, PROBE_AFTER_S)
+            and self._left_us()
+        ):
             # A member died before it asked for this quorum: the lighthouse answers only
             # after its heartbeat timeout. Begin again on the others meanwhile (begin_step),
             # the request still in flight.

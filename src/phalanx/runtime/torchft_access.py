@@ -30,6 +30,7 @@ torchft's public `CheckpointTransport` interface.)
 
 from __future__ import annotations
 
+import concurrent.futures
 import gc
 import hashlib
 import re
@@ -109,6 +110,19 @@ def quorum_pending(manager: Any) -> bool:
     """
     future = manager._quorum_future
     return future is not None and not future.done()
+
+
+def quorum_answered_within(manager: Any, timeout_s: float) -> bool:
+    """Wait at most `timeout_s` for the quorum call in flight; True once it has its answer
+    (or failed). Nothing is applied: `wait_quorum` still collects it."""
+    future = manager._quorum_future
+    if future is None:
+        return True
+    try:
+        future.exception(timeout=timeout_s)
+    except concurrent.futures.TimeoutError:
+        return False
+    return True
 
 
 def heal_pending(manager: Any) -> bool:
