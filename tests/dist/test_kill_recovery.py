@@ -47,6 +47,29 @@ def test_survivors_of_a_kill_go_on_without_waiting_out_the_timeout(tmp_path):
     assert _participants(all_events, 3) == {("r0", "r2", "r3")}
 
 
+KILL_AT_COMPUTE = "kill:replica=1,step=3,restart_s=1,phase=compute"
+
+
+def _exact_run_with(tmp_path, steps: int, *faults: str) -> list[dict]:
+    """Four equal float64 replicas under `faults`, exactly the one-process run; its events."""
+    args = ["--dtype", "float64", "--steps", str(steps), "--batch", "32", "--samples", "256"]
+    reference = local_run(MLP, tmp_path / "reference", args)
+    run = tmp_path / "run"
+    fault_args = [arg for fault in faults for arg in ("--fault", fault)]
+    result = phalanx(
+        "run", str(MLP), "--out", str(run), "--emulate", "0.25x4", "--timeout-s", "60",
+        "--quiet", *fault_args, "--", *args,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert max_param_diff(run, reference) < 1e-9
+    assert summary(run)["data"]["duplicates"] == 0
+    return events(run)
+
+
+def _speculated_quorums(all_events: list[dict], step: int) -> list[dict]:
+    return [e for e in all_events if e["kind"] == "quorum" and e["step"] == step and e["speculated"]]
+
+
 def test_survivors_of_a_kill_compute_its_step_while_the_lighthouse_decides_and_stay_exact(
     tmp_path,
 ):
@@ -58,24 +81,12 @@ def test_survivors_of_a_kill_compute_its_step_while_the_lighthouse_decides_and_s
     # the quorum that forms is theirs, and the result is exactly the one-process
     # run's. (A kill in `allreduce` may land after the sum completed: then step 3 is
     # an ordinary step of all four.) r1 comes back and heals.
-    args = ["--dtype", "float64", "--steps", "24", "--batch", "32", "--samples", "256"]
-    reference = local_run(MLP, tmp_path / "reference", args)
-    run = tmp_path / "run"
-    result = phalanx(
-        "run", str(MLP), "--out", str(run), "--emulate", "0.25x4", "--timeout-s", "60",
-        "--quiet", "--fault", "kill:replica=1,step=3,restart_s=1,phase=compute", "--", *args,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert max_param_diff(run, reference) < 1e-9
-    all_events = events(run)
+    all_events = _exact_run_with(tmp_path, 24, KILL_AT_COMPUTE)
     assert _participants(all_events, 3) == {("r0", "r2", "r3")}
-    quorums = [e for e in all_events if e["kind"] == "quorum" and e["step"] == 3]
     # Each survivor that saw the refusal in time speculated (a busy host may make one
     # late: it then waits for the quorum, as before); the three never all miss it.
-    assert any(q["speculated"] and q["participants"] == ["r0", "r2", "r3"] for q in quorums), (
-        quorums
-    )
-    assert summary(run)["data"]["duplicates"] == 0
+    speculated = _speculated_quorums(all_events, 3)
+    assert any(q["participants"] == ["r0", "r2", "r3"] for q in speculated), all_events
 
 
 def test_survivors_that_speculated_compute_again_when_a_peer_slowed_down_and_stay_exact(
@@ -86,25 +97,16 @@ def test_survivors_that_speculated_compute_again_when_a_peer_slowed_down_and_sta
     # (which they issue after their slice): its share is cut, so they compute again on
     # the shares everyone derives. Different shares at a sum would stop the run (plan
     # check); the result is exactly the one-process run's.
-    args = ["--dtype", "float64", "--steps", "12", "--batch", "32", "--samples", "256"]
-    reference = local_run(MLP, tmp_path / "reference", args)
-    run = tmp_path / "run"
-    result = phalanx(
-        "run", str(MLP), "--out", str(run), "--emulate", "0.25x4", "--timeout-s", "60",
-        "--quiet", "--fault", "kill:replica=1,step=3,restart_s=1,phase=compute",
-        "--fault", "slow:replica=2,step=3,speed=0.06", "--", *args,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert max_param_diff(run, reference) < 1e-9
-    all_events = events(run)
+    all_events = _exact_run_with(
+        tmp_path, 12, KILL_AT_COMPUTE, "slow:replica=2,step=3,speed=0.06"
+    )
     steps = [e for e in all_events if e["kind"] == "step" and e["step"] == 3]
     assert {tuple(e["participants"]) for e in steps} == {("r0", "r2", "r3")}
     shares = {tuple(e["shares"]) for e in steps}
     assert len(shares) == 1
     r0_share, r2_share, _ = shares.pop()
     assert r2_share < r0_share  # cut to what r2 computes at its new speed
-    quorums = [e for e in all_events if e["kind"] == "quorum" and e["step"] == 3]
-    assert any(q["speculated"] for q in quorums), quorums
+    assert _speculated_quorums(all_events, 3), all_events
     assert any(e["kind"] == "slowdown" and e["step"] == 3 for e in all_events)
 
 
