@@ -116,11 +116,22 @@ def test_survivors_of_a_freeze_go_on_without_waiting_for_it(tmp_path):
     # until r2 wakes (and then finish the step with it). Its heartbeats stop, though:
     # the lighthouse gives up on it after 1 s, and the survivors, asking the lighthouse
     # while they wait, fail the attempt and commit step 3 without r2.
+    # (r2's request for step 3's quorum may not have left before it froze, on a busy
+    # host: then the lighthouse forms the quorum without r2 once its heartbeats stop,
+    # the survivors' steady speculation moves onto it, and nothing is retried.)
     all_events = _run_with(tmp_path, "hang:replica=2,step=3,seconds=12,phase=compute")
     assert _participants(all_events, 3) == {("r0", "r1", "r3")}
     reasons = {e["replica"]: e["reason"] for e in all_events if e["kind"] == "retry" and e["step"] == 3}
-    for survivor in ("r0", "r1", "r3"):
-        assert reasons.get(survivor, "").startswith("r2 stopped heartbeating"), reasons
+    if reasons:  # r2 was in step 3's quorum: every survivor gave up on it by heartbeats
+        for survivor in ("r0", "r1", "r3"):
+            assert reasons.get(survivor, "").startswith("r2 stopped heartbeating"), reasons
+    else:  # it was not: each survivor's step 3 went on in the quorum formed without it
+        without_r2 = {
+            e["replica"]
+            for e in all_events
+            if e["kind"] == "quorum" and e["step"] == 3 and e["participants"] == ["r0", "r1", "r3"]
+        }
+        assert without_r2 == {"r0", "r1", "r3"}, all_events
 
 
 @pytest.mark.parametrize("phase", ["allreduce", "compute"])

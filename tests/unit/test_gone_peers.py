@@ -5,7 +5,7 @@ import socket
 import threading
 from datetime import timedelta
 
-from phalanx.runtime.gone_peers import QuorumAddresses, refused
+from phalanx.runtime.gone_peers import QuorumAddresses, refused, refused_among
 from phalanx.runtime.torchft_access import quorum_manager_addresses
 
 
@@ -25,6 +25,18 @@ def test_a_closed_port_refuses_and_a_listening_one_or_a_bad_address_says_nothing
     assert not refused("not an address")
 
 
+def test_a_whole_fleet_is_dialled_at_once_and_only_the_closed_ports_refuse():
+    alive = [socket.create_server(("127.0.0.1", 0)) for _ in range(60)]
+    try:
+        addresses = {f"a{i}": f"http://127.0.0.1:{s.getsockname()[1]}" for i, s in enumerate(alive)}
+        closed = {f"c{i}": f"http://127.0.0.1:{_closed_port()}" for i in range(60)}
+        unknown = {"bad": "not an address", "no port": "http://127.0.0.1"}
+        assert refused_among({**addresses, **closed, **unknown}, wait_s=30.0) == set(closed)
+    finally:
+        for server in alive:
+            server.close()
+
+
 def test_the_lighthouse_page_names_the_quorum_and_only_the_dead_member_is_gone(monkeypatch):
     from torchft._torchft import LighthouseClient
 
@@ -34,7 +46,7 @@ def test_the_lighthouse_page_names_the_quorum_and_only_the_dead_member_is_gone(m
     # What is checked is who is gone, not how fast a busy host answers.
     monkeypatch.setattr(gone_peers, "PAGE_TIMEOUT_S", 30.0)
     monkeypatch.setattr(gone_peers, "LATE_PAGE_TIMEOUT_S", 30.0)
-    monkeypatch.setattr(gone_peers, "BUDGET_S", 60.0)
+    monkeypatch.setattr(gone_peers, "CONNECT_WAIT_S", 30.0)
 
     server = Lighthouse(LighthouseSettings(min_replicas=2, join_timeout_ms=60_000))
     alive = socket.create_server(("127.0.0.1", 0))

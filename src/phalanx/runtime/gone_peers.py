@@ -22,32 +22,83 @@ millisecond of the probe is a millisecond the survivors do not compute.
 
 from __future__ import annotations
 
+import errno
+import selectors
 import socket
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from urllib.parse import urlsplit
 
 from phalanx.runtime.torchft_access import quorum_manager_addresses
 
 PAGE_TIMEOUT_S = 1.0  # the page read in the background, after a quorum formed
 LATE_PAGE_TIMEOUT_S = 0.2  # read at the failure itself (the background read had not ended)
-CONNECT_TIMEOUT_S = 0.05  # a refusal comes in one round trip; silence proves nothing
-BUDGET_S = 0.25  # all connections together: past this, the step waits for the quorum
+# All members are dialled at once. A refusal comes in one round trip; what has not
+# answered by then counts as alive (silence proves nothing).
+CONNECT_WAIT_S = 0.1
 
 
-def refused(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> bool:
-    """Does the host at `address` (http://host:port) refuse a connection (nothing listens)?"""
-    parts = urlsplit(address if "//" in address else f"//{address}")
-    if parts.hostname is None or parts.port is None:
-        return False
+def refused_among(addresses: Mapping[str, str], wait_s: float = CONNECT_WAIT_S) -> set[str]:
+    """The keys whose address (http://host:port) refuses a connection, all dialled at once.
+
+    Non-blocking connections, one selector: a fleet of thousands costs one round trip,
+    not one per member. A connection that is accepted, times out, has no route or
+    cannot be resolved says nothing (the peer may be alive behind it).
+    """
+    selector = selectors.DefaultSelector()
+    found: set[str] = set()
     try:
-        with socket.create_connection((parts.hostname, parts.port), timeout=timeout_s):
-            return False
-    except ConnectionRefusedError:
-        return True
-    except OSError:  # a timeout, no route: the peer may be alive behind it
-        return False
+        for key, address in addresses.items():
+            target = _target(address)
+            if target is None:
+                continue
+            sock = socket.socket(target[0], socket.SOCK_STREAM)
+            sock.setblocking(False)
+            code = sock.connect_ex(target[1])
+            if code in (errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
+                selector.register(sock, selectors.EVENT_WRITE, key)
+                continue
+            if code == errno.ECONNREFUSED:
+                found.add(key)
+            sock.close()
+        deadline = time.monotonic() + wait_s
+        while selector.get_map():
+            left_s = deadline - time.monotonic()
+            if left_s <= 0:
+                break
+            for event, _ in selector.select(left_s):
+                sock = event.fileobj
+                assert isinstance(sock, socket.socket)
+                if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == errno.ECONNREFUSED:
+                    found.add(event.data)
+                selector.unregister(sock)
+                sock.close()
+    finally:
+        for pending in list(selector.get_map().values()):
+            selector.unregister(pending.fileobj)
+            pending.fileobj.close()  # type: ignore[union-attr]
+        selector.close()
+    return found
+
+
+def _target(address: str) -> tuple[socket.AddressFamily, tuple] | None:
+    """(family, socket address) of `address`'s host and port; None if it names none."""
+    parts = urlsplit(address if "//" in address else f"//{address}")
+    try:
+        if parts.hostname is None or parts.port is None:
+            return None
+        family, _, _, _, sockaddr = socket.getaddrinfo(
+            parts.hostname, parts.port, type=socket.SOCK_STREAM
+        )[0]
+    except (OSError, ValueError):
+        return None
+    return family, sockaddr
+
+
+def refused(address: str, wait_s: float = CONNECT_WAIT_S) -> bool:
+    """Does the host at `address` (http://host:port) refuse a connection (nothing listens)?"""
+    return bool(refused_among({address: address}, wait_s))
 
 
 class QuorumAddresses:
@@ -83,13 +134,4 @@ class QuorumAddresses:
             known = {m: a for m, a in page.items() if m in wanted}
             if known:
                 self._known = known  # the next failure of this quorum need not read it
-        deadline = time.monotonic() + BUDGET_S
-        gone = set()
-        for member in members:
-            if member not in known:
-                continue
-            if time.monotonic() > deadline:
-                return set()  # a slow answer is no answer: never guess from part of the fleet
-            if refused(known[member]):
-                gone.add(member)
-        return gone
+        return refused_among({m: known[m] for m in members if m in known})
