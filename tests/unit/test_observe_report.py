@@ -4,6 +4,7 @@ import base64
 import json
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
@@ -104,6 +105,26 @@ def test_truncated_last_line_renders_with_a_warning(tmp_path):
     assert len(report.warnings) == 1 and "cut" in report.warnings[0]
     assert 'class="warning"' in report.html
     assert set(_plots(report.html)) >= {"loss", "throughput", "shares", "timeline"}
+
+
+def test_only_the_events_own_warnings_reach_the_report(tmp_path, monkeypatch):
+    # The collector may close some other test's leaked file while the events are read;
+    # its ResourceWarning is not about this run (CI stop 36 failed on exactly that).
+    import phalanx.observe.report as report_module
+
+    original = report_module.read_events
+
+    def read_with_noise(*args, **kwargs):
+        warnings.warn("unclosed file <_io.BufferedWriter name=24>", ResourceWarning, stacklevel=1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(report_module, "read_events", read_with_noise)
+    run = tmp_path / "run"
+    shutil.copytree(RECORDED, run)
+    events = run / "events.jsonl"
+    events.write_bytes(events.read_bytes()[:-25])
+    report = render_report(run)
+    assert len(report.warnings) == 1 and "cut" in report.warnings[0]
 
 
 def test_no_events_is_a_clear_error(tmp_path):

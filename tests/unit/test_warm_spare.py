@@ -124,6 +124,24 @@ def test_a_spare_still_importing_becomes_the_worker_at_its_priority_without_its_
     assert f"nice [{LAUNCHER_NICE}]" in lines  # raised to the workers' priority
 
 
+def test_a_spare_that_died_leaves_no_pipe_open_when_the_next_one_starts():
+    pool = SparePool()
+    pool.start()
+    dead = pool._spare
+    assert dead is not None
+    os.killpg(dead.pid, 9)
+    dead.wait(timeout=30)
+    pool.start()  # a launcher runs for weeks: one leaked pipe per dead spare adds up
+    try:
+        assert pool._spare is not dead
+        assert dead.stdin is not None and dead.stdin.closed
+        assert dead.stdout is not None and dead.stdout.closed
+    finally:
+        fresh = pool._spare
+        pool.close()
+    assert fresh is not None and fresh.stdin.closed and fresh.stdout.closed
+
+
 def test_a_dead_spare_is_not_handed_out():
     pool = SparePool()
     pool.start()

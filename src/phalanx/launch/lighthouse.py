@@ -126,6 +126,9 @@ class LighthouseProcess:
             self._process.kill()
         self._process.wait()
         self._log.join(2.0)  # its last lines into the log
+        for pipe in (self._process.stdin, self._process.stdout):
+            if pipe is not None:
+                pipe.close()
 
 
 def _serve(settings_json: str) -> None:

@@ -85,6 +85,8 @@ class SparePool:
             return
         if time.monotonic() < self._not_before_s:
             return
+        if self._spare is not None:  # one that died: its pipes, not left to the collector
+            self._close_pipes(self._spare)
         env = dict(os.environ)  # a worker's launch env is handed over whole later
         env.setdefault("OMP_NUM_THREADS", "1")
         env.setdefault("PYTHONUNBUFFERED", "1")
@@ -129,7 +131,7 @@ class SparePool:
         """A process running `script` as a worker with `env`, or None (start it cold)."""
         spare = self._spare
         if spare is None or spare.poll() is not None or spare.stdin is None:
-            return None
+            return None  # a dead one is closed by the next start() or close()
         ready = self._is_ready()
         self._spare, self._ready = None, False
         if not ready:
@@ -185,6 +187,10 @@ class SparePool:
             os.killpg(spare.pid, signal.SIGKILL)
         with contextlib.suppress(Exception):
             spare.wait(timeout=5)
+        SparePool._close_pipes(spare)
+
+    @staticmethod
+    def _close_pipes(spare: subprocess.Popen[bytes]) -> None:
         for pipe in (spare.stdin, spare.stdout):
             with contextlib.suppress(Exception):
                 if pipe is not None:

@@ -27,6 +27,11 @@ from phalanx.observe.safe_write import write_or_warn
 EVENTS_FILE = "events.jsonl"
 
 
+class UnreadableEventsWarning(UserWarning):
+    """Lines of events.jsonl were skipped: its own class, so a report collects these and
+    not whatever else Python warns about meanwhile (a file the collector closes)."""
+
+
 class EventLog:
     def __init__(self, run_dir: str | Path, source: str, file_name: str = EVENTS_FILE) -> None:
         self.path = Path(run_dir) / file_name
@@ -98,6 +103,7 @@ def read_events(
         why = " (the last line is cut: a writer stopped mid-line)" if cut_last else ""
         warnings.warn(
             f"{path}: skipped {bad} unreadable line(s){why}; using {len(events)} events",
+            UnreadableEventsWarning,
             stacklevel=2,
         )
     return events

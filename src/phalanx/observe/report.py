@@ -16,7 +16,7 @@ from typing import Any
 
 from phalanx.observe import report_html as h
 from phalanx.observe.chip_memory import describe_chip_memory
-from phalanx.observe.events import EVENTS_FILE, read_events
+from phalanx.observe.events import EVENTS_FILE, UnreadableEventsWarning, read_events
 from phalanx.observe.fleet_state import format_duration, format_energy
 from phalanx.observe.fleet_view import FleetView
 from phalanx.observe.safe_write import write_or_warn
@@ -46,9 +46,9 @@ def render_report(run_dir: str | Path) -> Report:
 
     run_dir = Path(run_dir)
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+        warnings.simplefilter("always", UnreadableEventsWarning)
         events = read_events(run_dir, warn=True)
-    notes = [str(w.message) for w in caught]
+    notes = [str(w.message) for w in caught if issubclass(w.category, UnreadableEventsWarning)]
     if not events:
         raise ReportError(f"{run_dir / EVENTS_FILE} is missing or holds no readable event")
     summary = build_summary(run_dir)
