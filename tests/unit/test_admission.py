@@ -321,9 +321,12 @@ def test_gated_lighthouse_is_restarted_behind_the_same_gate(tmp_path):
         _connect_and_wait_admitted(tunnel, coordinator.incarnation)
 
         second = coordinator.incarnation
-        coordinator._child._process.kill()  # a death nobody planned
-        coordinator._child._process.wait()
+        dead = coordinator._child._process
+        dead.kill()  # a death nobody planned
+        dead.wait()
         coordinator.poll()
+        # A launcher lives for weeks: the dead child's pipes are closed, not leaked.
+        assert all(pipe.closed for pipe in (dead.stdin, dead.stdout, dead.stderr))
         kinds = [kind for kind, _ in seen]
         assert kinds[-2:] == ["lighthouse_down", "lighthouse_restart"]
         assert seen[-2][1]["cause"] == "exited" and coordinator.incarnation > second

@@ -121,14 +121,14 @@ def test_readers_die_with_a_killed_replica(tmp_path):
         sys.stdin.read()  # until killed
         """
     )
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-    )  # fmt: skip
-    children = [int(p) for p in proc.stdout.readline().split()]
-    assert len(children) == 2
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=60)
+    ) as proc:  # fmt: skip
+        children = [int(p) for p in proc.stdout.readline().split()]
+        assert len(children) == 2
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
     deadline = time.monotonic() + 60
     while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.05)  # polling the process table: the kernel has no wait-for-non-child

@@ -107,6 +107,7 @@ def test_truncated_last_line_renders_with_a_warning(tmp_path):
     assert set(_plots(report.html)) >= {"loss", "throughput", "shares", "timeline"}
 
 
+@pytest.mark.filterwarnings("always::ResourceWarning")
 def test_only_the_events_own_warnings_reach_the_report(tmp_path, monkeypatch):
     # The collector may close some other test's leaked file while the events are read;
     # its ResourceWarning is not about this run (CI stop 36 failed on exactly that).

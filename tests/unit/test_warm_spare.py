@@ -59,7 +59,8 @@ def _run(pool: SparePool, script, args: list[str]) -> tuple[int, str]:
     assert handout is not None and not handout.owes_ready
     process = handout.process
     assert process.stdout is not None
-    output = process.stdout.read().decode()
+    with process.stdout:
+        output = process.stdout.read().decode()
     return process.wait(timeout=60), output
 
 

@@ -81,7 +81,9 @@ class GatedLighthouse:
         if self._down_since is None:
             if self._child.alive:
                 return
-            self._lost("exited", None, code=self._child.exit_code)
+            code = self._child.exit_code
+            self._child.shutdown()  # reaped, its last log lines kept, its pipes closed
+            self._lost("exited", None, code=code)
         assert self._restart_at is not None
         if time.monotonic() < self._restart_at:
             return
