@@ -5,8 +5,12 @@ import socket
 import threading
 from datetime import timedelta
 
-from phalanx.runtime.gone_peers import QuorumAddresses, refused, refused_among
+from phalanx.runtime.gone_peers import QuorumAddresses, refused_among
 from phalanx.runtime.torchft_access import quorum_manager_addresses
+
+
+def refused(address: str) -> bool:
+    return bool(refused_among({address: address}, wait_s=30.0))
 
 
 def _closed_port() -> int:

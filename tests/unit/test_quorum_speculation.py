@@ -87,7 +87,7 @@ def _steady_sync(
     sync._last_quorum = (5, tuple(last.replica_ids))
     sync._last_members = {"r0", "r1"}
     sync._quorum_changed = False
-    sync._guess, sync._lost_peers, sync._frozen, sync._gone_seen = None, False, set(), set()
+    sync._guess, sync._lost_peers, sync._known_gone = None, False, set()
     sync._addresses = SimpleNamespace(learn=lambda ids: None, gone=lambda members: set())
     sync.prepare_next()  # right after the last commit
     return sync, manager
@@ -299,7 +299,7 @@ def test_a_peer_that_died_before_asking_moves_the_steady_step_onto_the_survivors
 
 def test_a_peer_the_freeze_watch_gave_up_on_is_left_out_without_probing(monkeypatch):
     sync, manager = _after_a_lost_peer(monkeypatch, set())
-    sync._frozen = {"r1:uuid-r1"}  # the lighthouse gave up on r1 during the failed attempt
+    sync._known_gone = {"r1:uuid-r1"}  # the lighthouse gave up on r1 during the failed attempt
     assert sync.begin_step(speculate=True) == ["r0", "r2"]
     assert sync.probed == [["r2:uuid-r2"]]
     assert manager.calls == ["start_quorum"]

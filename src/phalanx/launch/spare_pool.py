@@ -48,7 +48,12 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from phalanx.launch.orphans import die_with_parent
-from phalanx.launch.warm_spare import IMPORT_PRIORITY, READY, SESSION_DEFAULT_NICE
+from phalanx.launch.warm_spare import (
+    IMPORT_PRIORITY,
+    READY,
+    SESSION_DEFAULT_NICE,
+    set_group_nice,
+)
 
 __all__ = ["READY", "Handout", "SparePool", "may_raise_priority_back", "pool_for"]
 NEXT_SPARE_AFTER_S = 10.0  # after a hand-out, before the next spare starts importing
@@ -165,16 +170,11 @@ class SparePool:
         for tid in tids:
             with contextlib.suppress(OSError):
                 os.setpriority(os.PRIO_PROCESS, tid, self.worker_priority)
-        group = Path(f"/proc/{spare.pid}/autogroup")
-        deadline = time.monotonic() + _GROUP_RETRY_S
-        while group.exists():
-            try:
-                group.write_text(f"{SESSION_DEFAULT_NICE}\n")
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    return  # its own switch retries, once its imports are done
-                time.sleep(0.02)  # the kernel's rate limit, not synchronisation
+        # Not for long: its own switch retries, once its imports are done.
+        with contextlib.suppress(OSError):
+            set_group_nice(
+                SESSION_DEFAULT_NICE, Path(f"/proc/{spare.pid}/autogroup"), _GROUP_RETRY_S
+            )
 
     def close(self) -> None:
         if self._spare is not None:

@@ -42,7 +42,7 @@ SESSION_DEFAULT_NICE = 0  # a new session's autogroup: what a cold worker gets
 AUTOGROUP = Path("/proc/self/autogroup")
 # The kernel lets a process without CAP_SYS_ADMIN change a group's nice once per
 # 100 ms (system-wide; EAGAIN before): retry for this long.
-_GROUP_RETRY_S = 2.0
+GROUP_RETRY_S = 2.0
 
 
 def _warm_up() -> None:
@@ -64,18 +64,19 @@ def _set_priority(nice: int) -> None:
             os.setpriority(os.PRIO_PROCESS, int(task.name), nice)
 
 
-def _set_group_nice(nice: int) -> None:
-    """`nice` for this session's scheduling group, where the kernel has them (autogroup).
+def set_group_nice(nice: int, group: Path = AUTOGROUP, retry_s: float = GROUP_RETRY_S) -> None:
+    """`nice` for a session's scheduling group (this one's by default), where the kernel
+    has them (autogroup); the launcher raises a spare's through /proc/<pid>/autogroup.
 
     Raises if the group exists and refuses for longer than the kernel's rate limit: a
     worker must not run in a group at nice 19.
     """
-    if not AUTOGROUP.exists():
+    if not group.exists():
         return  # no autogroup: the threads' own nice is what counts
-    deadline = time.monotonic() + _GROUP_RETRY_S
+    deadline = time.monotonic() + retry_s
     while True:
         try:
-            AUTOGROUP.write_text(f"{nice}\n")
+            group.write_text(f"{nice}\n")
             return
         except OSError as err:
             if err.errno != errno.EAGAIN or time.monotonic() > deadline:
@@ -87,7 +88,7 @@ def _become(job: dict, priority: int | None) -> None:
     """Turn this process into the worker `job` describes, then run its script."""
     if priority is not None:
         _set_priority(priority)  # raises if it cannot: a worker must not run at nice 19
-        _set_group_nice(SESSION_DEFAULT_NICE)
+        set_group_nice(SESSION_DEFAULT_NICE)
     os.environ.clear()
     os.environ.update(job["env"])
     devnull = os.open(os.devnull, os.O_RDONLY)
@@ -106,7 +107,7 @@ def main() -> None:
     if priority is not None:
         os.setpriority(os.PRIO_PROCESS, 0, IMPORT_PRIORITY)
         with contextlib.suppress(OSError):  # a spare in a normal group only imports slower
-            _set_group_nice(IMPORT_PRIORITY)
+            set_group_nice(IMPORT_PRIORITY)
     _warm_up()
     # One write: the launcher may read between two (print writes the newline apart).
     sys.stdout.flush()

@@ -96,11 +96,6 @@ def _target(address: str) -> tuple[socket.AddressFamily, tuple] | None:
     return family, sockaddr
 
 
-def refused(address: str, wait_s: float = CONNECT_WAIT_S) -> bool:
-    """Does the host at `address` (http://host:port) refuse a connection (nothing listens)?"""
-    return bool(refused_among({address: address}, wait_s))
-
-
 class QuorumAddresses:
     """Where the members of this replica's last quorum listen (raw id -> ManagerServer)."""
 

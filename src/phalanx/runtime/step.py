@@ -348,15 +348,15 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
     # that the compute overlaps the lighthouse's decision (runtime/sync_fleet.py).
     late_exchange = ctx.sync.quorum_changed() and ctx.sync.unconfirmed()
     rate_before_sps = ctx.last_rate_sps  # what the exchange tells, early or late
-    if ctx.sync.quorum_changed() and not late_exchange:
-        # After a failed commit (or a member joining or leaving): if a chip slowed down
-        # past the collective timeout, the same shares would fail the same way again.
-        # Everyone learns every chip's latest rate (one small sum).
-        result.measured_sps = _exchange_rates(ctx, members, slot, healed, rate_before_sps)
-        if ctx.sync.errored():
-            result.reason = "collective failed"
-            return result
-        _say_if_slowed(ctx, fleet, result.measured_sps, step)
+    # After a failed commit (or a member joining or leaving): if a chip slowed down
+    # past the collective timeout, the same shares would fail the same way again.
+    # Everyone learns every chip's latest rate (one small sum).
+    early_exchange = ctx.sync.quorum_changed() and not late_exchange
+    if early_exchange and not _tell_rates(
+        ctx, fleet, result, members, slot, healed, rate_before_sps, step
+    ):
+        result.reason = "collective failed"
+        return result
     excluded: set[str] = set()
     pending: list[Vetoed] = []
     waive_allowance = False  # every slice vetoed and finite: a data-wide spike, accept it
@@ -396,14 +396,12 @@ def run_round(ctx: StepContext, members: list[str], step: int, healed: bool = Fa
                 break
         if late_exchange:
             late_exchange = False
-            result.measured_sps = _exchange_rates(ctx, members, slot, healed, rate_before_sps)
-            if ctx.sync.moved():  # the quorum formed otherwise: nothing was summed
-                _drop_moved_attempt(ctx, result)
+            if not _tell_rates(ctx, fleet, result, members, slot, healed, rate_before_sps, step):
+                if ctx.sync.moved():  # the quorum formed otherwise: nothing was summed
+                    _drop_moved_attempt(ctx, result)
+                else:
+                    result.reason = "collective failed"
                 break
-            if ctx.sync.errored():
-                result.reason = "collective failed"
-                break
-            _say_if_slowed(ctx, fleet, result.measured_sps, step)
             if ctx.shares.shares(fleet, active, result.measured_sps) != shares:
                 continue  # a chip slowed down: compute again with the shares everyone derives
         if share:
@@ -587,6 +585,28 @@ def _check_plans(control: Control, members: list[str], plan: float, step: int) -
         "the replicas run different phalanx code or fleet states; run one version "
         "everywhere and continue with --resume",
     )
+
+
+def _tell_rates(
+    ctx: StepContext,
+    fleet: FleetState,
+    result: RoundResult,
+    members: list[str],
+    slot: int,
+    healed: bool,
+    rate_sps: float,
+    step: int,
+) -> bool:
+    """The rate exchange that begins a changed quorum, and a line if this chip slowed.
+
+    False: the step cannot go on (the sum failed, or the quorum it speculated on
+    formed otherwise and nothing was summed).
+    """
+    result.measured_sps = _exchange_rates(ctx, members, slot, healed, rate_sps)
+    if ctx.sync.moved() or ctx.sync.errored():
+        return False
+    _say_if_slowed(ctx, fleet, result.measured_sps, step)
+    return True
 
 
 def _exchange_rates(

@@ -195,8 +195,9 @@ class FleetSync(Sync):
         # failed commit. None: on the last quorum as it was.
         self._guess: set[str] | None = None
         self._lost_peers = False  # the last failed commit: a collective failed (a peer gone?)
-        self._frozen: set[str] = set()  # raw ids the freeze watch gave up on in that attempt
-        self._gone_seen: set[str] = set()  # raw ids found gone while a speculative step waited
+        # Raw ids known gone in the last attempt: the freeze watch gave up on them, or a
+        # probe found them gone while a speculative step waited.
+        self._known_gone: set[str] = set()
         self._fresh_request = False  # the early request is new (not one collected already)
         self._last_committed = False  # a failed commit makes a new quorum: no speculating
         self._may_speculate = group_size == 1  # a group's ranks take quorums from rank 0
@@ -269,8 +270,7 @@ class FleetSync(Sync):
         self._attempt_works = []
         self._left_open = [end for end in self._left_open if not end.ended.is_set()]
         self._speculating, self._guess = False, None
-        known_gone = self._frozen | self._gone_seen
-        self._frozen, self._gone_seen = set(), set()
+        known_gone, self._known_gone = self._known_gone, set()
         step_t0 = self._requested_at if early else time.monotonic()
         may = (
             speculate
@@ -362,8 +362,7 @@ class FleetSync(Sync):
         failed attempt, or a probe while the step waited), or its ManagerServer refuses
         connections (its process is dead).
         """
-        assert self._last_quorum is not None
-        others = [r for r in self._last_quorum[1] if stable_name(r) != self.name]
+        others = self._others()
         gone = {r for r in others if r in known_gone}
         gone |= self._addresses.gone([r for r in others if r not in gone])
         if not gone:
@@ -490,10 +489,14 @@ class FleetSync(Sync):
 
     def _left_us(self) -> bool:
         """Is a member of the last quorum gone for certain (its process dead)? Remembered."""
+        gone = self._addresses.gone(self._others())
+        self._known_gone |= gone
+        return bool(gone)
+
+    def _others(self) -> list[str]:
+        """The last quorum's members other than this replica (raw ids)."""
         assert self._last_quorum is not None
-        others = [r for r in self._last_quorum[1] if stable_name(r) != self.name]
-        self._gone_seen = self._addresses.gone(others)
-        return bool(self._gone_seen)
+        return [r for r in self._last_quorum[1] if stable_name(r) != self.name]
 
     def moved(self) -> bool:
         return self._moved
@@ -523,7 +526,7 @@ class FleetSync(Sync):
     def peer_frozen(self, members: list[str], waited_s: float) -> None:
         """A quorum member stopped heartbeating: this attempt fails now (freeze_watch.py)."""
         self._abandoned = True  # gloo still waits, and may complete it when the peer wakes
-        self._frozen |= set(members)
+        self._known_gone |= set(members)
         self._left_open += [work.ending() for work in self._attempt_works]
         if self.manager.errored() is None:
             self.manager.report_error(PeerFrozen(describe(members, waited_s)))
