@@ -27,13 +27,13 @@ def run_replicas(replicas: list[tuple[str, str, list[str]]], out: Path) -> None:
     processes = {}
     try:
         for site, replica, options in replicas:
-            log = (out / f"{site}-{replica}.log").open("ab")
-            processes[(site, replica)] = subprocess.Popen(
-                [sys.executable, str(SCRIPT), site, replica, lighthouse.address, str(out),
-                 *options],
-                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                env={**os.environ, "PYTHONPATH": f"{ROOT}/src:{ROOT}"},
-            )  # fmt: skip
+            with (out / f"{site}-{replica}.log").open("ab") as log:  # the child holds its own
+                processes[(site, replica)] = subprocess.Popen(
+                    [sys.executable, str(SCRIPT), site, replica, lighthouse.address, str(out),
+                     *options],
+                    cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                    env={**os.environ, "PYTHONPATH": f"{ROOT}/src:{ROOT}"},
+                )  # fmt: skip
         deadline = time.monotonic() + 150
         while any(p.poll() is None for p in processes.values()):
             if time.monotonic() > deadline:

@@ -35,12 +35,12 @@ ROOT = SCRIPT.parents[2]
 
 
 def _start(site: int, lighthouse: str, out: Path, *extra: str) -> subprocess.Popen[bytes]:
-    log = (out / f"site{site}.log").open("ab")
-    return subprocess.Popen(
-        [sys.executable, str(SCRIPT), str(site), lighthouse, str(out), str(ROUNDS), *extra],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env={**__import__("os").environ, "PYTHONPATH": f"{ROOT}/src:{ROOT}"},
-    )  # fmt: skip
+    with (out / f"site{site}.log").open("ab") as log:  # the child holds its own copy
+        return subprocess.Popen(
+            [sys.executable, str(SCRIPT), str(site), lighthouse, str(out), str(ROUNDS), *extra],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**__import__("os").environ, "PYTHONPATH": f"{ROOT}/src:{ROOT}"},
+        )  # fmt: skip
 
 
 def _records(out: Path, site: int) -> list[dict]:

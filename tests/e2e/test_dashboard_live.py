@@ -61,8 +61,9 @@ class Fleet:
         self.url = self._wait_for_url(deadline_s=60)
 
     def _pump(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.put(line)
+        with self.proc.stdout as output:  # closed at the launcher's exit, not left to the collector
+            for line in output:
+                self.lines.put(line)
 
     def _wait_for_url(self, deadline_s: float) -> str:
         end = time.monotonic() + deadline_s

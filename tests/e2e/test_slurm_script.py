@@ -77,12 +77,12 @@ def _job_env(tmp_path: Path, restarts: int, settings: dict[str, str]) -> dict[st
 
 def _submit(tmp_path: Path, restarts: int = 0, **settings: str) -> subprocess.Popen[str]:
     """The batch script as Slurm starts it on the first node (in a session of its own)."""
-    log = (tmp_path / f"job-{restarts}.out").open("w")
-    return subprocess.Popen(
-        ["bash", str(SBATCH), str(MLP), *EXACT_ARGS],
-        cwd=tmp_path, env=_job_env(tmp_path, restarts, settings), stdout=log, stderr=subprocess.STDOUT,
-        text=True, start_new_session=True,
-    )  # fmt: skip
+    with (tmp_path / f"job-{restarts}.out").open("w") as log:  # the child holds its own copy
+        return subprocess.Popen(
+            ["bash", str(SBATCH), str(MLP), *EXACT_ARGS],
+            cwd=tmp_path, env=_job_env(tmp_path, restarts, settings), stdout=log,
+            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )  # fmt: skip
 
 
 def _finish(job: subprocess.Popen[str], tmp_path: Path, timeout_s: float) -> tuple[int, str]:
