@@ -55,7 +55,7 @@ def test_a_stream_with_readers_is_exact_across_a_kill_and_a_resume(tmp_path, str
     script_args = ["--", *ARGS, *stream, "--loader-workers", "2", "--max-microbatch", "5"]
     launcher = subprocess.Popen(
         [sys.executable, "-m", "phalanx", "run", str(STREAMING), *flags,
-         "--fault", "kill:replica=1,step=5,restart_s=1", *script_args],
+         "--fault", "kill:replica=1,step=5,restart_s=0", *script_args],
         start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -73,7 +73,8 @@ def test_a_stream_with_readers_is_exact_across_a_kill_and_a_resume(tmp_path, str
         if launcher.poll() is None:
             kill_tree(launcher)
     assert launcher.returncode == EXIT_PREEMPTED, out + err
-    assert any(e["kind"] == "worker_restart" for e in events(run))  # the kill happened
+    # The kill happened, and its restart (at once: step 14 may come within a second).
+    assert any(e["kind"] == "worker_restart" for e in events(run))
 
     resumed = phalanx("run", str(STREAMING), *flags, "--resume", *script_args)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr

@@ -23,12 +23,12 @@ def test_own_loop_fleet_survives_a_kill_and_a_flip_exactly(tmp_path):
     run = tmp_path / "run"
     result = phalanx(
         "run", str(ROOT / "examples" / "own_loop.py"), "--out", str(run), "--emulate", "1,0.5,0.25",
-        "--timeout-s", "2", "--quiet", "--fault", "kill:replica=1,step=12,restart_s=1",
+        "--timeout-s", "2", "--quiet", "--fault", "kill:replica=1,step=12,restart_s=0",
         "--fault", "sdc:replica=0,step=20,target=grad", "--", *ARGS,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     seen = events(run)
-    assert any(e["kind"] == "worker_restart" for e in seen)
+    assert any(e["kind"] == "worker_restart" for e in seen)  # at once: the rest is short
     # The flip is caught: the vetoed slice is recomputed through the user's loop body.
     assert any(e["kind"] == "sdc" and e["replica"] == "r0" and e["step"] == 20 for e in seen)
     assert max_param_diff(run, reference) < 1e-9
