@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 
 from phalanx.launch.orphans import die_with_parent
 from phalanx.launch.output_pump import OutputPump
+from phalanx.launch.process_tree import close_pipes
 
 
 @dataclass
@@ -126,9 +127,7 @@ class LighthouseProcess:
             self._process.kill()
         self._process.wait()
         self._log.join(2.0)  # its last lines into the log
-        for pipe in (self._process.stdin, self._process.stdout):
-            if pipe is not None:
-                pipe.close()
+        close_pipes(self._process)
 
 
 def _serve(settings_json: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 PROC = Path("/proc")
@@ -84,3 +85,15 @@ def continue_pids(pids: list[int]) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGCONT)
+
+
+def close_pipes(process: subprocess.Popen[bytes]) -> None:
+    """Close the parent's ends of a finished child's stdin and stdout.
+
+    Left to the garbage collector they raise ResourceWarning, and a long-lived
+    launcher that restarts children would hold a descriptor per restart.
+    """
+    for pipe in (process.stdin, process.stdout):
+        with contextlib.suppress(OSError):
+            if pipe is not None:
+                pipe.close()

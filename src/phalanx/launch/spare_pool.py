@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from phalanx.launch.orphans import die_with_parent
+from phalanx.launch.process_tree import close_pipes
 from phalanx.launch.warm_spare import (
     IMPORT_PRIORITY,
     READY,
@@ -91,7 +92,7 @@ class SparePool:
         if time.monotonic() < self._not_before_s:
             return
         if self._spare is not None:  # one that died: its pipes, not left to the collector
-            self._close_pipes(self._spare)
+            close_pipes(self._spare)
         env = dict(os.environ)  # a worker's launch env is handed over whole later
         env.setdefault("OMP_NUM_THREADS", "1")
         env.setdefault("PYTHONUNBUFFERED", "1")
@@ -187,14 +188,7 @@ class SparePool:
             os.killpg(spare.pid, signal.SIGKILL)
         with contextlib.suppress(Exception):
             spare.wait(timeout=5)
-        SparePool._close_pipes(spare)
-
-    @staticmethod
-    def _close_pipes(spare: subprocess.Popen[bytes]) -> None:
-        for pipe in (spare.stdin, spare.stdout):
-            with contextlib.suppress(Exception):
-                if pipe is not None:
-                    pipe.close()
+        close_pipes(spare)
 
 
 def pool_for(slots: Sequence[Any]) -> SparePool | None:
