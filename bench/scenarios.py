@@ -208,6 +208,20 @@ SUITES = {
         homogeneous=(),
         restart_intervals=(),
     ),
+    # Scenario 4's small rows alone (0.43M and 12.7M on 4 equal chips, phalanx against
+    # DDP): for trying a change to the step's overhead in minutes.
+    "equal": Suite(
+        "equal",
+        repeats=2,
+        fault_repeats=0,
+        hetero=(),
+        sizes=(),
+        homogeneous=(EQUAL_DEFAULT, EQUAL_COMM_HEAVY),
+        faults=(),
+        homogeneous_ideal=False,
+        phalanx_faulted=False,
+        restart_intervals=(),
+    ),
     # Model scale alone, as short as it gets: a check that the 100M row runs end to end.
     "scale-smoke": Suite(
         "scale-smoke",
