@@ -46,6 +46,44 @@ def test_roundtrip_is_exact(tmp_path):
     assert _same(saved, loaded)
 
 
+class _Tied(torch.nn.Module):
+    """Tied weights (one tensor under two names) and a buffer that views a larger one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(5, 3)
+        self.head = torch.nn.Linear(3, 5, bias=False)
+        self.head.weight = self.embed.weight
+        self.register_buffer("table", torch.arange(12.0))
+        self.register_buffer("window", self.table[4:8])
+
+
+def test_tied_weights_and_views_round_trip_without_copying_the_rest(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    model = _Tied()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    model.head(model.embed(torch.tensor([1, 2]))).sum().backward()
+    optimizer.step()
+    copied: list[torch.Size] = []
+    clone = torch.Tensor.clone
+    monkeypatch.setattr(
+        torch.Tensor, "clone", lambda t, *a, **k: copied.append(t.shape) or clone(t, *a, **k)
+    )
+    ckpt.save_checkpoint(TrainState(model, optimizer, None), tmp_path)
+    monkeypatch.undo()
+    # Only the second name of the tied weight and the view are copied: the weights and
+    # the optimizer's moments are written from where they live.
+    assert sorted(copied) == sorted([torch.Size([5, 3]), torch.Size([4])])
+    torch.manual_seed(1)
+    other = _Tied()
+    other_optimizer = torch.optim.AdamW(other.parameters(), lr=0.1)
+    assert ckpt.load_newest(TrainState(other, other_optimizer, None), tmp_path) is not None
+    assert torch.equal(other.embed.weight, model.embed.weight)
+    assert torch.equal(other.window, model.window)
+    moments = other_optimizer.state_dict()["state"][0]["exp_avg"]
+    assert torch.equal(moments, optimizer.state_dict()["state"][0]["exp_avg"])
+
+
 def test_corrupt_newest_falls_back_to_previous(tmp_path):
     state = _state(0)
     ckpt.save_checkpoint(state, tmp_path)

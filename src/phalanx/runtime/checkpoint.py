@@ -77,13 +77,35 @@ def _split_tensors(tree: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> 
     """Move tensors out of a nested dict/list into `tensors`; leave references behind."""
     if isinstance(tree, torch.Tensor):
         key = prefix
-        tensors[key] = tree.detach().cpu().contiguous().clone()
+        tensors[key] = tree.detach()
         return {"__tensor__": key}
     if isinstance(tree, dict):
         return {str(k): _split_tensors(v, f"{prefix}.{k}", tensors) for k, v in tree.items()}
     if isinstance(tree, (list, tuple)):
         return [_split_tensors(v, f"{prefix}.{i}", tensors) for i, v in enumerate(tree)]
     return tree
+
+
+def _unshared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The tensors as safetensors writes them: on the CPU, contiguous, none sharing memory.
+
+    Only a tensor that shares its storage (tied weights, a view into a larger
+    buffer) is copied: the save is synchronous, so the others are written from
+    where they live. A copy of everything cost 10-130 ms per save of a 0.43M-parameter
+    model on a busy host, and would hold a second copy of a 300M model's state.
+    """
+    out: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for name, tensor in tensors.items():
+        tensor = tensor.detach().cpu().contiguous()
+        storage = tensor.untyped_storage()
+        whole = storage.nbytes() == tensor.nbytes and tensor.storage_offset() == 0
+        if not whole or storage.data_ptr() in seen or tensor.nbytes == 0:
+            tensor = tensor.clone()
+        else:
+            seen.add(storage.data_ptr())
+        out[name] = tensor
+    return out
 
 
 def _join_tensors(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
@@ -141,14 +163,16 @@ def save_checkpoint(state: TrainState, run_dir: str | Path, keep: int = 3) -> Pa
         tmp = Path(
             tempfile.mkdtemp(prefix=f"{_TMP}{os.getpid()}@{socket.gethostname()}@", dir=root)
         )
-        model_tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model_state.items()}
-        save_file(model_tensors, tmp / "model.safetensors")
+        save_file(_unshared(model_state), tmp / "model.safetensors")
         optim_tensors: dict[str, torch.Tensor] = {}
         optim_tree = _split_tensors(optimizer_state, "optimizer", optim_tensors)
         rng_tensors = {"rng.cpu": torch.get_rng_state()}
         extra_tensors: dict[str, torch.Tensor] = {}
         extra_tree = _split_tensors(state.extra_state(), "extra", extra_tensors)
-        save_file({**optim_tensors, **rng_tensors, **extra_tensors}, tmp / "optimizer.safetensors")
+        save_file(
+            _unshared({**optim_tensors, **rng_tensors, **extra_tensors}),
+            tmp / "optimizer.safetensors",
+        )
         meta = {
             "format": FORMAT,
             "fleet": state.fleet.to_json(),
