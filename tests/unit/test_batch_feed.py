@@ -135,6 +135,21 @@ def test_readers_die_with_a_killed_replica(tmp_path):
     assert not any(_alive(pid) for pid in children)
 
 
+def test_readers_outlive_a_sigterm_to_the_replicas_process_group():
+    # A pre-emption's SIGTERM reaches the replica's whole process group (phalanx run,
+    # Slurm): the replica reads its step to the end, checkpoints and leaves.
+    feed = _feed(2)
+    feed.start()
+    try:
+        before = _flatten(feed.take(0, 8))
+        for pid in [p.pid for p in feed._workers._pool._processes.values()]:
+            os.kill(pid, signal.SIGTERM)
+        assert _flatten(feed.take(0, 8)) == before
+        assert _flatten(feed.take(8, 16)) == _flatten(_feed(0).take(8, 16))
+    finally:
+        feed.close()
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:

@@ -6,7 +6,8 @@ DataLoader's workers: the dataset and `collate_fn` are inherited, not
 pickled, so lambdas and open files work. A stream (data/sources.py) has one
 reader: its cursor lives in that child alone. Each child dies with its parent
 (PR_SET_PDEATHSIG): a SIGKILLed replica leaves no orphans that would hold its
-memory. A child seeds torch from the micro-batch's stream position before
+memory. SIGINT and SIGTERM to the replica's process group are the replica's to
+act on: its readers ignore them and go on serving its last reads. A child seeds torch from the micro-batch's stream position before
 reading it, as the main process does, so augmentations that draw from torch's
 generator give the same samples whichever process reads them.
 """
@@ -75,7 +76,12 @@ def _start_child(source: SampleSource, collate_fn: Callable[[list[Any]], Any], p
     global _SOURCE, _COLLATE
     _SOURCE, _COLLATE = source, collate_fn
     torch.set_num_threads(1)  # the chip's threads belong to the replica, not its readers
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    # Ctrl-C and SIGTERM are the parent's to handle: `phalanx run` and Slurm send a
+    # pre-emption's SIGTERM to the replica's whole process group, and a reader that
+    # died of it broke the replica's next read, so it crashed instead of checkpointing.
+    # The parent closes its readers when it leaves, and PDEATHSIG covers a killed one.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
