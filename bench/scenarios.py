@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from bench.fleet import Fleet
 from bench.workload import Workload
@@ -139,6 +140,15 @@ class Suite:
     restart_intervals: tuple[int, ...] = (USER_CHECKPOINT_EVERY, 1)  # torchrun K values
 
 
+def _alone(name: str, **scenarios: Any) -> Suite:
+    """A suite of only the scenarios given (once, unless `repeats` says otherwise)."""
+    nothing: dict[str, Any] = {
+        "repeats": 1, "fault_repeats": 0, "hetero": (), "sizes": (), "faults": (),
+        "homogeneous": (), "phalanx_faulted": False, "restart_intervals": (),
+    }  # fmt: skip
+    return Suite(name, **{**nothing, **scenarios})
+
+
 SUITES = {
     "full": Suite(
         "full",
@@ -159,45 +169,19 @@ SUITES = {
         restart_intervals=(USER_CHECKPOINT_EVERY,),
     ),
     # The test's configuration: the smallest of everything, each code path once.
-    "smoke": Suite(
+    "smoke": _alone(
         "smoke",
-        repeats=1,
-        fault_repeats=0,
         hetero=(Fleet("2 chips: 1, 0.5", (1.0, 0.5)),),
-        sizes=(),
         work=Workload(width=64, layers=1, context=32, batch=16, steps=6),
-        faults=(),
         checkpoint_every=2,
-        homogeneous=(),
-        # Fault runs (the torchrun restart path) only in quick/full: with them the smoke
+        # No fault runs (the torchrun restart path) as in quick/full: with them the smoke
         # suite would not fit the test's 90 s on a busy 2-core machine.
-        phalanx_faulted=False,
-        restart_intervals=(),
     ),
     # Scenario 1 alone (the 4-chip heterogeneous fleet against DDP and the ideal): for
     # trying a change to the step or the emulation in minutes.
-    "hetero": Suite(
-        "hetero",
-        repeats=2,
-        fault_repeats=0,
-        sizes=(),
-        faults=(),
-        homogeneous=(),
-        phalanx_faulted=False,
-        restart_intervals=(),
-    ),
+    "hetero": _alone("hetero", repeats=2, hetero=(FLEET_4,)),
     # The 8-chip heterogeneous fleet alone (phalanx, DDP and the ideal), once.
-    "hetero8": Suite(
-        "hetero8",
-        repeats=1,
-        fault_repeats=0,
-        hetero=(FLEET_8,),
-        sizes=(),
-        faults=(),
-        homogeneous=(),
-        phalanx_faulted=False,
-        restart_intervals=(),
-    ),
+    "hetero8": _alone("hetero8", hetero=(FLEET_8,)),
     # Scenarios 2 and 3 for phalanx alone (no torchrun): its goodput against its own
     # fault-free rate in the same run, for trying a change to recovery in minutes.
     "faults": Suite(
@@ -210,28 +194,12 @@ SUITES = {
     ),
     # Scenario 4's small rows alone (0.43M and 12.7M on 4 equal chips, phalanx against
     # DDP): for trying a change to the step's overhead in minutes.
-    "equal": Suite(
+    "equal": _alone(
         "equal",
         repeats=2,
-        fault_repeats=0,
-        hetero=(),
-        sizes=(),
         homogeneous=(EQUAL_DEFAULT, EQUAL_COMM_HEAVY),
-        faults=(),
         homogeneous_ideal=False,
-        phalanx_faulted=False,
-        restart_intervals=(),
     ),
     # Model scale alone, as short as it gets: a check that the 100M row runs end to end.
-    "scale-smoke": Suite(
-        "scale-smoke",
-        repeats=1,
-        fault_repeats=0,
-        hetero=(),
-        sizes=(),
-        homogeneous=(EQUAL_100M_SHORT,),
-        faults=(),
-        phalanx_faulted=False,
-        restart_intervals=(),
-    ),
+    "scale-smoke": _alone("scale-smoke", homogeneous=(EQUAL_100M_SHORT,)),
 }
