@@ -7,9 +7,10 @@ pickled, so lambdas and open files work. A stream (data/sources.py) has one
 reader: its cursor lives in that child alone. Each child dies with its parent
 (PR_SET_PDEATHSIG): a SIGKILLed replica leaves no orphans that would hold its
 memory. SIGINT and SIGTERM to the replica's process group are the replica's to
-act on: its readers ignore them and go on serving its last reads. A child seeds torch from the micro-batch's stream position before
-reading it, as the main process does, so augmentations that draw from torch's
-generator give the same samples whichever process reads them.
+act on: its readers ignore them and go on serving its last reads. A child
+seeds torch from the micro-batch's stream position before reading it, as the
+main process does, so augmentations that draw from torch's generator give the
+same samples whichever process reads them.
 """
 
 from __future__ import annotations
