@@ -174,7 +174,7 @@ SUITES = {
         hetero=(Fleet("2 chips: 1, 0.5", (1.0, 0.5)),),
         work=Workload(width=64, layers=1, context=32, batch=16, steps=6),
         checkpoint_every=2,
-        # No fault runs (the torchrun restart path) as in quick/full: with them the smoke
+        # Fault runs (the torchrun restart path) only in quick/full: with them the smoke
         # suite would not fit the test's 90 s on a busy 2-core machine.
     ),
     # Scenario 1 alone (the 4-chip heterogeneous fleet against DDP and the ideal): for
