@@ -256,3 +256,15 @@ def test_only_a_spare_importing_at_the_lowest_priority_starts_at_launch(monkeypa
     SparePool().start_at_launch()  # at the workers' priority: waits for the first step
     SparePool(worker_priority=0).start_at_launch()
     assert started == [0]
+
+
+def test_a_childs_log_exists_before_the_child_says_anything(tmp_path):
+    read_end, write_end = os.pipe()
+    log = tmp_path / "quiet.log"
+    pump = OutputPump(os.fdopen(read_end, "rb"), log, "lighthouse log")
+    # A child killed before its first line (a lighthouse shut down at once) still has the
+    # log file every message names.
+    assert log.exists() and log.read_bytes() == b""
+    os.close(write_end)
+    pump.join(30)
+    assert log.read_bytes() == b""

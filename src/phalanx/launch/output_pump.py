@@ -19,6 +19,7 @@ cannot take them; and its notes (a sensor or knob its device lacks), always.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import threading
@@ -67,6 +68,7 @@ class OutputPump:
         self._lines: deque[str] = deque(maxlen=KEEP_LINES)
         self._partial = b""
         self._lock = threading.Lock()
+        _create_empty(log_path)
         self._thread = threading.Thread(target=self._run, name=f"output {log_path.name}")
         self._thread.daemon = True  # a child that keeps the pipe open must not hold the launcher
         self._thread.start()
@@ -142,6 +144,13 @@ class OutputPump:
         with self._lock:
             self._lines.extend(lines)
         return lines
+
+
+def _create_empty(log_path: Path) -> None:
+    """Create the log now: the path our messages name exists even for a child that is
+    killed before it says anything (a lighthouse killed right after it started)."""
+    with contextlib.suppress(OSError):  # a full disk: the first write says so, once
+        os.close(os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))
 
 
 def append_or_warn(log_path: Path, data: bytes, kind: str, shown_path: Path | None = None) -> bool:
