@@ -63,8 +63,13 @@ def announce(events: EventLog, name: str, worker: WorkerConfig | None, run: Any)
         )  # fmt: skip
 
 
-def start_barrier(worker: WorkerConfig | None) -> None:
-    """First start of a fleet: wait until every replica is up, so the first quorum has all."""
+def start_barrier(
+    worker: WorkerConfig | None, given_up: Callable[[], bool] = lambda: False
+) -> None:
+    """First start of a fleet: wait until every replica is up, so the first quorum has all.
+
+    `given_up()` True ends the wait (a SIGTERM: a peer that was pre-empted never comes).
+    """
     if worker is None or worker.restarted or not worker.start_barrier:
         return
     from torch.distributed import TCPStore
@@ -74,7 +79,7 @@ def start_barrier(worker: WorkerConfig | None) -> None:
     store.add("ready", 1)
     deadline = time.monotonic() + START_BARRIER_S
     everyone = worker.fleet_size * worker.group_ranks  # every rank of every replica group
-    while int(store.add("ready", 0)) < everyone and time.monotonic() < deadline:
+    while int(store.add("ready", 0)) < everyone and time.monotonic() < deadline and not given_up():
         time.sleep(0.02)  # polling a counter; the store has no wait-for-value
 
 

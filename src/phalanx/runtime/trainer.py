@@ -185,6 +185,9 @@ class Trainer:
             run_profile(profile, self.model, self.loss_fn, self.feed, self.state.optimizer,
                         self.global_batch_size)  # fmt: skip
             raise SystemExit(0)
+        if preemption is None:  # from the start: a SIGTERM while restoring or warming up
+            preemption = Preemption()  # leaves with 75 at the first boundary, not killed
+            preemption.install()
         self.feed.start()  # fork the readers before the fleet's threads exist
         events = self._open_run()
         sync = self._connect()
@@ -205,11 +208,8 @@ class Trainer:
         # A group's ranks each load the whole state and keep their slices (any grouping).
         restore_newest(self.name, self.state, self.out_dir, events, sync)
         announce(events, self.name, self.worker, self)
-        start_barrier(self.worker)
+        start_barrier(self.worker, given_up=lambda: preemption.requested)
         warm_up_if_restarted(ctx, self.worker)  # its cold first step, before it joins
-        if preemption is None:
-            preemption = Preemption()
-            preemption.install()
         members: list[str] = []
         try:
             while not self.holds_final_model:
