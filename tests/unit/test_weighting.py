@@ -60,19 +60,6 @@ def test_gradients_are_views_into_persistent_buckets():
     assert len(buffer.collectives()) == len(buffer.buckets)
 
 
-def test_the_first_bucket_is_small_so_a_model_of_a_few_mb_still_overlaps():
-    # 2.5 MB of float32 gradients, under one 25 MB bucket: the last layers (what
-    # backward completes first) get a bucket of their own, about 1 MiB, as DDP's.
-    model = torch.nn.Sequential(*(torch.nn.Linear(256, 256) for _ in range(10)))
-    params = trainable_parameters(model)
-    buffer = GradBuffer(params, control_numel=4)
-    assert len(buffer.buckets) == 2
-    first = buffer.buckets[0]
-    assert first.params[0] is params[-1]  # reverse order: the head first
-    assert 2**20 <= first.grad_numel * 4 < 2**20 + 256 * 256 * 4 + 256 * 4
-    assert sum(b.grad_numel for b in buffer.buckets) == sum(p.numel() for p in params)
-
-
 def test_half_precision_gradients_get_a_float64_control_block():
     model = torch.nn.Linear(4, 3).half()
     buffer = GradBuffer(trainable_parameters(model), control_numel=5)

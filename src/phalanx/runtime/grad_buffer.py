@@ -25,10 +25,6 @@ from phalanx.groups.sharding import grad_view, local_numel, local_tensor
 # Gradients per bucket: large enough that per-collective latency is amortised,
 # small enough that the first buckets' sums overlap the rest of the backward.
 BUCKET_BYTES = 25 * 2**20
-# The first bucket (the last layers, whose gradients backward completes first) is
-# small, as DDP's is: on a model of a few MB every gradient would otherwise fit one
-# bucket, which can only leave once backward is over, and nothing would overlap.
-FIRST_BUCKET_BYTES = 2**20
 _CONTROL_DTYPES = (torch.float32, torch.float64)
 
 
@@ -53,13 +49,12 @@ class GradBuffer:
     params: list[torch.nn.Parameter]
     control_numel: int
     bucket_bytes: int = BUCKET_BYTES
-    first_bucket_bytes: int = FIRST_BUCKET_BYTES
     buckets: list[Bucket] = field(init=False)
     control: torch.Tensor = field(init=False)  # a view (last bucket) or a tensor of its own
     control_separate: bool = field(init=False)
 
     def __post_init__(self) -> None:
-        self.buckets = _plan_buckets(self.params, self.bucket_bytes, self.first_bucket_bytes)
+        self.buckets = _plan_buckets(self.params, self.bucket_bytes)
         self._allocate()
 
     def _allocate(self) -> None:
@@ -154,9 +149,7 @@ def squared_norm(tensor: torch.Tensor) -> float:
     return float(torch.linalg.vector_norm(tensor, dtype=dtype)) ** 2
 
 
-def _plan_buckets(
-    params: list[torch.nn.Parameter], bucket_bytes: int, first_bucket_bytes: int
-) -> list[Bucket]:
+def _plan_buckets(params: list[torch.nn.Parameter], bucket_bytes: int) -> list[Bucket]:
     """Buckets in reverse parameter order (the order backward completes them), one dtype each."""
     buckets: list[Bucket] = []
     current: list[torch.nn.Parameter] = []
@@ -176,8 +169,7 @@ def _plan_buckets(
         same_kind = not current or (
             param.dtype == current[0].dtype and param.device == current[0].device
         )
-        cap_bytes = min(first_bucket_bytes, bucket_bytes) if not buckets else bucket_bytes
-        if current and (not same_kind or size_bytes >= cap_bytes):
+        if current and (not same_kind or size_bytes >= bucket_bytes):
             close()
             current, size_bytes = [], 0
         current.append(param)
