@@ -150,14 +150,19 @@ def _create_empty(log_path: Path) -> None:
     """Create the log now: the path our messages name exists even for a child that is
     killed before it says anything (a lighthouse killed right after it started)."""
     with contextlib.suppress(OSError):  # a full disk: the first write says so, once
-        os.close(os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))
+        os.close(_open_log(log_path))
+
+
+def _open_log(log_path: Path) -> int:
+    """A log opened for appending, created if missing: each write lands at its end."""
+    return os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
 
 def append_or_warn(log_path: Path, data: bytes, kind: str, shown_path: Path | None = None) -> bool:
     """Append `data` to a log; on a full disk drop it with one warning per `kind`."""
 
     def append() -> None:
-        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = _open_log(log_path)
         try:
             rest = memoryview(data)
             while rest:
