@@ -47,7 +47,10 @@ def _verdict(
     median = value["median"]
     if (median <= goal) if at_most else (median >= goal):
         return "met"
-    return f"missed by {scale * abs(median - goal):.{digits}f}"
+    miss = scale * abs(median - goal)
+    while round(miss, digits) == 0 and digits < 6:
+        digits += 1  # a miss that rounds to nothing at the figure's digits ("missed by 0.0")
+    return f"missed by {miss:.{digits}f}"
 
 
 def _ceiling_row(scenario: str, config: str, figure: str, value: str) -> list[str]:

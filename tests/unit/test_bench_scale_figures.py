@@ -158,3 +158,10 @@ def _empty():
         "torchrun_failure_to_new_progress_s": {},
     }
     return {"efficiency": [], "faults": [], "recovery": recovery, "scaling": []}
+
+
+def test_a_miss_smaller_than_the_figures_digits_is_shown_with_more():
+    """3.04% against a goal of 3%: not "missed by 0.0" (it reads as met), but by 0.04."""
+    value = {"median": 0.0304, "min": 0.0304, "max": 0.0304, "n": 1}
+    assert report._verdict(value, 0.03, at_most=True, digits=1, scale=100) == "missed by 0.04"
+    assert report._verdict(value, 0.04, at_most=True, digits=1, scale=100) == "met"
