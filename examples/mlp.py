@@ -7,23 +7,36 @@ phalanx run examples/mlp.py --emulate 1,0.5,0.25x2 --out runs/mlp   # a fleet
 import argparse
 
 import torch
+from torch.utils.checkpoint import checkpoint
 from torch.utils.data import TensorDataset
 
 import phalanx
 
 
 class RepeatedMLP(torch.nn.Module):
-    def __init__(self, inputs: int, width: int, repeat: int) -> None:
+    def __init__(
+        self, inputs: int, width: int, repeat: int, dropout: float = 0.0, recompute: bool = False
+    ) -> None:
         super().__init__()
         self.inp = torch.nn.Linear(inputs, width)
         self.hidden = torch.nn.Linear(width, width)
         self.out = torch.nn.Linear(width, 1)
         self.repeat = repeat
+        # One dropout module for every application of the hidden layer (a reused module).
+        self.drop = torch.nn.Dropout(dropout) if dropout else None
+        self.recompute = recompute  # activation checkpointing of each application
+
+    def _block(self, h: torch.Tensor) -> torch.Tensor:
+        a = torch.relu(self.hidden(h))
+        return (self.drop(a) if self.drop is not None else a) + h
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = torch.relu(self.inp(x))
-        for _ in range(self.repeat):
-            h = torch.relu(self.hidden(h)) + h
+        for i in range(self.repeat):
+            if self.recompute:  # both of torch's checkpoints, in turn
+                h = checkpoint(self._block, h, use_reentrant=i % 2 == 1)
+            else:
+                h = self._block(h)
         return self.out(h)
 
 
@@ -67,6 +80,12 @@ def main() -> None:
         "overflowed steps as one process)",
     )
     parser.add_argument("--device", default="cpu", help="one-process run only: where to train")
+    parser.add_argument("--dropout", type=float, default=0.0, help="after each hidden layer")
+    parser.add_argument(
+        "--recompute",
+        action="store_true",
+        help="activation checkpointing: each hidden layer's activations recomputed in backward",
+    )
     args = parser.parse_args()
 
     dtype = getattr(torch, args.dtype)
@@ -77,7 +96,8 @@ def main() -> None:
         inputs = torch.randn(args.samples, 32, dtype=dtype)
     targets = (inputs[:, :8].sum(dim=1, keepdim=True) > 0).to(dtype)
     dataset = TensorDataset(inputs, targets)
-    model = RepeatedMLP(32, args.width, args.repeat).to(dtype).to(args.device)
+    model = RepeatedMLP(32, args.width, args.repeat, args.dropout, args.recompute)
+    model = model.to(dtype).to(args.device)
 
     def loss_fn(model: torch.nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
         x, y = batch

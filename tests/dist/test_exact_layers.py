@@ -68,3 +68,22 @@ def test_without_the_exact_path_one_warning_names_the_layers(tmp_path):
     assert "head.1 (Dropout)" in dropout and "Fix: Trainer(exact=True)" in dropout
     # Not exact, but still one model: buffers are synchronised every step.
     assert _largest_difference(_replica_copies(run)) == 0.0
+
+
+MLP = ROOT / "examples" / "mlp.py"
+DROPOUT_ARGS = ["--dtype", "float64", "--steps", "30", "--repeat", "3", "--dropout", "0.2"]
+
+
+def test_activation_checkpointing_recomputes_the_masks_the_forward_drew(tmp_path):
+    """One dropout module reused in three checkpointed blocks (both of torch's checkpoints):
+    the fleet equals one process that does not checkpoint at all. (Before exact/recompute.py
+    the recompute drew other masks: 0.018 apart after 20 steps, in one process too.)"""
+    reference = local_run(MLP, tmp_path / "reference", [*DROPOUT_ARGS, "--checkpoint-every", "0"])
+    run = tmp_path / "run"
+    result = phalanx(
+        "run", str(MLP), "--out", str(run), "--emulate", "1,0.5,0.25", "--quiet",
+        "--", *DROPOUT_ARGS, "--recompute",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "not exact" not in result.stdout + result.stderr
+    assert max_param_diff(run, reference) < 1e-9

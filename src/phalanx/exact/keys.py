@@ -41,6 +41,11 @@ def current() -> SampleKeys | None:
     return keys
 
 
+def publish(keys: SampleKeys | None) -> None:
+    """Make `keys` this thread's (None: none); a recompute's restore (exact/recompute.py)."""
+    _current.keys = keys
+
+
 @contextmanager
 def published(keys: SampleKeys) -> Iterator[SampleKeys]:
     """Publish keys made elsewhere in this thread (a user's own loop, runtime/own_loop.py)."""

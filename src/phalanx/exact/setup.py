@@ -7,7 +7,8 @@ With `Trainer(exact=True)` (the default):
   forward, so with `max_microbatch` set it stays per micro-batch and is
   named in a warning;
 - every nn.Dropout / Dropout1d/2d/3d draws masks keyed by sample
-  (exact/keyed_dropout.py).
+  (exact/keyed_dropout.py), the same again when activation checkpointing
+  recomputes a segment (exact/recompute.py).
 
 Anything else that makes the result depend on the split is found and named
 once at start: other dropout kinds, and random numbers drawn outside these
@@ -26,6 +27,7 @@ from phalanx.exact.global_batchnorm import BATCHNORMS, make_global
 from phalanx.exact.keyed_dropout import CHANNELWISE, ELEMENTWISE, make_keyed
 from phalanx.exact.keys import sample_keys
 from phalanx.exact.layer_stats import LayerStatsSync
+from phalanx.exact.recompute import install as install_recompute
 
 _UNKEYED_DROPOUT = (torch.nn.AlphaDropout, torch.nn.FeatureAlphaDropout)
 
@@ -64,6 +66,7 @@ def make_exact(
                 local_norms.append(label)
         elif isinstance(module, ELEMENTWISE + CHANNELWISE):
             if exact:
+                install_recompute()  # activation checkpointing redraws the same masks
                 make_keyed(module, layer_id)
                 found.keyed_dropouts.append(label)
             else:

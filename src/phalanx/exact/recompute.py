@@ -1,0 +1,68 @@
+"""Keyed dropout under activation checkpointing: a recomputed forward draws the same masks.
+
+A keyed dropout (exact/keyed_dropout.py) tells a layer's calls apart by a
+counter per micro-batch (`SampleKeys.calls`): a weight-tied layer's second call
+draws another mask than its first. Activation checkpointing (torch.utils.
+checkpoint, Hugging Face's `gradient_checkpointing_enable()`) runs a segment's
+forward again during backward; the counters have moved on by then, so the
+recomputed segment drew other masks than the forward did, and backward
+differentiated another network than the loss came from: wrong gradients,
+silently (also in one process).
+
+PyTorch keeps its own dropout consistent by saving the random state when the
+segment starts (`torch.get_rng_state()`) and restoring it before the recompute
+(`torch.set_rng_state(...)`, inside `torch.random.fork_rng`, which restores
+the state at its end). The counters ride along: a state read while keys are
+published carries a copy of them and the keys it belongs to, and setting that
+state puts them back and publishes those keys in the calling thread, so the
+recompute counts from where the segment's forward began (also when backward
+runs outside the compute loop's keys, in a user's own loop, or on a device's
+autograd thread). `fork_rng`'s end sets the state it saved on entry, which
+restores what was published there. The reentrant and non-reentrant
+checkpoints both work this way; `preserve_rng_state=False` gives up the
+masks' consistency for PyTorch's dropout too, and for these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from phalanx.exact import keys as published_keys
+
+_ATTRIBUTE = "_phalanx_sample_keys"  # on the state tensor: (keys or None, calls or None)
+_installed = False
+
+
+def install() -> None:
+    """Wrap torch's get/set of the CPU random state (once per process)."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    get_state: Callable[[], torch.Tensor] = torch.get_rng_state
+    set_state: Callable[[torch.Tensor], None] = torch.set_rng_state
+
+    def get_rng_state() -> torch.Tensor:
+        state = get_state()
+        keys = published_keys.current()
+        snapshot = (keys, dict(keys.calls)) if keys is not None else (None, None)
+        setattr(state, _ATTRIBUTE, snapshot)
+        return state
+
+    def set_rng_state(new_state: torch.Tensor) -> None:
+        set_state(new_state)
+        snapshot: Any = getattr(new_state, _ATTRIBUTE, None)
+        if snapshot is None:  # a state made elsewhere (torch.manual_seed's, a file's)
+            return
+        keys, calls = snapshot
+        if keys is not None:
+            keys.calls.clear()
+            keys.calls.update(calls)
+        published_keys.publish(keys)
+
+    for module in (torch, torch.random):
+        module.get_rng_state = get_rng_state  # type: ignore[assignment,attr-defined]
+        module.set_rng_state = set_rng_state  # type: ignore[assignment,attr-defined]
