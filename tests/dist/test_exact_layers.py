@@ -87,3 +87,20 @@ def test_activation_checkpointing_recomputes_the_masks_the_forward_drew(tmp_path
     assert result.returncode == 0, result.stdout + result.stderr
     assert "not exact" not in result.stdout + result.stderr
     assert max_param_diff(run, reference) < 1e-9
+
+
+SEQ_FIRST = ROOT / "tests" / "dist" / "seq_first_script.py"
+
+
+def test_dropout_in_a_sequence_first_model_is_keyed_by_sample(tmp_path):
+    """nn.Dropout on (length, batch, features): the batch is found by the start-up probe
+    (exact/layouts.py). Before it, the length (16, a multiple of every slice here) passed
+    for heads folded into the batch: the masks followed the split, and nothing said so."""
+    reference = local_run(SEQ_FIRST, tmp_path / "reference", [])
+    run = tmp_path / "run"
+    result = phalanx(
+        "run", str(SEQ_FIRST), "--out", str(run), "--emulate", "1,0.5,0.5", "--quiet",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "not exact" not in result.stdout + result.stderr
+    assert max_param_diff(run, reference) < 1e-9

@@ -12,8 +12,9 @@ vendor draws the same mask. A retried step draws the same masks again.
 Which rows are which samples: the compute loop publishes the micro-batch's
 positions (exact/keys.py). An input whose first dimension is the batch, or a
 whole multiple of it (heads folded into the batch, batch-major), is keyed;
-an input laid out otherwise falls back to PyTorch's dropout, and
-`exact/inspect.py` says so at start.
+so is one whose batch lies in another dimension (sequence-first), found by a
+probe at start (exact/layouts.py). An input laid out otherwise falls back to
+PyTorch's dropout, and the start-up probes say so.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import torch
 
 from phalanx.exact.keys import current
+from phalanx.exact.layouts import batch_dim, note
 
 _M32 = 0xFFFFFFFF
 SUB_ROWS = 2**20  # sub-rows per sample (heads or tokens folded into the batch)
@@ -77,19 +79,25 @@ def keyed_dropout(
     p = float(module.p)  # type: ignore[arg-type]
     if keys is None or not module.training or p == 0.0:
         return None
-    keyed_rows = row_keys(x, keys.positions.to(x.device))
+    call = keys.next_call(layer_id)
+    note(module, call, x.shape)
+    # Where the batch lies in this call's input, as the start-up probe found (layouts.py).
+    dim = 0 if channelwise or x.dim() == 0 else batch_dim(module, call)
+    moved = x.movedim(dim, 0) if dim else x
+    keyed_rows = row_keys(moved, keys.positions.to(x.device))
     if keyed_rows is None:
         return None
     if p >= 1.0:
         return x * 0
-    seeds = row_seeds(keys.seed, keyed_rows, layer_id, keys.next_call(layer_id))
+    seeds = row_seeds(keys.seed, keyed_rows, layer_id, call)
     if channelwise:
         per_row = x.shape[1] if x.dim() > 1 else 1
         mask = keep_mask(seeds, per_row, p).view(x.shape[0], per_row, *([1] * (x.dim() - 2)))
     else:
-        per_row = x[0].numel()
-        mask = keep_mask(seeds, per_row, p).view_as(x)
-    return x * mask.to(x.dtype) / (1.0 - p)
+        per_row = moved[0].numel()
+        mask = keep_mask(seeds, per_row, p).view_as(moved)
+    dropped = moved * mask.to(x.dtype) / (1.0 - p)
+    return dropped.movedim(0, dim) if dim else dropped
 
 
 def make_keyed(module: torch.nn.Module, layer_id: int) -> None:

@@ -19,6 +19,8 @@ layers are left as PyTorch has them and each is named with what it costs.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -27,6 +29,7 @@ from phalanx.exact.global_batchnorm import BATCHNORMS, make_global
 from phalanx.exact.keyed_dropout import CHANNELWISE, ELEMENTWISE, make_keyed
 from phalanx.exact.keys import sample_keys
 from phalanx.exact.layer_stats import LayerStatsSync
+from phalanx.exact.layouts import learn_batch_dims
 from phalanx.exact.recompute import install as install_recompute
 
 _UNKEYED_DROPOUT = (torch.nn.AlphaDropout, torch.nn.FeatureAlphaDropout)
@@ -36,6 +39,7 @@ _UNKEYED_DROPOUT = (torch.nn.AlphaDropout, torch.nn.FeatureAlphaDropout)
 class ExactLayers:
     global_batchnorms: list[str] = field(default_factory=list)
     keyed_dropouts: list[str] = field(default_factory=list)
+    keyed_modules: dict[str, torch.nn.Module] = field(default_factory=dict)  # label -> layer
     warnings: list[str] = field(default_factory=list)
 
 
@@ -69,6 +73,7 @@ def make_exact(
                 install_recompute()  # activation checkpointing redraws the same masks
                 make_keyed(module, layer_id)
                 found.keyed_dropouts.append(label)
+                found.keyed_modules[label] = module
             else:
                 unkeyed.append(label)
         elif isinstance(module, _UNKEYED_DROPOUT):
@@ -103,6 +108,50 @@ def make_exact(
     return found
 
 
+@contextmanager
+def _probing(model: torch.nn.Module) -> Iterator[torch.device]:
+    """No gradient, torch's random state and the model's buffers as they were afterwards."""
+    buffers = [b for b in model.buffers()]
+    saved = [b.detach().clone() for b in buffers]
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            yield next((p.device for p in model.parameters()), torch.device("cpu"))
+    finally:
+        with torch.no_grad():
+            for buffer, value in zip(buffers, saved):
+                buffer.copy_(value)
+
+
+def learn_dropout_layouts(
+    model: torch.nn.Module,
+    keyed: dict[str, torch.nn.Module],
+    forward_of: Callable[[int], object],
+    counts: tuple[int, int],
+    seed: int,
+) -> str | None:
+    """Find where the batch lies in each keyed dropout's input (exact/layouts.py): a
+    warning naming the layers where it is unclear, None when every one is found."""
+    if not keyed:
+        return None
+
+    def forward(count: int) -> None:
+        with sample_keys(seed, 0, count, device):
+            forward_of(count)()  # type: ignore[operator]
+
+    try:
+        with _probing(model) as device:
+            unclear = learn_batch_dims(keyed, forward, counts)
+    except Exception:  # a probe that cannot run proves nothing either way: dimension 0
+        return None
+    if not unclear:
+        return None
+    return (
+        f"{_names(unclear)}: no one dimension of the input grows with the number of samples "
+        f"(probed with {counts[0]} and {counts[1]}), so the masks may follow the split, not "
+        "the sample. Fix: give dropout inputs with the batch first (batch_first=True)"
+    )
+
+
 def randomness_outside_layers(
     model: torch.nn.Module, forward_loss: object, samples: int, seed: int
 ) -> str | None:
@@ -112,22 +161,15 @@ def randomness_outside_layers(
     difference comes from random numbers drawn elsewhere. Buffers and the
     random state are restored; nothing is learnt.
     """
-    buffers = [b for b in model.buffers()]
-    saved = [b.detach().clone() for b in buffers]
     losses = []
     try:
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        with _probing(model) as device:
             for draw in (1, 2):
                 torch.manual_seed(seed * 7919 + draw)
-                device = next((p.device for p in model.parameters()), torch.device("cpu"))
                 with sample_keys(seed, 0, samples, device):
                     losses.append(float(forward_loss()))  # type: ignore[operator]
     except Exception:  # a probe that cannot run proves nothing either way
         return None
-    finally:
-        with torch.no_grad():
-            for buffer, value in zip(buffers, saved):
-                buffer.copy_(value)
     if losses[0] == losses[1]:
         return None
     return (

@@ -13,7 +13,7 @@ import torch
 
 from phalanx.errors import UsageError
 from phalanx.exact.layer_stats import LayerStatsSync
-from phalanx.exact.setup import make_exact, randomness_outside_layers
+from phalanx.exact.setup import learn_dropout_layouts, make_exact, randomness_outside_layers
 from phalanx.observe.events import EventLog
 from phalanx.runtime import checkpoint as ckpt
 from phalanx.runtime.compute import Workload, move_to
@@ -90,9 +90,10 @@ def probe_count(work: Workload) -> int:
     return min(PROBE_SAMPLES, work.num_samples or PROBE_SAMPLES)
 
 
-def probe_forward(work: Workload) -> Callable[[], torch.Tensor]:
+def probe_forward(work: Workload, count: int | None = None) -> Callable[[], torch.Tensor]:
     """One training forward (the loss) of the first samples, for the start-up probes."""
-    batch = move_to(work.feed.read_now(0, probe_count(work), whole=True)[0].batch, work.device)
+    count = count or probe_count(work)
+    batch = move_to(work.feed.read_now(0, count, whole=True)[0].batch, work.device)
     return lambda: work.loss_fn(work.model, batch)
 
 
@@ -121,6 +122,16 @@ def make_layers_exact(
     found = make_exact(work.model, exact, work.max_microbatch, stats)
     warnings = list(found.warnings)
     if exact:
+        # Two sample counts to tell the batch by; not one sample (BatchNorm refuses it in
+        # training, and a user's loop may squeeze the batch away).
+        counts = (PROBE_SAMPLES, PROBE_SAMPLES + 1)
+        if work.num_samples is None or work.num_samples >= counts[1]:
+            layouts = learn_dropout_layouts(
+                work.model, found.keyed_modules, lambda n: probe_forward(work, n), counts,
+                work.seed,
+            )  # fmt: skip
+            if layouts:
+                warnings.append(layouts)
         try:
             forward = probe_forward(work)
         except Exception:  # no probe batch: nothing to learn from
