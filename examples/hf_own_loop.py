@@ -37,12 +37,12 @@ def main() -> None:
         n_embd=64,
         n_layer=2,
         n_head=4,
-        # Residual and embedding dropout are nn.Dropout modules: phalanx keys their
-        # masks by sample, so they stay exact on a fleet. Attention dropout happens
-        # inside the fused attention kernel, out of reach: off.
+        # GPT-2's own dropouts: residual and embedding dropout are nn.Dropout modules,
+        # attention dropout is the attention function's dropout_p; phalanx keys all of
+        # their masks by sample, so they stay exact on a fleet.
         resid_pdrop=0.1,
         embd_pdrop=0.1,
-        attn_pdrop=0.0,
+        attn_pdrop=0.1,
         bos_token_id=0,  # GPT-2's own ids lie outside this character vocabulary
         eos_token_id=0,
     )

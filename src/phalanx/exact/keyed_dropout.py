@@ -75,14 +75,23 @@ def keyed_dropout(
     module: torch.nn.Module, x: torch.Tensor, layer_id: int, channelwise: bool
 ) -> torch.Tensor | None:
     """The dropped-out x, or None when the batch layout is unknown (caller falls back)."""
+    if not module.training:
+        return None
+    return dropped_by_sample(module, x, float(module.p), layer_id, channelwise)  # type: ignore[arg-type]
+
+
+def dropped_by_sample(
+    site: torch.nn.Module, x: torch.Tensor, p: float, layer_id: int, channelwise: bool = False
+) -> torch.Tensor | None:
+    """x with each sample's elements dropped by its keyed mask; None without keys, at
+    p = 0, or when the batch layout is unknown. `site` keeps what the probe learnt."""
     keys = current()
-    p = float(module.p)  # type: ignore[arg-type]
-    if keys is None or not module.training or p == 0.0:
+    if keys is None or p == 0.0:
         return None
     call = keys.next_call(layer_id)
-    note(module, call, x.shape)
+    note(site, call, x.shape)
     # Where the batch lies in this call's input, as the start-up probe found (layouts.py).
-    dim = 0 if channelwise or x.dim() == 0 else batch_dim(module, call)
+    dim = 0 if channelwise or x.dim() == 0 else batch_dim(site, call)
     moved = x.movedim(dim, 0) if dim else x
     keyed_rows = row_keys(moved, keys.positions.to(x.device))
     if keyed_rows is None:

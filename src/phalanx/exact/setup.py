@@ -7,13 +7,14 @@ With `Trainer(exact=True)` (the default):
   forward, so with `max_microbatch` set it stays per micro-batch and is
   named in a warning;
 - every nn.Dropout / Dropout1d/2d/3d draws masks keyed by sample
-  (exact/keyed_dropout.py), the same again when activation checkpointing
+  (exact/keyed_dropout.py), and so do F.dropout and attention dropout
+  (exact/functional_dropout.py), the same again when activation checkpointing
   recomputes a segment (exact/recompute.py).
 
 Anything else that makes the result depend on the split is found and named
 once at start: other dropout kinds, and random numbers drawn outside these
-modules (F.dropout, torch.rand in forward), which a probe detects by running
-the same samples twice under different random seeds. With `exact=False` the
+(torch.rand in forward), which a probe detects by running the same samples
+twice under different random seeds. With `exact=False` the
 layers are left as PyTorch has them and each is named with what it costs.
 """
 
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from phalanx.exact.functional_dropout import install as install_functional
 from phalanx.exact.global_batchnorm import BATCHNORMS, make_global
 from phalanx.exact.keyed_dropout import CHANNELWISE, ELEMENTWISE, make_keyed
 from phalanx.exact.keys import sample_keys
@@ -57,6 +59,9 @@ def make_exact(
     """Patch the model's layers in place; what was made exact, and one warning per kind
     of layer that was not (naming every such layer)."""
     found = ExactLayers()
+    if exact:
+        install_functional()  # F.dropout and attention dropout, keyed too
+        install_recompute()  # activation checkpointing redraws the same masks
     local_norms: list[str] = []
     unkeyed: list[str] = []
     other_dropout: list[str] = []
@@ -70,7 +75,6 @@ def make_exact(
                 local_norms.append(label)
         elif isinstance(module, ELEMENTWISE + CHANNELWISE):
             if exact:
-                install_recompute()  # activation checkpointing redraws the same masks
                 make_keyed(module, layer_id)
                 found.keyed_dropouts.append(label)
                 found.keyed_modules[label] = module
@@ -173,8 +177,9 @@ def randomness_outside_layers(
     if losses[0] == losses[1]:
         return None
     return (
-        "the model draws random numbers outside nn.Dropout modules (F.dropout, torch.rand, "
-        f"... in forward): the same {samples} samples gave losses {losses[0]:.6g} and "
-        f"{losses[1]:.6g} under two seeds, so the result depends on how the batch is split. "
-        "Fix: use nn.Dropout modules"
+        "the model draws random numbers outside dropout (torch.rand, torch.randn_like, a "
+        "dropout function imported before phalanx, ... in forward): the same "
+        f"{samples} samples gave losses {losses[0]:.6g} and {losses[1]:.6g} under two seeds, "
+        "so the result depends on how the batch is split. Fix: draw them through nn.Dropout, "
+        "F.dropout or F.scaled_dot_product_attention(dropout_p=...)"
     )

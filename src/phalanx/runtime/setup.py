@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from phalanx.errors import UsageError
+from phalanx.exact.functional_dropout import SITES
 from phalanx.exact.layer_stats import LayerStatsSync
 from phalanx.exact.setup import learn_dropout_layouts, make_exact, randomness_outside_layers
 from phalanx.observe.events import EventLog
@@ -127,7 +128,7 @@ def make_layers_exact(
         counts = (PROBE_SAMPLES, PROBE_SAMPLES + 1)
         if work.num_samples is None or work.num_samples >= counts[1]:
             layouts = learn_dropout_layouts(
-                work.model, found.keyed_modules, lambda n: probe_forward(work, n), counts,
+                work.model, {**found.keyed_modules, **SITES}, lambda n: probe_forward(work, n), counts,
                 work.seed,
             )  # fmt: skip
             if layouts:

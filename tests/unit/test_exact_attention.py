@@ -1,0 +1,111 @@
+"""F.dropout and attention dropout keyed by sample (exact/functional_dropout.py)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from phalanx.exact import functional_dropout
+from phalanx.exact.functional_dropout import SITES, _by_definition
+from phalanx.exact.keys import sample_keys
+from phalanx.exact.layer_stats import LayerStatsSync
+from phalanx.exact.setup import learn_dropout_layouts, make_exact
+
+CPU = torch.device("cpu")
+functional_dropout.install()
+
+
+def _by_slices(run, data: torch.Tensor, cuts: list[int], dim: int = 0) -> torch.Tensor:
+    parts = []
+    for start, end in itertools.pairwise(cuts):
+        with sample_keys(seed=4, start=start, count=end - start, device=CPU):
+            parts.append(run(data.narrow(dim, start, end - start)))
+    return torch.cat(parts, dim=dim)
+
+
+def test_functional_dropout_follows_the_sample_and_is_pytorchs_own_outside_the_keys():
+    x = torch.ones(6, 10, dtype=torch.float64)
+    whole = _by_slices(lambda t: F.dropout(t, 0.4), x, [0, 6])
+    assert torch.equal(whole, _by_slices(lambda t: F.dropout(t, 0.4), x, [0, 2, 3, 6]))
+    assert not torch.equal(whole[0], whole[1])
+    assert torch.equal(F.dropout(x, 0.4, training=False), x)
+    torch.manual_seed(1)
+    first = F.dropout(x, 0.4)
+    torch.manual_seed(1)
+    assert torch.equal(F.dropout(x, 0.4), first)  # torch's stream: no keys published
+    y = x.clone()
+    with sample_keys(seed=4, start=0, count=6, device=CPU):
+        assert F.dropout(y, 0.4, inplace=True) is y
+    assert torch.equal(y, whole)
+
+
+@pytest.mark.parametrize(
+    "mask,causal,gqa",
+    [(None, False, False), (None, True, False), ("bool", False, False), ("float", False, True)],
+)
+def test_attention_by_definition_is_the_kernels_when_nothing_is_dropped(
+    monkeypatch, mask, causal, gqa
+):
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(3, 4, 5, 8, generator=g, dtype=torch.float64)
+    k = torch.randn(3, 2 if gqa else 4, 7 if not causal else 5, 8, generator=g, dtype=torch.float64)
+    v = torch.randn_like(k)
+    attn_mask = None
+    if mask == "bool":
+        attn_mask = torch.rand(5, 7, generator=g) > 0.3
+        attn_mask[:, 0] = True  # no row without a key
+    elif mask == "float":
+        attn_mask = torch.randn(5, 7, generator=g, dtype=torch.float64)
+    monkeypatch.setattr(functional_dropout, "dropped_by_sample", lambda site, w, *a: w)
+    with sample_keys(seed=0, start=0, count=3, device=CPU):
+        ours = _by_definition(q, k, v, attn_mask, 0.1, causal, None, gqa)
+    kernel = functional_dropout_original()(q, k, v, attn_mask, 0.0, causal, enable_gqa=gqa)
+    assert ours is not None and torch.allclose(ours, kernel, atol=1e-12)
+
+
+def functional_dropout_original():
+    return torch._C._nn.scaled_dot_product_attention
+
+
+def test_attention_dropout_follows_the_sample():
+    g = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(6, 2, 4, 8, generator=g, dtype=torch.float64) for _ in range(3))
+
+    def attend(rows: torch.Tensor) -> torch.Tensor:
+        return F.scaled_dot_product_attention(rows, rows, rows, dropout_p=0.3, is_causal=True)
+
+    whole = _by_slices(attend, q, [0, 6])
+    assert torch.equal(whole, _by_slices(attend, q, [0, 1, 4, 6]))
+    with sample_keys(seed=4, start=0, count=6, device=CPU):
+        without = F.scaled_dot_product_attention(q, k, v)  # no dropout: the kernel
+    assert torch.allclose(without, torch._C._nn.scaled_dot_product_attention(q, k, v))
+
+
+@pytest.mark.parametrize("need_weights", [True, False])
+def test_pytorchs_sequence_first_transformer_layers_are_exact(need_weights):
+    torch.manual_seed(0)
+    layer = torch.nn.TransformerEncoderLayer(16, 2, 32, dropout=0.2).double()  # (L, B, E)
+    attention = torch.nn.MultiheadAttention(16, 2, dropout=0.3).double()
+    model = torch.nn.ModuleDict({"layer": layer, "attention": attention})
+    found = make_exact(model, True, None, LayerStatsSync(allreduce=lambda tensor: None))
+    length = 6  # a multiple of the slices' sample counts below
+
+    def run(x: torch.Tensor) -> torch.Tensor:  # x: (length, batch, 16)
+        h = layer(x)
+        return attention(h, h, h, need_weights=need_weights)[0]
+
+    def forward_of(count: int):
+        return lambda: run(torch.ones(length, count, 16, dtype=torch.float64))
+
+    assert (
+        learn_dropout_layouts(model, {**found.keyed_modules, **SITES}, forward_of, (2, 3), 4)
+        is None
+    )
+    x = torch.randn(length, 6, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    whole = _by_slices(run, x, [0, 6], dim=1)
+    assert torch.allclose(whole, _by_slices(run, x, [0, 2, 3, 6], dim=1), atol=1e-12)
+    with sample_keys(seed=5, start=0, count=6, device=CPU):
+        assert not torch.allclose(run(x), whole)  # another run seed: other masks
