@@ -11,9 +11,11 @@ from torch.utils.checkpoint import checkpoint
 from phalanx.exact import keys as published_keys
 from phalanx.exact.keys import sample_keys
 from phalanx.exact.layer_stats import LayerStatsSync
+from phalanx.exact.recompute import install
 from phalanx.exact.setup import make_exact
 
 CPU = torch.device("cpu")
+install()  # as make_exact(exact=True) does
 
 
 class Net(torch.nn.Module):
@@ -85,3 +87,12 @@ def test_states_made_elsewhere_still_set_the_generator_and_publish_nothing():
     assert published_keys.current() is None
     torch.set_rng_state(torch.ByteTensor(state.clone()))  # a copy: no keys ride along
     assert published_keys.current() is None
+
+
+def test_a_state_read_during_a_forward_pickles_as_a_plain_tensor(tmp_path):
+    """Users save torch.get_rng_state() in checkpoints, loaded with weights_only=True."""
+    with sample_keys(seed=7, start=0, count=2, device=CPU):
+        state = torch.get_rng_state()
+    torch.save({"rng": state}, tmp_path / "rng.pt")
+    loaded = torch.load(tmp_path / "rng.pt", weights_only=True)["rng"]
+    assert torch.equal(loaded, state) and not loaded.__dict__

@@ -12,10 +12,10 @@ silently (also in one process).
 PyTorch keeps its own dropout consistent by saving the random state when the
 segment starts (`torch.get_rng_state()`) and restoring it before the recompute
 (`torch.set_rng_state(...)`, inside `torch.random.fork_rng`, which restores
-the state at its end). The counters ride along: a state read while keys are
-published carries a copy of them and the keys it belongs to, and setting that
-state puts them back and publishes those keys in the calling thread, so the
-recompute counts from where the segment's forward began (also when backward
+the state at its end). The counters ride along: for each state read, a copy
+of them and the keys they belong to are kept (while the state lives), and
+setting that state puts them back and publishes those keys in the calling
+thread, so the recompute counts from where the segment's forward began (also when backward
 runs outside the compute loop's keys, in a user's own loop, or on a device's
 autograd thread). `fork_rng`'s end sets the state it saved on entry, which
 restores what was published there. The reentrant and non-reentrant
@@ -25,14 +25,16 @@ masks' consistency for PyTorch's dropout too, and for these.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
-from typing import Any
 
 import torch
 
 from phalanx.exact import keys as published_keys
 
-_ATTRIBUTE = "_phalanx_sample_keys"  # on the state tensor: (keys or None, calls or None)
+# id of a state tensor torch handed out -> (the keys published then, their call counters).
+# A side table, not an attribute: a state the user pickles stays a plain tensor.
+_snapshots: dict[int, tuple[published_keys.SampleKeys | None, dict[int, int] | None]] = {}
 _installed = False
 
 
@@ -48,17 +50,17 @@ def install() -> None:
     def get_rng_state() -> torch.Tensor:
         state = get_state()
         keys = published_keys.current()
-        snapshot = (keys, dict(keys.calls)) if keys is not None else (None, None)
-        setattr(state, _ATTRIBUTE, snapshot)
+        _snapshots[id(state)] = (keys, dict(keys.calls)) if keys is not None else (None, None)
+        weakref.finalize(state, _snapshots.pop, id(state), None)
         return state
 
     def set_rng_state(new_state: torch.Tensor) -> None:
         set_state(new_state)
-        snapshot: Any = getattr(new_state, _ATTRIBUTE, None)
-        if snapshot is None:  # a state made elsewhere (torch.manual_seed's, a file's)
+        snapshot = _snapshots.get(id(new_state))
+        if snapshot is None:  # a state made elsewhere (a copy, a file's)
             return
         keys, calls = snapshot
-        if keys is not None:
+        if keys is not None and calls is not None:
             keys.calls.clear()
             keys.calls.update(calls)
         published_keys.publish(keys)
