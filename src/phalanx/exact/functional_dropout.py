@@ -23,6 +23,7 @@ Where the batch lies is probed at start like for the modules (exact/layouts.py).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -43,15 +44,11 @@ class CallSite(torch.nn.Module):
 DROPOUT_SITE = CallSite()
 ATTENTION_SITE = CallSite()
 SITES = {"F.dropout": DROPOUT_SITE, "scaled_dot_product_attention": ATTENTION_SITE}
-_installed = False
 
 
+@functools.cache  # once per process
 def install() -> None:
     """Wrap F.dropout and F.scaled_dot_product_attention (once per process)."""
-    global _installed
-    if _installed:
-        return
-    _installed = True
     dropout = F.dropout
     attention = F.scaled_dot_product_attention
 

@@ -25,6 +25,7 @@ masks' consistency for PyTorch's dropout too, and for these.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Callable
 
@@ -35,15 +36,11 @@ from phalanx.exact import keys as published_keys
 # id of a state tensor torch handed out -> (the keys published then, their call counters).
 # A side table, not an attribute: a state the user pickles stays a plain tensor.
 _snapshots: dict[int, tuple[published_keys.SampleKeys | None, dict[int, int] | None]] = {}
-_installed = False
 
 
+@functools.cache  # once per process
 def install() -> None:
     """Wrap torch's get/set of the CPU random state (once per process)."""
-    global _installed
-    if _installed:
-        return
-    _installed = True
     get_state: Callable[[], torch.Tensor] = torch.get_rng_state
     set_state: Callable[[torch.Tensor], None] = torch.set_rng_state
 
