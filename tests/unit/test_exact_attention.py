@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import itertools
+import types
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from phalanx.emulate.memory import ChipMemory
 from phalanx.exact import functional_dropout
 from phalanx.exact.functional_dropout import SITES, _by_definition
 from phalanx.exact.keys import sample_keys
 from phalanx.exact.layer_stats import LayerStatsSync
 from phalanx.exact.setup import learn_dropout_layouts, make_exact
+from phalanx.runtime.memory_probe import probe_activations
 
 CPU = torch.device("cpu")
 functional_dropout.install()
@@ -109,3 +112,56 @@ def test_pytorchs_sequence_first_transformer_layers_are_exact(need_weights):
     assert torch.allclose(whole, _by_slices(run, x, [0, 2, 3, 6], dim=1), atol=1e-12)
     with sample_keys(seed=5, start=0, count=6, device=CPU):
         assert not torch.allclose(run(x), whole)  # another run seed: other masks
+
+
+class _Attention(torch.nn.Module):
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.proj = torch.nn.Linear(8, 24)
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.proj(x).unsqueeze(1).chunk(3, dim=-1)  # (batch, 1 head, length, 8)
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=self.p, is_causal=True)
+
+
+class _Feed:
+    num_samples = 4
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.x = x
+
+    def read_now(self, start: int, end: int, whole: bool = False) -> list:
+        return [types.SimpleNamespace(batch=self.x[start:end])]
+
+
+def _activation_bytes_per_sample(p: float) -> int:
+    model = _Attention(p)
+    work = types.SimpleNamespace(
+        model=model, loss_fn=lambda m, x: m(x).sum(), device=CPU, seed=0,
+        feed=_Feed(torch.randn(4, 32, 8)),
+    )  # fmt: skip
+    memory = ChipMemory("r0", 1 << 30, model, torch.optim.SGD(model.parameters()))
+    probe_activations(memory, work)
+    return memory.per_sample_bytes
+
+
+def _keyed_training_bytes_per_sample(p: float) -> int:
+    model = _Attention(p)
+    memory = ChipMemory("r0", 1 << 30, model, torch.optim.SGD(model.parameters()))
+    x, held = torch.randn(2, 32, 8), []
+    for n in (1, 2):
+        with sample_keys(0, 0, n, CPU), torch.enable_grad(), memory.counting() as saved:
+            model(x[:n]).sum()
+        held.append(saved[0])
+    return held[1] - held[0]
+
+
+def test_the_memory_probe_measures_the_attention_training_runs():
+    """An emulated chip's cap is set from the probe: it must see keyed attention (its
+    weights held for backward), not PyTorch's kernel (on a GPU the fused kernel holds
+    no weights at all; on this CPU its math path held 17,408 bytes a sample, 15,360 keyed)."""
+    for p in (0.0, 0.2):
+        assert _activation_bytes_per_sample(p) == _keyed_training_bytes_per_sample(p)
+    assert _keyed_training_bytes_per_sample(0.2) > _keyed_training_bytes_per_sample(0.0)

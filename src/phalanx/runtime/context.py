@@ -97,9 +97,6 @@ def build_context(
         user.model, user.loss_fn, user.dataset, user.num_samples, run.global_batch_size,
         run.max_microbatch, run.device, run.seed, Precision(run.precision), user.feed,
     )  # fmt: skip
-    memory = _chip_memory(run.name, worker, work, user.state.optimizer, events)
-    if memory is not None:
-        work = replace(work, memory=memory)
     fleet_info = worker.fleet if worker else {}
     shares = SharePolicy(
         run.global_batch_size,
@@ -127,6 +124,10 @@ def build_context(
     )
     layer_stats, warnings = make_layers_exact(work, run.exact, sync, lambda: _dry_run(ctx))
     _say_inexact(run.name, worker, events, warnings)
+    # After the exact layers: the cap is measured on the forward that training runs.
+    memory = _chip_memory(run.name, worker, work, user.state.optimizer, events)
+    if memory is not None:
+        work = replace(work, memory=memory)
     buffers = find_trained_buffers(work)
     gradients = GradBuffer(params, control_numel=0)
     ctx = StepContext(

@@ -16,6 +16,7 @@ import torch
 
 from phalanx.data.feed import BatchFeed
 from phalanx.emulate.memory import ChipMemory
+from phalanx.exact.keys import sample_keys
 from phalanx.runtime.compute import Workload, move_to, trainable_parameters
 
 
@@ -48,7 +49,10 @@ def probe_activations(memory: ChipMemory, work: Workload) -> None:
     most = feed.num_samples if feed.num_samples is not None else 2
 
     def forward_of(samples: int) -> object:
-        return work.loss_fn(work.model, first_samples(feed, samples, work.device))
+        # Under sample keys, as training runs it: keyed attention dropout holds its
+        # weights for backward where the fused kernel would not (exact/functional_dropout.py).
+        with sample_keys(work.seed, 0, samples, work.device):
+            return work.loss_fn(work.model, first_samples(feed, samples, work.device))
 
     with leaves_no_trace(work.model):
         memory.probe(forward_of, most)
