@@ -165,3 +165,16 @@ def test_the_memory_probe_measures_the_attention_training_runs():
     for p in (0.0, 0.2):
         assert _activation_bytes_per_sample(p) == _keyed_training_bytes_per_sample(p)
     assert _keyed_training_bytes_per_sample(0.2) > _keyed_training_bytes_per_sample(0.0)
+
+
+def test_arguments_the_definition_does_not_know_go_to_the_kernel(monkeypatch):
+    q = torch.randn(2, 1, 3, 4)
+    seen = []
+    monkeypatch.setattr(
+        functional_dropout,
+        "_by_definition",
+        lambda *a, **k: seen.append(k) or _by_definition(*a, **k),
+    )
+    with sample_keys(seed=0, start=0, count=2, device=CPU), pytest.raises(TypeError):
+        F.scaled_dot_product_attention(q, q, q, dropout_p=0.5, future_option=True)
+    assert seen == [{"dropout_p": 0.5, "future_option": True}]  # tried, then torch's own
