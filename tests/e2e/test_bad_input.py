@@ -1,8 +1,11 @@
 """Bad input: one clear line naming the field and the fix, exit code 2, no traceback."""
 
+import subprocess
+import sys
+
 import pytest
 
-from tests.fleet_helpers import MLP, one_clear_line, phalanx
+from tests.fleet_helpers import MLP, ROOT, one_clear_line, phalanx
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -190,3 +193,16 @@ def test_the_scripts_own_argument_error_is_shown(tmp_path):
     _one_clear_line(
         result, "mlp.py rejected its arguments", "--steps: invalid int value: 'abc'", "logs"
     )
+
+
+def test_a_model_that_renormalises_its_embedding_in_forward_is_refused_on_a_fleet(tmp_path):
+    """Before: each replica renormalised the rows of its own samples, and the guard stopped
+    the run at step 1 telling the user to resume on more replicas to outvote a bad chip."""
+    script = ROOT / "tests" / "e2e" / "max_norm_script.py"
+    result = phalanx("run", str(script), "--out", str(tmp_path / "run"), "--emulate", "1,1")
+    one_clear_line(result, "emb: nn.Embedding(max_norm=...)", "max_norm=None")
+    alone = subprocess.run(
+        [sys.executable, str(script), "--out", str(tmp_path / "alone")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert alone.returncode == 0 and "final loss" in alone.stdout, alone.stderr

@@ -183,3 +183,25 @@ def randomness_outside_layers(
         "so the result depends on how the batch is split. Fix: draw them through nn.Dropout, "
         "F.dropout or F.scaled_dot_product_attention(dropout_p=...)"
     )
+
+
+def parameters_written_in_forward(
+    model: torch.nn.Module, forward_loss: Callable[[], object], samples: int, seed: int
+) -> list[str]:
+    """The parameters a training forward changes in place (`nn.Embedding(max_norm=...)`
+    renormalises the rows it looks up): on a fleet each replica would change the entries
+    of its own samples, and the replicas would hold different models from the first step.
+
+    Compared by fingerprint (exact integer sums of the bits), not by copy: no second
+    model in memory. A probe that cannot run proves nothing.
+    """
+    from phalanx.guard.fingerprint import fingerprint_words
+
+    params = list(model.named_parameters())
+    before = [fingerprint_words([p]) for _, p in params]
+    try:
+        with _probing(model) as device, sample_keys(seed, 0, samples, device):
+            forward_loss()  # type: ignore[operator]
+    except Exception:
+        return []
+    return [name for (name, p), old in zip(params, before) if fingerprint_words([p]) != old]

@@ -40,7 +40,12 @@ from phalanx.runtime.memory_probe import probe_activations
 from phalanx.runtime.model_buffers import ModelBuffers
 from phalanx.runtime.precision import Precision
 from phalanx.runtime.reduction import Reduction
-from phalanx.runtime.setup import find_trained_buffers, make_layers_exact, probe_count
+from phalanx.runtime.setup import (
+    check_writes_in_forward,
+    find_trained_buffers,
+    make_layers_exact,
+    probe_count,
+)
 from phalanx.runtime.state import TrainState
 from phalanx.runtime.step import GuardSetup, StepContext, StepReport
 from phalanx.runtime.sync import Sync
@@ -123,6 +128,10 @@ def build_context(
         abft=AbftMonitor(user.model) if run.guard == "full" else None,
     )
     layer_stats, warnings = make_layers_exact(work, run.exact, sync, lambda: _dry_run(ctx))
+    # (One process may write its parameters in forward: it is the reference.)
+    written = check_writes_in_forward(work) if worker is not None else None
+    if written:
+        warnings.append(written)
     _say_inexact(run.name, worker, events, warnings)
     # After the exact layers: the cap is measured on the forward that training runs.
     memory = _chip_memory(run.name, worker, work, user.state.optimizer, events)

@@ -14,7 +14,12 @@ import torch
 from phalanx.errors import UsageError
 from phalanx.exact.functional_dropout import SITES
 from phalanx.exact.layer_stats import LayerStatsSync
-from phalanx.exact.setup import learn_dropout_layouts, make_exact, randomness_outside_layers
+from phalanx.exact.setup import (
+    learn_dropout_layouts,
+    make_exact,
+    parameters_written_in_forward,
+    randomness_outside_layers,
+)
 from phalanx.observe.events import EventLog
 from phalanx.runtime import checkpoint as ckpt
 from phalanx.runtime.compute import Workload, move_to
@@ -142,3 +147,40 @@ def make_layers_exact(
         if extra:
             warnings.append(extra)
     return (stats if found.global_batchnorms else None), warnings
+
+
+def check_writes_in_forward(work: Workload) -> str | None:
+    """On a fleet, before the first step: a model that changes its parameters inside
+    forward. nn.Embedding(max_norm=...) renormalises the rows a batch looks up: each
+    replica would change the rows of its own samples, the replicas would hold different
+    models, and the guard would stop the run at the first step (fingerprints that no
+    majority shares). Refused at start, by name (exit 2); other writes that a probe
+    forward shows are named in a warning (a write the same on every replica, a clamp,
+    is harmless)."""
+    renorm = [
+        name
+        for name, module in work.model.named_modules()
+        if isinstance(module, (torch.nn.Embedding, torch.nn.EmbeddingBag))
+        and module.max_norm is not None
+    ]
+    if renorm:
+        raise UsageError(
+            "model",
+            f"{', '.join(renorm)}: nn.Embedding(max_norm=...) renormalises the rows a batch "
+            "looks up inside forward, so each replica would change the rows of its own "
+            "samples and the fleet could not keep one model",
+            "pass max_norm=None (renormalise after the optimizer step instead), or train "
+            "this model in one process",
+        )
+    try:
+        forward = probe_forward(work)
+    except Exception:  # no probe batch: nothing to learn from
+        return None
+    written = parameters_written_in_forward(work.model, forward, probe_count(work), work.seed)
+    if not written:
+        return None
+    return (
+        f"{', '.join(written)} changed inside a training forward: unless every replica "
+        "changes them alike, the replicas will hold different models and the guard stops "
+        "the run. Fix: change parameters only in the optimizer step"
+    )
