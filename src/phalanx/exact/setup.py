@@ -198,10 +198,10 @@ def parameters_written_in_forward(
     from phalanx.guard.fingerprint import fingerprint_words
 
     params = list(model.named_parameters())
-    before = [fingerprint_words([p]) for _, p in params]
     try:
+        before = [fingerprint_words([p]) for _, p in params]
         with _probing(model) as device, sample_keys(seed, 0, samples, device):
             forward_loss()  # type: ignore[operator]
+        return [name for (name, p), old in zip(params, before) if fingerprint_words([p]) != old]
     except Exception:
         return []
-    return [name for (name, p), old in zip(params, before) if fingerprint_words([p]) != old]

@@ -128,8 +128,11 @@ def build_context(
         abft=AbftMonitor(user.model) if run.guard == "full" else None,
     )
     layer_stats, warnings = make_layers_exact(work, run.exact, sync, lambda: _dry_run(ctx))
-    # (One process may write its parameters in forward: it is the reference.)
-    written = check_writes_in_forward(work) if worker is not None else None
+    # (One process may write its parameters in forward: it is the reference. A replica
+    # group's ranks hold shards whose forward gathers them: only the layer check.)
+    written = (
+        check_writes_in_forward(work, probe=worker.group_ranks == 1) if worker is not None else None
+    )
     if written:
         warnings.append(written)
     _say_inexact(run.name, worker, events, warnings)

@@ -149,14 +149,14 @@ def make_layers_exact(
     return (stats if found.global_batchnorms else None), warnings
 
 
-def check_writes_in_forward(work: Workload) -> str | None:
+def check_writes_in_forward(work: Workload, probe: bool = True) -> str | None:
     """On a fleet, before the first step: a model that changes its parameters inside
     forward. nn.Embedding(max_norm=...) renormalises the rows a batch looks up: each
     replica would change the rows of its own samples, the replicas would hold different
     models, and the guard would stop the run at the first step (fingerprints that no
     majority shares). Refused at start, by name (exit 2); other writes that a probe
-    forward shows are named in a warning (a write the same on every replica, a clamp,
-    is harmless)."""
+    forward shows (`probe`: not in a replica group, whose forward gathers shards) are
+    named in a warning (a write the same on every replica, a clamp, is harmless)."""
     renorm = [
         name
         for name, module in work.model.named_modules()
@@ -172,6 +172,8 @@ def check_writes_in_forward(work: Workload) -> str | None:
             "pass max_norm=None (renormalise after the optimizer step instead), or train "
             "this model in one process",
         )
+    if not probe:
+        return None
     try:
         forward = probe_forward(work)
     except Exception:  # no probe batch: nothing to learn from
